@@ -1,0 +1,118 @@
+"""Coconet (Huang, Cooijmans, Roberts, Courville, Eck 2017): counterpoint by convolution.
+
+The whole model in one file. A chorale is a (time, voice) grid of pitches; the net sees it as
+an image with time and pitch as the two spatial axes and the voices as channels:
+
+    pitches (B, T, V) int64, pitch index 0..P-1, -1 = no note (a rest)
+    mask    (B, T, V) float32, 1 = unknown (to be predicted), 0 = given
+      -> one-hot (B, V, T, P) zeroed where unknown, plus the mask broadcast over pitch
+      -> (B, 2V, T, P) = 8 channels for four voices
+      -> conv stack with batch norm and residual blocks
+      -> logits (B, V, T, P) -> log_softmax over pitch -> (B, T, V, P)
+
+Two flavours of the same stack:
+- standard: dense 3x3 convolutions (the paper's net, shallower and narrower for 2 CPU cores);
+- separable: depthwise 3x3 convolutions dilated along time and pitch, each followed by a
+  pointwise 1x1 convolution; much cheaper per layer, with a wide receptive field, for live use.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class CoconetConfig:
+    num_voices: int = 4
+    num_pitches: int = 46
+    min_pitch: int = 36          # MIDI pitch of index 0
+    num_layers: int = 16         # convolutions in all: input conv, residual blocks of 2, output conv
+    channels: int = 64
+    separable: bool = False
+    # dilation of layer i is time_dilations[i % len] x pitch_dilations[i % len] (separable only)
+    time_dilations: tuple[int, ...] = field(default=(1, 2, 4, 8))
+    pitch_dilations: tuple[int, ...] = field(default=(1, 2, 4, 12))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CoconetConfig":
+        d = dict(d)
+        for k in ("time_dilations", "pitch_dilations"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class ConvLayer(nn.Module):
+    """conv -> batch norm; dense 3x3, or depthwise dilated 3x3 then pointwise 1x1."""
+
+    def __init__(self, c_in: int, c_out: int, separable: bool, dilation: tuple[int, int]):
+        super().__init__()
+        if separable and c_in == c_out:
+            self.conv = nn.Sequential(
+                nn.Conv2d(c_in, c_in, 3, padding=dilation, dilation=dilation, groups=c_in, bias=False),
+                nn.Conv2d(c_in, c_out, 1, bias=False),
+            )
+        else:
+            self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+class Coconet(nn.Module):
+    def __init__(self, config: CoconetConfig):
+        super().__init__()
+        self.config = config
+        c, v = config.channels, config.num_voices
+        num_blocks = (config.num_layers - 2) // 2
+        dil = [
+            (config.time_dilations[i % len(config.time_dilations)],
+             config.pitch_dilations[i % len(config.pitch_dilations)]) if config.separable else (1, 1)
+            for i in range(2 * num_blocks)
+        ]
+        self.input_layer = ConvLayer(2 * v, c, separable=False, dilation=(1, 1))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([ConvLayer(c, c, config.separable, dil[2 * b]),
+                           ConvLayer(c, c, config.separable, dil[2 * b + 1])])
+            for b in range(num_blocks)
+        )
+        self.output_layer = nn.Conv2d(c, v, 3, padding=1)
+        self.register_buffer("pitch_ids", torch.arange(config.num_pitches), persistent=False)
+
+    def forward(self, pitches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # pitches (B,T,V) int64, mask (B,T,V) float -> log-probs (B,T,V,P)
+        onehot = (pitches.unsqueeze(-1) == self.pitch_ids).to(mask.dtype)      # (B,T,V,P)
+        known = (1.0 - mask).unsqueeze(-1)                                      # (B,T,V,1)
+        x = torch.cat([onehot * known, mask.unsqueeze(-1).expand_as(onehot)], dim=2)  # (B,T,2V,P)
+        x = x.permute(0, 2, 1, 3)                                              # (B,2V,T,P)
+        x = F.relu(self.input_layer(x))
+        for first, second in self.blocks:
+            x = F.relu(x + second(F.relu(first(x))))
+        logits = self.output_layer(x).permute(0, 2, 1, 3)                      # (B,T,V,P)
+        return F.log_softmax(logits, dim=-1)
+
+
+def masked_nll(log_probs: torch.Tensor, pitches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (nats) per masked note.
+
+    Orderless NADE (Uria et al. 2014, as in Coconet): each example's summed loss over its masked
+    cells is rescaled by cells / masked cells; dividing by cells again gives the per-note mean over
+    the masked cells of each example, averaged over the batch. Rests carry no loss.
+    """
+    has_note = (pitches >= 0).to(log_probs.dtype)
+    target = pitches.clamp(min=0).unsqueeze(-1)
+    nll = -log_probs.gather(-1, target).squeeze(-1)                            # (B,T,V)
+    weight = mask * has_note
+    per_example = (nll * weight).sum(dim=(1, 2)) / weight.sum(dim=(1, 2)).clamp(min=1.0)
+    return per_example.mean()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,165 @@
+"""Chorale data for training and evaluation: numpy only (no torch), so `bridge` may use it too.
+
+A chorale is an int16 array (T, 4) of MIDI pitches, columns soprano, alto, tenor, bass, on a
+16th-note grid; -1 marks a silent voice.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+NUM_VOICES = 4
+MIN_PITCH = 36
+NUM_PITCHES = 46           # MIDI 36..81, the range of the JSB chorales
+REST = -1
+
+DEFAULT_JSB_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "jsb"
+JSB_16TH_NPZ = "Jsb16thSeparated.npz"
+
+
+def _to_int_roll(arr) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float64)
+    out = np.full(arr.shape, REST, dtype=np.int16)
+    sounding = ~np.isnan(arr)
+    out[sounding] = arr[sounding].astype(np.int16)
+    return out
+
+
+def load_jsb16(path: str | Path, split: str) -> list[np.ndarray]:
+    """The Coconet-format JSB split ('train', 'valid' or 'test'), in the file's order."""
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"unknown split {split!r}: use train, valid or test")
+    data = np.load(Path(path), allow_pickle=True, encoding="latin1")
+    return [_to_int_roll(c) for c in data[split]]
+
+
+def find_jsb16(explicit: str | Path | None = None) -> Path | None:
+    """The JSB npz: the given path, or the shared copy beside the checkout when it is there."""
+    if explicit is not None:
+        return Path(explicit)
+    candidate = DEFAULT_JSB_DIR / JSB_16TH_NPZ
+    return candidate if candidate.exists() else None
+
+
+def load_music21_chorales(min_steps: int = 32) -> list[np.ndarray]:
+    """Bach's four-voice chorales from music21's own corpus, as 16th-note (T, 4) rolls.
+
+    Chorales that are not four parts or hold notes outside MIDI 36..81 are left out. Needs
+    the `music21` package (the `train` extra); nothing is downloaded.
+    """
+    from music21 import corpus  # imported here: optional and slow to import
+
+    chorales = []
+    for work in corpus.chorales.Iterator(returnType="stream"):
+        parts = list(work.parts)
+        if len(parts) != NUM_VOICES:
+            continue
+        length = int(round(float(work.highestTime) * 4))
+        if length < min_steps:
+            continue
+        roll = np.full((length, NUM_VOICES), REST, dtype=np.int16)
+        for v, part in enumerate(parts):
+            for note in part.flatten().notes:
+                if note.isChord:
+                    note = note.notes[-1] if v == 0 else note.notes[0]
+                start = int(round(float(note.offset) * 4))
+                stop = int(round(float(note.offset + note.quarterLength) * 4))
+                roll[start:stop, v] = note.pitch.midi
+        sounding = roll[roll != REST]
+        if sounding.size and (sounding.min() < MIN_PITCH or sounding.max() >= MIN_PITCH + NUM_PITCHES):
+            continue
+        chorales.append(roll)
+    return chorales
+
+
+def transposition_range(chorale: np.ndarray) -> tuple[int, int]:
+    """Semitone shifts (lowest, highest) that keep every note of the chorale in the model's range."""
+    sounding = chorale[chorale != REST]
+    if sounding.size == 0:
+        return 0, 0
+    return MIN_PITCH - int(sounding.min()), MIN_PITCH + NUM_PITCHES - 1 - int(sounding.max())
+
+
+def random_crops(chorales: list[np.ndarray], batch: int, length: int, rng: np.random.Generator,
+                 max_transpose: int = 6) -> np.ndarray:
+    """(batch, length, 4) pitch indices (-1 = rest): random crops, randomly transposed.
+
+    Chorales shorter than `length` are padded with rests at the end.
+    """
+    out = np.full((batch, length, NUM_VOICES), REST, dtype=np.int64)
+    for b in range(batch):
+        chorale = chorales[rng.integers(len(chorales))]
+        start = int(rng.integers(max(1, len(chorale) - length + 1)))
+        crop = chorale[start:start + length]
+        low, high = transposition_range(crop)
+        shift = int(rng.integers(max(low, -max_transpose), min(high, max_transpose) + 1)) if max_transpose else 0
+        sounding = crop != REST
+        out[b, :len(crop)][sounding] = crop[sounding] + shift - MIN_PITCH
+    return out
+
+
+def to_indices(chorale: np.ndarray) -> np.ndarray:
+    """MIDI pitches (-1 = rest) -> pitch indices (-1 = rest), int64."""
+    out = chorale.astype(np.int64) - MIN_PITCH
+    out[chorale == REST] = REST
+    return out
+
+
+# --- masks (1 = unknown, to be predicted) ------------------------------------------------------
+
+def orderless_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Coconet's training mask: a uniformly drawn number of cells, then which cells."""
+    cells = length * NUM_VOICES
+    mask = np.zeros((batch, cells), dtype=np.float32)
+    for b in range(batch):
+        count = int(rng.integers(1, cells + 1))
+        mask[b, rng.permutation(cells)[:count]] = 1.0
+    return mask.reshape(batch, length, NUM_VOICES)
+
+
+def melody_given_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Harmonizing: the soprano given everywhere, alto, tenor and bass unknown."""
+    mask = np.ones((batch, length, NUM_VOICES), dtype=np.float32)
+    mask[:, :, 0] = 0.0
+    return mask
+
+
+def chronological_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Live use: the past known, the present's upper voices known, the rest of the present and
+    the whole future unknown. With the cut voice drawn from 0..3 this is also exactly the
+    conditioning of the note-wise (chronological) NLL."""
+    mask = np.zeros((batch, length, NUM_VOICES), dtype=np.float32)
+    for b in range(batch):
+        t = int(rng.integers(length))
+        v = int(rng.integers(NUM_VOICES))
+        mask[b, t, v:] = 1.0
+        mask[b, t + 1:] = 1.0
+    return mask
+
+
+MASK_KINDS = {
+    "orderless": orderless_mask,
+    "melody": melody_given_mask,
+    "chronological": chronological_mask,
+}
+
+
+def mixed_masks(batch: int, length: int, rng: np.random.Generator,
+                weights: dict[str, float]) -> np.ndarray:
+    """Each example's mask drawn from the kinds in `weights` (relative probabilities)."""
+    names = list(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    choice = rng.choice(len(names), size=batch, p=p / p.sum())
+    mask = np.empty((batch, length, NUM_VOICES), dtype=np.float32)
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(choice == k)
+        if rows.size:
+            mask[rows] = MASK_KINDS[name](rows.size, length, rng)
+    return mask
+
+
+def fixed_fraction_mask(shape: tuple[int, int, int], fraction: float, seed: int) -> np.ndarray:
+    """Each cell unknown with the given probability, from a fixed seed (the fast 50% figure)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) < fraction).astype(np.float32)

@@ -1,0 +1,171 @@
+"""Train a Coconet on four-voice chorales. Read it top to bottom.
+
+    python -m models.train_coconet --out runs/coconet                     # offline model
+    python -m models.train_coconet --out runs/coconet-live --preset live  # fast live model
+    python -m models.train_coconet --out runs/mine --source music21       # music21's chorales
+    python -m models.train_coconet --out runs/mine --source midi --midi-dir my_chorales/
+
+Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, step,
+random state). `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
+one row per evaluation. Each checkpoint carries its model config, so export needs nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import data
+from models.coconet import Coconet, CoconetConfig, count_parameters, masked_nll
+
+PRESETS = {
+    "offline": CoconetConfig(num_layers=16, channels=64, separable=False),
+    "live": CoconetConfig(num_layers=16, channels=48, separable=True),
+    "tiny": CoconetConfig(num_layers=4, channels=16, separable=False),   # smoke tests
+}
+# what the product asks of the model: any inpainting, a melody given, and the live case
+MASK_WEIGHTS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--out", required=True, help="run folder: checkpoints and log")
+p.add_argument("--preset", choices=sorted(PRESETS), default="offline")
+p.add_argument("--layers", type=int, help="override the preset's number of conv layers")
+p.add_argument("--channels", type=int, help="override the preset's channels")
+p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
+p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
+p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
+p.add_argument("--batch", type=int, default=16)
+p.add_argument("--crop", type=int, default=32, help="crop length in 16th-note steps")
+p.add_argument("--lr", type=float, default=2e-3)
+p.add_argument("--max-steps", type=int, default=100_000)
+p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
+p.add_argument("--eval-every", type=int, default=250)
+p.add_argument("--patience", type=int, default=12, help="evaluations without improvement before stopping")
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--seed", type=int, default=0)
+args = p.parse_args()
+
+torch.set_num_threads(args.threads)
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+
+# ---- data: training chorales for crops, a fixed validation set for early stopping --------------
+if args.source == "jsb":
+    npz = data.find_jsb16(args.data)
+    if npz is None:
+        raise SystemExit("no JSB data: pass --data path/to/Jsb16thSeparated.npz")
+    train_set, valid_set = data.load_jsb16(npz, "train"), data.load_jsb16(npz, "valid")
+    source_name = f"JSB Jsb16thSeparated.npz train split ({len(train_set)} chorales)"
+else:
+    if args.source == "music21":
+        chorales = data.load_music21_chorales()
+        source_name = f"music21 Bach chorales ({len(chorales)})"
+    else:
+        from bridge.midifile import read_voices  # plain numpy/mido; no torch, no Qt
+        chorales = [read_voices(f) for f in sorted(Path(args.midi_dir).rglob("*.mid*"))]
+        source_name = f"MIDI folder {args.midi_dir} ({len(chorales)} files)"
+    # a tenth for validation, chosen by a fixed seed so a resumed run sees the same split
+    order = np.random.default_rng(1234).permutation(len(chorales))
+    n_valid = max(1, len(chorales) // 10)
+    valid_set = [chorales[i] for i in order[:n_valid]]
+    train_set = [chorales[i] for i in order[n_valid:]]
+
+valid_rng = np.random.default_rng(10_000)
+valid_pitches = torch.from_numpy(data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0))
+valid_mask = torch.from_numpy(data.mixed_masks(512, args.crop, valid_rng, MASK_WEIGHTS))
+
+# ---- model, optimizer, schedule; resume if a checkpoint is there --------------------------------
+config = PRESETS[args.preset]
+if args.layers or args.channels:
+    config = CoconetConfig.from_dict({**config.to_dict(),
+                                      **({"num_layers": args.layers} if args.layers else {}),
+                                      **({"channels": args.channels} if args.channels else {})})
+last_path, best_path = out / "last.pt", out / "best.pt"
+state = torch.load(last_path, weights_only=False) if last_path.exists() else None
+if state is not None:
+    config = CoconetConfig.from_dict(state["config"])
+model = Coconet(config)
+optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+step, best_valid, stale, rng = 0, math.inf, 0, np.random.default_rng(args.seed)
+if state is not None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    plateau.load_state_dict(state["plateau"])
+    step, best_valid, stale = state["step"], state["best_valid"], state["stale"]
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed from {last_path} at step {step} (best valid {best_valid:.4f})")
+print(f"{args.preset}: {config.num_layers} layers x {config.channels} channels"
+      f"{' separable' if config.separable else ''}, {count_parameters(model):,} parameters; {source_name}")
+
+
+def checkpoint(path: Path, valid_loss: float) -> None:
+    torch.save({
+        "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "plateau": plateau.state_dict(), "step": step, "best_valid": best_valid, "stale": stale,
+        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "valid_loss": valid_loss, "train_data": source_name,
+    }, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+
+
+@torch.no_grad()
+def validation_loss() -> float:
+    model.eval()
+    losses = [masked_nll(model(valid_pitches[i:i + 64], valid_mask[i:i + 64]),
+                         valid_pitches[i:i + 64], valid_mask[i:i + 64]).item()
+              for i in range(0, len(valid_pitches), 64)]
+    model.train()
+    return float(np.mean(losses))
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+log_exists = (out / "log.csv").exists()
+log_file = open(out / "log.csv", "a", newline="")
+log = csv.writer(log_file)
+if not log_exists:
+    log.writerow(["step", "minutes", "train_loss", "valid_loss", "lr"])
+started, train_losses = time.monotonic(), []
+bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
+model.train()
+while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes:
+    pitches = torch.from_numpy(data.random_crops(train_set, args.batch, args.crop, rng))
+    mask = torch.from_numpy(data.mixed_masks(args.batch, args.crop, rng, MASK_WEIGHTS))
+    loss = masked_nll(model(pitches, mask), pitches, mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    step += 1
+    train_losses.append(loss.item())
+    bar.update(1)
+    if step % args.eval_every == 0:
+        valid = validation_loss()
+        plateau.step(valid)
+        if valid < best_valid:
+            best_valid, stale = valid, 0
+            checkpoint(best_path, valid)
+        else:
+            stale += 1
+        lr = optimizer.param_groups[0]["lr"]
+        train = float(np.mean(train_losses))
+        train_losses = []
+        log.writerow([step, f"{(time.monotonic() - started) / 60:.2f}", f"{train:.4f}", f"{valid:.4f}", f"{lr:.2e}"])
+        log_file.flush()
+        bar.set_postfix(train=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{best_valid:.3f}", lr=f"{lr:.0e}")
+        checkpoint(last_path, valid)
+        if stale >= args.patience:
+            print(f"\nearly stop at step {step}: no better validation loss in {stale} evaluations")
+            break
+bar.close()
+if not best_path.exists():  # a run shorter than one evaluation still leaves weights to export
+    best_valid = validation_loss()
+    checkpoint(best_path, best_valid)
+checkpoint(last_path, best_valid)
+print(f"done: step {step}, best validation loss {best_valid:.4f} -> {best_path}")
