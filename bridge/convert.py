@@ -1,0 +1,145 @@
+"""Offline conversion: one MIDI file, or every MIDI file under a folder.
+
+file -> melody events -> 16th grid -> engine -> four-voice grid -> events -> file. Outputs are
+written atomically (a temporary file beside the target, then a rename), so a failed or
+interrupted conversion never leaves a partial file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bridge.engines import Engine, load_engine
+from bridge.errors import BadInput
+from bridge.midifile import quantize, read_melody, write_chorale
+from bridge.onnxmodel import default_threads
+from bridge.settings import Settings
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temp_path)`, then rename the temporary file onto `target`."""
+    target = Path(target)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(temp)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def harmonize_file(source: Path, target: Path, engine: Engine, settings: Settings,
+                   track: int | None = None) -> None:
+    """Read the melody of `source`, harmonize it in four voices, write `target`."""
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise BadInput("no such file", source)
+    if not target.parent.is_dir():
+        raise BadInput("output folder does not exist", target)
+    melody = read_melody(source, track=track)
+    soprano, step_ticks = quantize(melody)
+    roll = engine.harmonize(soprano, settings)
+    atomic_write(target, lambda temp: write_chorale(temp, roll, melody, step_ticks))
+
+
+# ---- batch ----------------------------------------------------------------------------------
+
+@dataclass
+class BatchSummary:
+    converted: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"{len(self.converted)} converted, {len(self.skipped)} skipped (already there), "
+               f"{len(self.failed)} failed, in {self.seconds:.1f} s"]
+        out += [f"  failed: {reason}" for _, reason in self.failed]
+        return out
+
+
+def find_midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+
+
+def file_seed(seed: int | None, relative: Path) -> int | None:
+    """A per-file seed that depends on the file, not on the order the workers take files in."""
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}:{relative.as_posix()}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+# each worker process loads its engine once
+_worker_engine: Engine | None = None
+
+
+def _init_worker(model: str, threads: int) -> None:
+    global _worker_engine
+    _worker_engine = load_engine(model, threads=threads, spin=False)
+
+
+def _convert_one(source: Path, target: Path, settings: Settings, track: int | None) -> str | None:
+    """Convert one file in a worker; the one-line reason when it fails, else None."""
+    try:
+        harmonize_file(source, target, _worker_engine, settings, track)
+        return None
+    except BadInput as error:
+        return str(error)
+    except Exception as error:  # a bug must not stop the other files; say which file hit it
+        return f"{source}: internal error: {type(error).__name__}: {error}"
+
+
+def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, jobs: int = 1,
+                  overwrite: bool = False, track: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> BatchSummary:
+    """Harmonize every MIDI file under `in_dir` into the same relative path under `out_dir`."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise BadInput("no such folder", in_dir)
+    started = time.monotonic()
+    summary = BatchSummary()
+    work = []
+    for source in find_midi_files(in_dir):
+        relative = source.relative_to(in_dir)
+        target = out_dir / relative
+        if target.exists() and not overwrite:
+            summary.skipped.append(source)
+        else:
+            work.append((source, target, settings.replace(seed=file_seed(settings.seed, relative))))
+    done = 0
+    if progress:
+        progress(done, len(work))
+    jobs = max(1, min(jobs, len(work) or 1))
+    threads = max(1, default_threads() // jobs)
+    global _worker_engine
+    _worker_engine = load_engine(model, threads=threads, spin=jobs == 1)  # a bad model fails here, once
+    for _, target, _ in work:
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(source: Path, failure: str | None) -> None:
+        nonlocal done
+        if failure is None:
+            summary.converted.append(source)
+        else:
+            summary.failed.append((source, failure))
+        done += 1
+        if progress:
+            progress(done, len(work))
+
+    if jobs == 1:
+        for source, target, file_settings in work:
+            record(source, _convert_one(source, target, file_settings, track))
+    else:
+        with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(model, threads)) as pool:
+            futures = {pool.submit(_convert_one, s, t, fs, track): s for s, t, fs in work}
+            for future in as_completed(futures):
+                record(futures[future], future.result())
+    summary.seconds = time.monotonic() - started
+    return summary

@@ -1,0 +1,138 @@
+"""The one engine interface. The batch converter, the live loop and the window hold an `Engine`
+and never ask which one it is.
+
+An engine turns a partly known roll into a full one:
+
+    roll  (T, 4) int16 MIDI pitches, columns S A T B, 16th-note steps, -1 = silent
+    known (T, 4) bool, True = given (kept exactly), False = to be filled in
+    engine.inpaint(roll, known, settings) -> (T, 4) roll with every known cell unchanged
+
+`harmonize(soprano, settings)` is inpainting with the soprano given, shared by all engines, and
+`evaluate(data, split, limit)` returns the engine's likelihood figures on a held-out split.
+Engines are built from an exported `.onnx` file, whose metadata names the engine class.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bridge.errors import BadInput
+from bridge.onnxmodel import OnnxModel
+from bridge.settings import Settings
+
+REST = -1
+SOPRANO = 0
+# melody rests shorter than this many 16ths (a detached or staccato note) do not silence the harmony
+SHORTEST_HARMONY_REST = 4
+
+# metadata 'engine' -> class, imported on first use
+ENGINE_CLASSES = {
+    "coconet": "bridge.engines.coconet:CoconetEngine",
+}
+
+
+class Engine(ABC):
+    """Base of every engine: holds the ONNX model and does what all engines share."""
+
+    def __init__(self, model: OnnxModel):
+        self.model = model
+        self.min_pitch = model.meta_int("min_pitch")
+        self.num_pitches = model.meta_int("num_pitches")
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @abstractmethod
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
+        """Fill in every cell not `known`; known cells come back unchanged."""
+
+    @abstractmethod
+    def evaluate(self, data: Path, split: str, limit: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+        """Likelihood figures on a held-out split of `data`, as a flat dict of numbers."""
+
+    def warm_up(self) -> None:
+        """Compile the kernels and touch the session once, so the first real call is fast."""
+        self.harmonize(np.full(8, 72, dtype=np.int16), Settings(steps=2, seed=0))
+
+    def harmonize(self, soprano: np.ndarray, settings: Settings) -> np.ndarray:
+        """Soprano (T,) MIDI pitches (-1 = rest) -> (T, 4) roll, soprano column unchanged.
+
+        A melody outside the model's soprano range is moved by whole octaves for the model and
+        the harmony moved back, so the result keeps the user's register. Where the melody rests
+        for a beat or more, every voice rests; shorter gaps (detached playing) are held through.
+        """
+        soprano = np.asarray(soprano, dtype=np.int16)
+        model_soprano = hold_through_short_rests(soprano, SHORTEST_HARMONY_REST)
+        low, high = settings.voice_ranges[SOPRANO]
+        shift = octave_shift_into_range(model_soprano, low, high)
+        roll = np.full((len(soprano), 4), REST, dtype=np.int16)
+        roll[:, SOPRANO] = fold_into_range(np.where(model_soprano >= 0, model_soprano + shift, REST), low, high)
+        known = np.zeros(roll.shape, dtype=bool)
+        known[:, SOPRANO] = True
+        known[model_soprano < 0] = True
+        result = self.inpaint(roll, known, settings)
+        result = np.where(result >= 0, result - shift, REST).astype(np.int16)
+        result[:, SOPRANO] = soprano
+        return result
+
+
+def hold_through_short_rests(melody: np.ndarray, shortest_rest: int) -> np.ndarray:
+    """The melody with each rest shorter than `shortest_rest` steps, between two notes, filled
+    with the note before it."""
+    held = melody.copy()
+    sounding = np.flatnonzero(melody >= 0)
+    for before, after in zip(sounding[:-1], sounding[1:]):
+        if 1 < after - before <= shortest_rest:
+            held[before + 1:after] = melody[before]
+    return held
+
+
+def octave_shift_into_range(melody: np.ndarray, low: int, high: int) -> int:
+    """Whole-octave shift that puts most of the melody's notes inside [low, high].
+
+    Ties go to the smaller shift, so a melody already in range is never moved.
+    """
+    notes = melody[melody >= 0].astype(np.int64)
+    if notes.size == 0:
+        return 0
+    shifts = range(-60, 61, 12)
+    outside = [int(np.sum((notes + s < low) | (notes + s > high))) for s in shifts]
+    return min(zip(outside, (abs(s) for s in shifts), shifts))[2]
+
+
+def fold_into_range(melody: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Notes still outside [low, high] (a melody wider than the range) moved by octaves into it."""
+    folded = melody.astype(np.int16).copy()
+    sounding = folded >= 0
+    while np.any(sounding & (folded < low)):
+        folded[sounding & (folded < low)] += 12
+    while np.any(sounding & (folded > high)):
+        folded[sounding & (folded > high)] -= 12
+    return folded
+
+
+def load_engine(model: str | Path = "coconet", threads: int | None = None, spin: bool = True) -> Engine:
+    """An engine from a shipped model's name (`coconet`, `coconet-live`, ...) or an `.onnx` path."""
+    from models import SHIPPED_MODELS, shipped_model
+
+    path = shipped_model(str(model)) if str(model) in SHIPPED_MODELS else Path(model)
+    onnx_model = OnnxModel(path, threads=threads, spin=spin)
+    try:
+        module_name, class_name = ENGINE_CLASSES[onnx_model.engine].split(":")
+    except KeyError:
+        raise BadInput(f"unknown engine {onnx_model.engine!r} in the model's metadata", path) from None
+    engine_class = getattr(importlib.import_module(module_name), class_name)
+    return engine_class(onnx_model)
+
+
+def engine_names() -> list[str]:
+    """Names `--engine` accepts: the models that ship with the package."""
+    from models import SHIPPED_MODELS
+
+    return list(SHIPPED_MODELS)

@@ -1,0 +1,174 @@
+"""Numba kernels for Coconet's annealed block Gibbs sampling, and the allowed-pitch table.
+
+Layout for K parallel chains: pitches (K, T, V) int64 pitch indices (-1 = rest), masks (K, T, V)
+float32 (1.0 = to be resampled), log_probs (K, T, V, P) float32. Kernels take their randomness as
+arrays of uniforms drawn by the caller, so they stay pure, reproducible and safe to run in threads
+(they release the GIL). Kernels check shapes because numba does not bounds-check indexing.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Above this temperature we sample; at or below it the softmax is a point mass on the argmax and
+# dividing by the temperature would only overflow.
+_ARGMAX_TEMPERATURE = 1e-6
+
+
+@njit(cache=True, nogil=True)
+def yao_mask_prob(step, num_steps, pmax, pmin, alpha):
+    """Fraction of free cells to resample at Gibbs step `step` of `num_steps` (Yao et al. 2014)."""
+    horizon = alpha * num_steps
+    if horizon <= 0.0:
+        # No annealing phase at all: run the whole schedule at the floor.
+        return pmin
+    return max(pmin, pmax - (pmax - pmin) * step / horizon)
+
+
+@njit(cache=True, nogil=True)
+def choose_resample_cells(free, prob, uniforms, mask_out):
+    """mask_out := free & (uniforms < prob), with at least one masked cell per chain that has a free one."""
+    if uniforms.shape != free.shape or mask_out.shape != free.shape:
+        raise ValueError("choose_resample_cells: free, uniforms and mask_out must have the same shape")
+    num_chains, num_steps, num_voices = free.shape
+    for k in range(num_chains):
+        num_masked = 0
+        best_t = -1
+        best_v = -1
+        best_u = np.inf
+        for t in range(num_steps):
+            for v in range(num_voices):
+                if not free[k, t, v]:
+                    mask_out[k, t, v] = 0.0
+                    continue
+                u = uniforms[k, t, v]
+                if u < prob:
+                    mask_out[k, t, v] = 1.0
+                    num_masked += 1
+                else:
+                    mask_out[k, t, v] = 0.0
+                if best_t < 0 or u < best_u:
+                    best_t, best_v, best_u = t, v, u
+        # A step that resamples nothing is wasted network call; the smallest u is the cell
+        # that was "closest" to being chosen, which keeps the choice driven by the same draws.
+        if num_masked == 0 and best_t >= 0:
+            mask_out[k, best_t, best_v] = 1.0
+
+
+@njit(cache=True, nogil=True)
+def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches):
+    """Resample every masked cell from its tempered softmax restricted to `allowed[v]`, in place."""
+    num_chains, num_steps, num_voices, num_pitches = log_probs.shape
+    cells = (num_chains, num_steps, num_voices)
+    if mask.shape != cells or uniforms.shape != cells or pitches.shape != cells:
+        raise ValueError("sample_masked: mask, uniforms and pitches must be (K, T, V) like log_probs")
+    if allowed.shape != (num_voices, num_pitches):
+        raise ValueError("sample_masked: allowed must be (V, P) like log_probs")
+    greedy = temperature <= _ARGMAX_TEMPERATURE
+    inv_temperature = 1.0 / temperature if not greedy else 0.0
+    # One scratch row per call (not per cell) so the CDF walk need not recompute exp().
+    weights = np.empty(num_pitches, dtype=np.float64)
+    for k in range(num_chains):
+        for t in range(num_steps):
+            for v in range(num_voices):
+                if mask[k, t, v] != 1.0:
+                    continue
+                # Max over allowed, finite logits: -inf and NaN (NaN > x is False) never win, so a
+                # pitch the network rules out cannot be drawn.
+                best = -1
+                first_allowed = -1
+                top = -np.inf
+                for p in range(num_pitches):
+                    if allowed[v, p]:
+                        if first_allowed < 0:
+                            first_allowed = p
+                        x = np.float64(log_probs[k, t, v, p])
+                        if x > top:
+                            top = x
+                            best = p
+                if first_allowed < 0:
+                    continue  # nothing this voice may sing: keep what is there
+                if best < 0:
+                    # Every allowed pitch has zero probability under the network; rather than
+                    # fail, fall back to a uniform draw over the range.
+                    count = 0
+                    for p in range(num_pitches):
+                        if allowed[v, p]:
+                            count += 1
+                    target = int(uniforms[k, t, v] * count)
+                    for p in range(num_pitches):
+                        if allowed[v, p]:
+                            if target == 0:
+                                pitches[k, t, v] = p
+                                break
+                            target -= 1
+                    continue
+                if greedy:
+                    pitches[k, t, v] = best
+                    continue
+                total = 0.0
+                for p in range(num_pitches):
+                    x = np.float64(log_probs[k, t, v, p])
+                    if allowed[v, p] and x > -np.inf:
+                        w = np.exp((x - top) * inv_temperature)
+                    else:
+                        w = 0.0
+                    weights[p] = w
+                    total += w
+                target = uniforms[k, t, v] * total
+                # Rounding can leave the running sum just short of target; the last pitch with
+                # weight is then the right answer (u is in [0, 1)).
+                choice = best
+                cumulative = 0.0
+                for p in range(num_pitches):
+                    w = weights[p]
+                    if w > 0.0:
+                        cumulative += w
+                        choice = p
+                        if cumulative > target:
+                            break
+                pitches[k, t, v] = choice
+
+
+@njit(cache=True, nogil=True)
+def masked_log_likelihood(log_probs, pitches, mask, out):
+    """out[k] := sum of log_probs[k, t, v, pitches[k, t, v]] over masked, sounding cells."""
+    num_chains, num_steps, num_voices, num_pitches = log_probs.shape
+    cells = (num_chains, num_steps, num_voices)
+    if pitches.shape != cells or mask.shape != cells:
+        raise ValueError("masked_log_likelihood: pitches and mask must be (K, T, V) like log_probs")
+    if out.shape[0] != num_chains:
+        raise ValueError("masked_log_likelihood: out must have one entry per chain")
+    for k in range(num_chains):
+        total = 0.0
+        for t in range(num_steps):
+            for v in range(num_voices):
+                if mask[k, t, v] != 1.0:
+                    continue
+                p = pitches[k, t, v]
+                if p < 0:
+                    continue
+                if p >= num_pitches:
+                    raise ValueError("masked_log_likelihood: pitch index out of range")
+                total += log_probs[k, t, v, p]
+        out[k] = total
+
+
+def allowed_pitches(voice_ranges, scale_pitch_classes, min_pitch: int, num_pitches: int) -> np.ndarray:
+    """(V, P) bool: pitch index i is allowed for voice v if MIDI min_pitch + i is in its range (and key)."""
+    midi = min_pitch + np.arange(num_pitches)
+    if scale_pitch_classes is None:
+        in_key = np.ones(num_pitches, dtype=bool)
+    else:
+        classes = [int(pc) for pc in scale_pitch_classes]
+        if any(pc < 0 or pc > 11 for pc in classes):
+            raise ValueError(f"pitch classes must be 0..11, got {classes}")
+        in_key = np.isin(midi % 12, classes)
+    rows = []
+    for voice, (low, high) in enumerate(voice_ranges):
+        if low > high:
+            raise ValueError(f"voice {voice}: range low {low} is above high {high}")
+        rows.append((midi >= low) & (midi <= high) & in_key)
+    if not rows:
+        return np.zeros((0, num_pitches), dtype=bool)
+    return np.stack(rows)

@@ -1,0 +1,58 @@
+"""The sampling knobs, as one immutable snapshot.
+
+The live loop swaps a whole `Settings` atomically when a knob moves; the batch converter and the
+command line build one from their arguments. `replace()` makes a changed copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from bridge.errors import BadInput
+from bridge.keys import parse_key
+
+# (low, high) MIDI pitch, inclusive, per voice: the ranges of the JSB chorales' S, A, T, B
+DEFAULT_VOICE_RANGES = ((60, 81), (52, 74), (46, 69), (36, 66))
+
+
+@dataclass(frozen=True)
+class Settings:
+    temperature: float = 0.8     # softmax temperature of every draw; 0 = always the likeliest pitch
+    steps: int = 12              # Gibbs steps (network calls) per harmonization
+    pmax: float = 1.0            # Yao annealing: share of free cells resampled at the first step ...
+    pmin: float = 0.1            # ... falling linearly to this share ...
+    alpha: float = 0.75          # ... reached at this fraction of the steps
+    candidates: int = 1          # chains sampled side by side; the likeliest under the model wins
+    key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
+    voice_ranges: tuple[tuple[int, int], ...] = DEFAULT_VOICE_RANGES
+    seed: int | None = None      # None: a fresh random seed each time
+
+    def __post_init__(self):
+        problems = []
+        if not self.temperature >= 0:
+            problems.append(f"temperature must be >= 0, not {self.temperature}")
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            problems.append(f"steps must be a whole number >= 1, not {self.steps}")
+        if not 0 <= self.pmin <= self.pmax <= 1:
+            problems.append(f"need 0 <= pmin <= pmax <= 1, not pmin {self.pmin}, pmax {self.pmax}")
+        if not self.alpha > 0:
+            problems.append(f"alpha must be > 0, not {self.alpha}")
+        if not (isinstance(self.candidates, int) and 1 <= self.candidates <= 64):
+            problems.append(f"candidates must be 1..64, not {self.candidates}")
+        if len(self.voice_ranges) != 4 or any(not 0 <= lo <= hi - 11 <= 116 for lo, hi in self.voice_ranges):
+            # an octave at least, so any melody note can be moved into the soprano's range
+            problems.append(f"voice_ranges must be four (low, high) MIDI pairs an octave or more apart, "
+                            f"not {self.voice_ranges}")
+        if self.key not in ("off", "auto"):
+            try:
+                parse_key(self.key)
+            except ValueError as error:
+                problems.append(f"key: {error}")
+        if problems:
+            raise BadInput("; ".join(problems))
+
+    def replace(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

@@ -1,0 +1,53 @@
+"""Shared fixtures: the bundled example melody, the JSB data when it is there, and a tiny Coconet
+trained and exported for real (a few seconds) so tests do not depend on the shipped weights."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_MELODY = ROOT / "bridge" / "examples" / "chorale_melody.mid"
+
+
+def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """`python -m bridge ARGS` in a fresh process, as a user would run `bachbridge ARGS`."""
+    return subprocess.run([sys.executable, "-m", "bridge", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_module(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def jsb_npz() -> Path:
+    from models.data import find_jsb16
+
+    path = find_jsb16(os.environ.get("BACHBRIDGE_JSB_NPZ"))
+    if path is None or not path.exists():
+        pytest.skip("JSB data not found beside the checkout (../shared/data/jsb/Jsb16thSeparated.npz)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, jsb_npz) -> Path:
+    """A tiny Coconet trained for 60 steps on the JSB training split (the training smoke run)."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    result = run_module("models.train_coconet", "--out", out, "--preset", "tiny", "--data", jsb_npz,
+                        "--max-steps", 60, "--eval-every", 20, "--threads", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run) -> Path:
+    onnx_path = tiny_run / "tiny.onnx"
+    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), tiny_run / "best.pt",
+                             "-o", onnx_path, "--name", "tiny"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return onnx_path

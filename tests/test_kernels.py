@@ -1,0 +1,293 @@
+"""Tests for the Gibbs-sampling kernels and the key/range helpers."""
+import numpy as np
+import pytest
+
+from bridge.kernels import (
+    allowed_pitches,
+    choose_resample_cells,
+    masked_log_likelihood,
+    sample_masked,
+    yao_mask_prob,
+)
+from bridge.keys import estimate_key, parse_key, scale_pitch_classes
+
+P = 46
+V = 4
+MIN_PITCH = 36
+
+
+def log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits):
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+# --- yao_mask_prob -----------------------------------------------------------------------------
+
+def test_yao_schedule_values():
+    # N = 100, alpha = 0.5: falls linearly from 0.9 to 0.1 over 50 steps, then stays at 0.1.
+    assert yao_mask_prob(0, 100, 0.9, 0.1, 0.5) == pytest.approx(0.9)
+    assert yao_mask_prob(25, 100, 0.9, 0.1, 0.5) == pytest.approx(0.5)
+    assert yao_mask_prob(40, 100, 0.9, 0.1, 0.5) == pytest.approx(0.26)
+    assert yao_mask_prob(50, 100, 0.9, 0.1, 0.5) == pytest.approx(0.1)
+    assert yao_mask_prob(51, 100, 0.9, 0.1, 0.5) == pytest.approx(0.1)
+    assert yao_mask_prob(99, 100, 0.9, 0.1, 0.5) == pytest.approx(0.1)
+
+
+def test_yao_schedule_without_annealing_phase_sits_at_floor():
+    assert yao_mask_prob(0, 100, 0.9, 0.1, 0.0) == pytest.approx(0.1)
+
+
+# --- choose_resample_cells ---------------------------------------------------------------------
+
+def test_choose_resample_cells_respects_free_and_prob():
+    rng = np.random.default_rng(1)
+    K, T = 3, 2000
+    free = rng.random((K, T, V)) < 0.7
+    free[:, :, 0] = False  # the given melody
+    u = rng.random((K, T, V))
+    mask = np.full((K, T, V), 7.0, dtype=np.float32)  # garbage: every cell must be overwritten
+    choose_resample_cells(free, 0.3, u, mask)
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert not mask[~free].any()
+    np.testing.assert_array_equal(mask == 1.0, free & (u < 0.3))
+    fraction = mask[free].mean()
+    assert abs(fraction - 0.3) < 0.02
+
+
+def test_choose_resample_cells_masks_at_least_one_per_chain():
+    rng = np.random.default_rng(2)
+    K, T = 3, 16
+    free = np.zeros((K, T, V), dtype=bool)
+    free[0, :, 1:] = True
+    free[1, 5, 2] = True  # a single free cell
+    # chain 2 has no free cell at all
+    u = rng.random((K, T, V))
+    mask = np.zeros((K, T, V), dtype=np.float32)
+    choose_resample_cells(free, 0.0, u, mask)  # prob 0: nothing chosen by the threshold
+    # Chain 0: exactly the free cell with the smallest uniform.
+    assert mask[0].sum() == 1
+    masked_u = u[0][mask[0] == 1.0][0]
+    assert masked_u == u[0][free[0]].min()
+    assert mask[1].sum() == 1 and mask[1, 5, 2] == 1.0
+    assert mask[2].sum() == 0
+
+
+def test_choose_resample_cells_shape_mismatch_raises():
+    free = np.ones((1, 4, V), dtype=bool)
+    with pytest.raises(ValueError):
+        choose_resample_cells(free, 0.5, np.zeros((1, 5, V)), np.zeros((1, 4, V), np.float32))
+
+
+# --- sample_masked -----------------------------------------------------------------------------
+
+def _repeated_row(row, K=1, T=5000):
+    return np.broadcast_to(row.astype(np.float32), (K, T, V, P)).copy()
+
+
+@pytest.fixture(scope="module")
+def peaked_row():
+    rng = np.random.default_rng(3)
+    return log_softmax(rng.normal(0.0, 2.0, P))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sample_masked_matches_tempered_softmax(peaked_row, temperature):
+    T = 5000
+    log_probs = _repeated_row(peaked_row, T=T)
+    mask = np.ones((1, T, V), dtype=np.float32)
+    allowed = np.ones((V, P), dtype=bool)
+    u = np.random.default_rng(4).random((1, T, V))
+    pitches = np.full((1, T, V), -1, dtype=np.int64)
+    sample_masked(log_probs, mask, allowed, temperature, u, pitches)
+    assert pitches.min() >= 0 and pitches.max() < P
+    freq = np.bincount(pitches.ravel(), minlength=P) / pitches.size
+    expected = softmax(peaked_row.astype(np.float32).astype(np.float64) / temperature)
+    assert np.abs(freq - expected).max() < 0.015
+    # Make sure the tolerance can tell temperatures apart (the test would fail on the wrong one).
+    untempered = softmax(peaked_row * 1.0)
+    if temperature != 1.0:
+        assert np.abs(freq - untempered).max() > 0.03
+
+
+def test_sample_masked_argmax_at_zero_temperature(peaked_row):
+    log_probs = _repeated_row(peaked_row, T=8)
+    allowed = np.ones((V, P), dtype=bool)
+    top = int(np.argmax(peaked_row))
+    allowed[2, top] = False  # voice 2 must take the best *allowed* pitch
+    second = int(np.argsort(peaked_row)[-2])
+    u = np.random.default_rng(5).random((1, 8, V))
+    pitches = np.zeros((1, 8, V), dtype=np.int64)
+    sample_masked(log_probs, np.ones((1, 8, V), np.float32), allowed, 0.0, u, pitches)
+    assert (pitches[:, :, [0, 1, 3]] == top).all()
+    assert (pitches[:, :, 2] == second).all()
+
+
+def test_sample_masked_never_draws_disallowed_pitches():
+    T = 2000
+    row = np.full(P, -20.0)
+    row[10] = 0.0  # nearly all the probability, but out of range
+    row[20] = -3.0
+    row[21] = -4.0
+    log_probs = _repeated_row(log_softmax(row), T=T)
+    log_probs[:, :, :, 30] = -np.inf  # the network rules this one out entirely
+    allowed = np.zeros((V, P), dtype=bool)
+    allowed[:, 15:35] = True
+    u = np.random.default_rng(6).random((1, T, V))
+    pitches = np.full((1, T, V), -1, dtype=np.int64)
+    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches)
+    assert allowed[np.arange(V)[None, None, :], pitches].all()
+    assert not (pitches == 30).any()
+    assert (pitches == 20).mean() > 0.5  # renormalized over the allowed pitches
+
+
+def test_sample_masked_inverse_cdf_edges():
+    row = log_softmax(np.zeros(P))
+    log_probs = _repeated_row(row, T=2)
+    allowed = np.zeros((V, P), dtype=bool)
+    allowed[:, 5:9] = True
+    u = np.zeros((1, 2, V))
+    u[0, 1, :] = np.nextafter(1.0, 0.0)
+    pitches = np.full((1, 2, V), -1, dtype=np.int64)
+    sample_masked(log_probs, np.ones((1, 2, V), np.float32), allowed, 1.0, u, pitches)
+    assert (pitches[0, 0] == 5).all()
+    assert (pitches[0, 1] == 8).all()
+
+
+def test_sample_masked_leaves_unmasked_and_unplayable_cells_alone(peaked_row):
+    rng = np.random.default_rng(7)
+    T = 64
+    log_probs = _repeated_row(peaked_row, T=T)
+    mask = (rng.random((1, T, V)) < 0.5).astype(np.float32)
+    allowed = np.ones((V, P), dtype=bool)
+    allowed[3, :] = False  # bass has nowhere to go
+    before = rng.integers(-1, P, (1, T, V))
+    pitches = before.copy()
+    sample_masked(log_probs, mask, allowed, 1.0, rng.random((1, T, V)), pitches)
+    np.testing.assert_array_equal(pitches[mask == 0], before[mask == 0])
+    np.testing.assert_array_equal(pitches[:, :, 3], before[:, :, 3])
+    assert (pitches[:, :, :3][mask[:, :, :3] == 1] >= 0).all()
+
+
+def test_sample_masked_all_allowed_logits_impossible_falls_back_to_uniform():
+    T = 4000
+    log_probs = np.full((1, T, V, P), -np.inf, dtype=np.float32)
+    log_probs[..., 0] = 0.0  # only a disallowed pitch is possible
+    allowed = np.zeros((V, P), dtype=bool)
+    allowed[:, 10:14] = True
+    pitches = np.full((1, T, V), -1, dtype=np.int64)
+    u = np.random.default_rng(8).random((1, T, V))
+    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches)
+    freq = np.bincount(pitches.ravel(), minlength=P)[10:14] / pitches.size
+    assert pitches.min() >= 10 and pitches.max() <= 13
+    assert np.abs(freq - 0.25).max() < 0.02
+
+
+def test_sample_masked_is_reproducible(peaked_row):
+    K, T = 2, 100
+    log_probs = np.broadcast_to(peaked_row.astype(np.float32), (K, T, V, P)).copy()
+    allowed = np.ones((V, P), dtype=bool)
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        mask = (rng.random((K, T, V)) < 0.6).astype(np.float32)
+        pitches = np.zeros((K, T, V), dtype=np.int64)
+        sample_masked(log_probs, mask, allowed, 1.0, rng.random((K, T, V)), pitches)
+        return pitches
+
+    np.testing.assert_array_equal(run(11), run(11))
+    assert (run(11) != run(12)).any()
+
+
+def test_sample_masked_shape_mismatch_raises(peaked_row):
+    log_probs = _repeated_row(peaked_row, T=4)
+    with pytest.raises(ValueError):
+        sample_masked(log_probs, np.ones((1, 4, V), np.float32), np.ones((V, P - 1), bool), 1.0,
+                      np.zeros((1, 4, V)), np.zeros((1, 4, V), np.int64))
+
+
+# --- masked_log_likelihood ---------------------------------------------------------------------
+
+def test_masked_log_likelihood_matches_numpy():
+    rng = np.random.default_rng(9)
+    K, T = 3, 32
+    log_probs = log_softmax(rng.normal(size=(K, T, V, P))).astype(np.float32)
+    pitches = rng.integers(-1, P, (K, T, V))
+    mask = (rng.random((K, T, V)) < 0.5).astype(np.float32)
+    out = np.full(K, np.nan)
+    masked_log_likelihood(log_probs, pitches, mask, out)
+    picked = np.take_along_axis(log_probs, np.maximum(pitches, 0)[..., None], axis=-1)[..., 0]
+    counted = (mask == 1) & (pitches >= 0)
+    expected = np.where(counted, picked.astype(np.float64), 0.0).sum(axis=(1, 2))
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert (expected != 0).all()
+
+
+# --- allowed_pitches, keys ---------------------------------------------------------------------
+
+def test_allowed_pitches_ranges_only():
+    ranges = [(60, 81), (53, 74), (48, 69), (36, 62)]
+    allowed = allowed_pitches(ranges, None, MIN_PITCH, P)
+    assert allowed.shape == (V, P) and allowed.dtype == bool
+    for v, (low, high) in enumerate(ranges):
+        midi = MIN_PITCH + np.flatnonzero(allowed[v])
+        assert midi.min() == low and midi.max() == high
+        assert len(midi) == high - low + 1
+
+
+def test_allowed_pitches_with_key():
+    allowed = allowed_pitches([(60, 72), (36, 81)], scale_pitch_classes(0, "major"), MIN_PITCH, P)
+    midi0 = MIN_PITCH + np.flatnonzero(allowed[0])
+    assert list(midi0) == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert not allowed[1][np.array([61, 66, 70]) - MIN_PITCH].any()
+
+
+def test_allowed_pitches_bad_input():
+    with pytest.raises(ValueError):
+        allowed_pitches([(70, 60)], None, MIN_PITCH, P)
+    with pytest.raises(ValueError):
+        allowed_pitches([(60, 70)], [12], MIN_PITCH, P)
+
+
+def test_scale_pitch_classes():
+    assert scale_pitch_classes(0, "major") == (0, 2, 4, 5, 7, 9, 11)
+    assert scale_pitch_classes(7, "major") == (0, 2, 4, 6, 7, 9, 11)
+    # A minor: natural minor plus F# and G#.
+    assert scale_pitch_classes(9, "minor") == (0, 2, 4, 5, 6, 7, 8, 9, 11)
+    with pytest.raises(ValueError):
+        scale_pitch_classes(0, "dorian")
+
+
+def test_estimate_key_major_and_minor():
+    c_major = np.array([60, 62, 64, 65, 67, 69, 71, 72, -1, 67, 64, 60])
+    assert estimate_key(c_major) == (0, "major")
+    a_harmonic_minor = np.array([57, 59, 60, 62, 64, 65, 68, 69, -1, 64, 60, 57])
+    assert estimate_key(a_harmonic_minor) == (9, "minor")
+    # Durations matter: a long G and D over a short C outline G major.
+    g_major = np.array([67, 71, 74, 72, 66, 67])
+    assert estimate_key(g_major, np.array([4, 2, 2, 1, 1, 4])) == (7, "major")
+
+
+def test_estimate_key_without_notes():
+    with pytest.raises(ValueError):
+        estimate_key(np.array([-1, -1]))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("C", (0, "major")), ("F#", (6, "major")), ("Bb", (10, "major")), ("Am", (9, "minor")),
+    ("c#m", (1, "minor")), ("Ebm", (3, "minor")), ("D minor", (2, "minor")),
+    ("G major", (7, "major")), ("bm", (11, "minor")), ("bbm", (10, "minor")),
+    ("F sharp minor", (6, "minor")), ("Cb", (11, "major")), (" a Minor ", (9, "minor")),
+])
+def test_parse_key(text, expected):
+    assert parse_key(text) == expected
+
+
+@pytest.mark.parametrize("text", ["H", "", "C##", "Am7", "C dorian", "minor"])
+def test_parse_key_rejects(text):
+    with pytest.raises(ValueError, match="unrecognised key"):
+        parse_key(text)
