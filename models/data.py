@@ -42,7 +42,7 @@ def find_jsb16(explicit: str | Path | None = None) -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def load_music21_chorales(min_steps: int = 32) -> list[np.ndarray]:
+def load_music21_chorales(min_steps: int = 32, limit: int | None = None) -> list[np.ndarray]:
     """Bach's four-voice chorales from music21's own corpus, as 16th-note (T, 4) rolls.
 
     Chorales that are not four parts or hold notes outside MIDI 36..81 are left out. Needs
@@ -52,6 +52,8 @@ def load_music21_chorales(min_steps: int = 32) -> list[np.ndarray]:
 
     chorales = []
     for work in corpus.chorales.Iterator(returnType="stream"):
+        if limit is not None and len(chorales) >= limit:
+            break
         parts = list(work.parts)
         if len(parts) != NUM_VOICES:
             continue
