@@ -27,7 +27,7 @@ from bridge.engines import load_engine  # noqa: E402
 from bridge.musicstats import (BACH_PARALLELS_QUOTED, CHORD_TYPES, TOLERANCES,  # noqa: E402
                                block_triad_harmonize, compare, meets_bar, music_stats)
 from bridge.onnxmodel import default_threads  # noqa: E402
-from bridge.settings import Settings  # noqa: E402
+from bridge.cli import add_knobs, settings_from  # noqa: E402
 from models.data import find_jsb16, load_jsb16  # noqa: E402
 
 # (key in the stats dict, label, format)
@@ -106,6 +106,7 @@ def main() -> int:
     p.add_argument("--json", default=None, metavar="FILE", help="write every figure here")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--no-model", action="store_true", help="Bach and the block-triad baseline only")
+    add_knobs(p)   # the same sampling knobs as `bachbridge harmonize` (defaults: Settings())
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
         print("--limit must be >= 1", file=sys.stderr)
@@ -117,7 +118,7 @@ def main() -> int:
         return 2
     chorales = load_jsb16(data, "test")[:args.limit]
     sopranos = [c[:, 0].copy() for c in chorales]
-    settings = Settings()
+    settings = settings_from(args)
 
     bach = music_stats(chorales)
     block = music_stats([block_triad_harmonize(s) for s in sopranos])
@@ -141,7 +142,8 @@ def main() -> int:
 
     print(f"{len(chorales)} JSB test chorales{' (--limit)' if args.limit else ''}; Bach = Bach's own "
           f"harmonizations of the same chorales; model {args.model if model is not None else '(skipped)'} "
-          f"at default settings (steps {settings.steps}, temperature {settings.temperature}), seed i "
+          f"at steps {settings.steps}, temperature {settings.temperature}, pmin {settings.pmin}, "
+          f"alpha {settings.alpha}, candidates {settings.candidates}, seed i "
           f"for chorale i{f', {seconds:.0f} s' if seconds is not None else ''}")
     print(f"parallels: consecutive perfect 5ths/8ves, similar and contrary motion (see bridge/musicstats.py); "
           f"PRODUCT.md quotes {BACH_PARALLELS_QUOTED} for Bach, measured here {bach['parallels']:.2f}")

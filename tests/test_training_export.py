@@ -77,3 +77,27 @@ def test_windowed_chronological_nll_equals_full_length(tiny_model, jsb_npz):
             full -= float(engine.log_probs(chorale[None], mask)[0, t, v, chorale[t, v]])
     assert count == int(np.sum(chorale >= 0))
     assert windowed == pytest.approx(full, rel=1e-5)
+
+
+@pytest.mark.parametrize("separable, layers", [(False, 6), (True, 8)])
+def test_receptive_radius_is_exact(separable, layers):
+    """A change `radius` steps away reaches a cell's output; one step further it does not."""
+    import torch
+
+    from export_onnx import coconet_receptive_radius
+    from models.coconet import Coconet, CoconetConfig
+
+    torch.manual_seed(0)
+    config = CoconetConfig(num_layers=layers, channels=8, separable=separable)
+    model = Coconet(config).eval()
+    radius = coconet_receptive_radius(config)
+    steps, centre = 2 * radius + 11, radius + 5
+    pitches = torch.randint(0, 46, (1, steps, 4))
+    mask = torch.zeros(1, steps, 4)
+    with torch.no_grad():
+        base = model(pitches, mask)[0, centre]
+        for distance, reaches in ((radius, True), (radius + 1, False)):
+            changed = pitches.clone()
+            changed[0, centre + distance] = (changed[0, centre + distance] + 7) % 46
+            moved = (model(changed, mask)[0, centre] - base).abs().max().item()
+            assert (moved > 0) == reaches, (distance, moved)
