@@ -1,12 +1,12 @@
 # make venv  - .venv with bachbridge installed (idempotent; .venv/bin/bachbridge works after it)
 # make run   - set up if needed, then harmonize the bundled example melody with the shipped model
-# make test  - .venv with the test extras, then every test (GUI tests offscreen)
+# make test  - .venv with the test extras, jackd2 when missing (port tests), then every test (GUI tests offscreen)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 
-.PHONY: venv test-venv run test bench clean
+.PHONY: venv test-venv run test bench clean jackd
 
 venv: $(STAMP)-base
 
@@ -26,8 +26,20 @@ run: venv
 	$(BIN)/bachbridge harmonize bridge/examples/chorale_melody.mid -o example_chorale.mid --seed 1
 	$(BIN)/python -m bridge.showroll example_chorale.mid
 
-test: test-venv
+test: test-venv jackd
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs
+
+# the port tests start their own JACK server (dummy driver): install Debian's jackd2 when missing
+jackd:
+	@command -v jackd >/dev/null 2>&1 || { \
+	  echo "jackd not found: installing Debian's jackd2 for the MIDI port tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	  else echo "make: cannot install jackd2 (not root, no sudo): the MIDI port tests will be skipped" >&2; exit 0; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make: no apt-get here: install JACK2 (jackd) yourself, or the MIDI port tests will be skipped" >&2; exit 0; }; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends jackd2 \
+	    || { $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends jackd2; } \
+	    || echo "make: could not install jackd2: the MIDI port tests will be skipped" >&2; \
+	}
 
 bench: venv
 	$(BIN)/python bench/bench_harmonize.py

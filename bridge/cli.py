@@ -119,6 +119,32 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_ports(args) -> int:
+    from bridge.ports import api_status, list_apis, list_ports, pick_api
+
+    apis = list_apis()
+    print(f"MIDI APIs compiled in: {', '.join(apis) or 'none'}")
+    choice = pick_api()
+    print(f"auto picks: {choice.api} ({choice.reason})" if choice.api else f"auto picks: nothing ({choice.reason})")
+    for api in apis:
+        usable, why = api_status(api)
+        if not usable:
+            print(f"\n{api}: not usable: {why}")
+            continue
+        try:
+            ports = list_ports(api)
+        except BadInput as error:
+            print(f"\n{api}: cannot list ports: {error}")
+            continue
+        print(f"\n{api}: {why}")
+        for key, label in (("inputs", "inputs (bachbridge can receive from; --connect-in)"),
+                           ("outputs", "outputs (bachbridge can send to; --connect-out)")):
+            print(f"  {label}:")
+            for name in ports[key] or ["(none)"]:
+                print(f"    {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="bachbridge", description="Neural Bach-chorale harmony, live and offline.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -146,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_engine_options(e)
     e.set_defaults(run=cmd_eval)
+
+    po = sub.add_parser("ports", help="MIDI APIs compiled in, which one auto picks, and the ports each sees")
+    po.set_defaults(run=cmd_ports)
     return p
 
 

@@ -1,0 +1,535 @@
+"""Live MIDI ports: a virtual (or existing) input and output over python-rtmidi.
+
+Modelled on mido's split: everything here except `_open_rtmidi` and the few lines that call the
+rtmidi object is plain Python with no MIDI system in it (API choice, port-name matching, message
+validation, note bookkeeping); the backend is python-rtmidi alone.
+
+- `MidiInput`: nothing happens on rtmidi's thread but stamping and queueing (python-rtmidi's
+  midifilter example): on ALSA/CoreMIDI/WinMM a Python callback appends (data, perf_counter_ns())
+  to a bounded deque; on JACK rtmidi's own C++ queue is used, so that no Python (and no GIL) ever
+  runs in JACK's process thread (see MidiInput). `poll()` drains either as (bytes, t_ns) pairs.
+  SysEx and active sensing are dropped inside rtmidi; timing clock comes through (the live loop
+  follows the DAW's clock).
+- `MidiOutput`: `send()` validates a short MIDI message (ValueError otherwise, nothing sent) under
+  a lock and tracks which notes sound on which channel, so that `all_notes_off()` and `close()`
+  can silence exactly those notes (note-offs, then CC 123).
+
+API names are 'alsa', 'jack', 'coremidi', 'winmm'. `auto_api()` never starts a JACK server.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from bridge.errors import BadInput
+
+DEFAULT_IN = "bachbridge in"
+DEFAULT_OUT = "bachbridge out"
+CLIENT_NAME = "bachbridge"
+
+# our names for rtmidi's API constants (by attribute name, so a python-rtmidi without one still imports)
+_API_CONSTANTS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE",
+                  "winmm": "API_WINDOWS_MM"}
+# what auto_api tries, in order
+_AUTO_ORDER = ("jack", "alsa", "coremidi", "winmm")
+
+ALSA_SEQ = "/dev/snd/seq"
+
+# JACK: a connection made a moment ago may not carry the very next cycle's events yet, and a port
+# unregistered while libjack's notification thread still handles a graph change can crash the
+# process (jack2 issues #216 and #340: HandleLatencyCallback walks the client's port list while it
+# changes). Waiting a few periods after connecting and before closing avoids both in practice.
+JACK_SETTLE_S = 0.02
+
+
+class PortError(BadInput):
+    """A MIDI system or port that cannot be used (no server, no such port, ...): one-line reason."""
+
+
+class NoMidiSystem(PortError):
+    """No usable MIDI API on this machine."""
+
+
+# ---------------------------------------------------------------- APIs
+
+def _rtmidi():
+    import rtmidi
+
+    return rtmidi
+
+
+def _api_const(api: str) -> int:
+    if api not in _API_CONSTANTS:
+        raise PortError(f"unknown MIDI API {api!r} (known: {', '.join(_API_CONSTANTS)})")
+    return getattr(_rtmidi(), _API_CONSTANTS[api])
+
+
+def list_apis() -> list[str]:
+    """The MIDI APIs compiled into python-rtmidi, by our names ('alsa', 'jack', 'coremidi', 'winmm')."""
+    rtmidi = _rtmidi()
+    by_const = {getattr(rtmidi, const): name for name, const in _API_CONSTANTS.items() if hasattr(rtmidi, const)}
+    return [by_const[c] for c in rtmidi.get_compiled_api() if c in by_const]
+
+
+@contextmanager
+def _no_jack_autostart():
+    """libjack may start a server when a client opens; JACK_NO_START_SERVER=1 forbids it (rtmidi
+    also asks libjack not to). Set once and left set, for this process and its children: changing
+    the environment back and forth while JACK's threads run could race with their getenv()."""
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    yield
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence C-level stderr (libjack's and alsa-lib's complaints) while probing."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def jack_server_name() -> str:
+    return os.environ.get("JACK_DEFAULT_SERVER") or "default"
+
+
+def _jack_socket_present(server: str) -> bool:
+    """Cheap pre-check on Linux: a JACK server leaves a socket (jack2: /dev/shm/jack_NAME_UID_0,
+    jack1: /dev/shm/jack-UID/NAME/). Absent socket = surely no server, and no libjack noise."""
+    if not sys.platform.startswith("linux"):
+        return True  # no cheap test elsewhere: let the probe decide
+    name = glob.escape(server)
+    dirs = {os.environ.get("JACK_SOCKET_DIR") or "/dev/shm", "/dev/shm", "/tmp"}
+    for d in dirs:
+        d = glob.escape(d)
+        if glob.glob(f"{d}/jack_{name}_*_0") or glob.glob(f"{d}/jack-*/{name}"):
+            return True
+    return False
+
+
+def jack_running() -> bool:
+    """True when a JACK server (JACK_DEFAULT_SERVER, else 'default') accepts clients. Never starts one."""
+    if "jack" not in list_apis() or not _jack_socket_present(jack_server_name()):
+        return False
+    rtmidi = _rtmidi()
+    with _no_jack_autostart(), _quiet_stderr():
+        try:
+            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"{CLIENT_NAME}-probe")
+        except rtmidi.RtMidiError:
+            return False
+        probe.delete()
+    return True
+
+
+def api_status(api: str) -> tuple[bool, str]:
+    """(usable, why) for one API on this machine, cheaply and without starting anything."""
+    if api not in _API_CONSTANTS:
+        return False, f"unknown MIDI API {api!r}"
+    if api not in list_apis():
+        return False, "not compiled into python-rtmidi"
+    if api == "jack":
+        server = jack_server_name()
+        if jack_running():
+            return True, f"a JACK server ({server!r}) is running"
+        return False, f"no JACK server ({server!r}) is running"
+    if api == "alsa":
+        if os.path.exists(ALSA_SEQ):
+            if os.access(ALSA_SEQ, os.R_OK | os.W_OK):
+                return True, f"{ALSA_SEQ} exists (ALSA sequencer)"
+            return False, f"{ALSA_SEQ} exists but is not readable and writable by this user (audio group?)"
+        return False, f"no ALSA sequencer ({ALSA_SEQ} does not exist)"
+    if api == "coremidi":
+        return (True, "macOS") if sys.platform == "darwin" else (False, "not macOS")
+    if api == "winmm":
+        if sys.platform == "win32":
+            return True, "Windows (WinMM has no virtual ports: connect to loopMIDI ports by name)"
+        return False, "not Windows"
+    return False, "unknown"
+
+
+@dataclass(frozen=True)
+class ApiChoice:
+    api: str | None  # None: nothing usable
+    reason: str
+
+
+def pick_api() -> ApiChoice:
+    """What auto picks, and why: JACK when a server runs, else ALSA when /dev/snd/seq exists,
+    else CoreMIDI on macOS, else WinMM on Windows."""
+    compiled = list_apis()
+    why_not = []
+    for api in _AUTO_ORDER:
+        if api not in compiled:
+            continue
+        usable, why = api_status(api)
+        if usable:
+            return ApiChoice(api, why + (f"; {'; '.join(why_not)}" if why_not else ""))
+        why_not.append(why)
+    if not compiled:
+        return ApiChoice(None, "python-rtmidi has no MIDI API compiled in")
+    return ApiChoice(None, "no MIDI system found: " + "; ".join(why_not))
+
+
+def auto_api() -> str:
+    """The API to use on this machine (see `pick_api`); NoMidiSystem when there is none."""
+    choice = pick_api()
+    if choice.api is None:
+        raise NoMidiSystem(choice.reason)
+    return choice.api
+
+
+def _open_rtmidi(kind: str, api: str, client_name: str, **rtmidi_kw):
+    """A python-rtmidi MidiIn/MidiOut on `api`, or PortError with the reason (no stderr noise)."""
+    rtmidi = _rtmidi()
+    cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+    const = _api_const(api)
+    if api not in list_apis():
+        raise PortError(f"MIDI API {api!r} is not compiled into python-rtmidi (have: {', '.join(list_apis())})")
+    if api == "alsa" and not os.path.exists(ALSA_SEQ):
+        raise PortError(f"no ALSA sequencer ({ALSA_SEQ} does not exist)")
+    if api == "jack" and not _jack_socket_present(jack_server_name()):
+        raise PortError(f"no JACK server ({jack_server_name()!r}) is running")
+    with _no_jack_autostart(), _quiet_stderr():
+        try:
+            return cls(const, name=client_name, **rtmidi_kw)
+        except rtmidi.RtMidiError as error:
+            raise PortError(f"cannot open a {api} MIDI client: {error}") from None
+
+
+def list_ports(api: str) -> dict[str, list[str]]:
+    """Ports `api` sees, mido-style: 'inputs' are ports we can receive from (use with
+    MidiInput(connect=...)), 'outputs' are ports we can send to (MidiOutput(connect=...))."""
+    usable, why = api_status(api)
+    if not usable:
+        raise PortError(f"{api}: {why}")
+    found = {}
+    for key, kind in (("inputs", "in"), ("outputs", "out")):
+        client = _open_rtmidi(kind, api, f"{CLIENT_NAME}-list")
+        try:
+            found[key] = list(client.get_ports())
+        finally:
+            client.delete()
+    return found
+
+
+def find_port(names: list[str], wanted: str, what: str) -> int:
+    """Index of the port whose name is `wanted` or (case-insensitively) contains it, uniquely."""
+    exact = [i for i, n in enumerate(names) if n == wanted or n.split(":", 1)[-1] == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    hits = exact or [i for i, n in enumerate(names) if wanted.lower() in n.lower()]
+    if len(hits) == 1:
+        return hits[0]
+    have = ", ".join(repr(n) for n in names) or "none"
+    if not hits:
+        raise PortError(f"no MIDI {what} port matches {wanted!r} (have: {have})")
+    raise PortError(f"{len(hits)} MIDI {what} ports match {wanted!r}: "
+                    + ", ".join(repr(names[i]) for i in hits) + " (give more of the name)")
+
+
+class _Port:
+    """What MidiInput and MidiOutput share: open (virtual or connect) and report how long it took."""
+
+    kind = ""  # "in" or "out"
+    what = ""  # for messages
+
+    def _open(self, name: str, api: str | None, connect: str | None, client_name: str, **rtmidi_kw):
+        self.api = api or auto_api()
+        self.name = name
+        self.connected_to = None  # the existing port's full name when connect= was given
+        t0 = time.perf_counter()
+        if self.api == "winmm" and connect is None:
+            raise PortError("WinMM has no virtual ports: create one with loopMIDI (or Windows MIDI "
+                            "Services loopback) and connect to it by name")
+        port = _open_rtmidi(self.kind, self.api, client_name, **rtmidi_kw)
+        try:
+            with _no_jack_autostart():
+                if connect is None:
+                    port.open_virtual_port(name)
+                else:
+                    names = list(port.get_ports())
+                    index = find_port(names, connect, self.what)
+                    port.open_port(index, name)
+                    self.connected_to = names[index]
+                    if self.api == "jack":
+                        time.sleep(JACK_SETTLE_S)
+        except BaseException as error:
+            port.delete()
+            if isinstance(error, _rtmidi().RtMidiError):
+                raise PortError(f"cannot open MIDI {self.what} port {name!r} on {self.api}: {error}") from None
+            raise
+        self.open_s = time.perf_counter() - t0  # seconds to get the port up (auto_api's probe not counted)
+        return port
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class MidiInput(_Port):
+    """A MIDI input: a virtual port `name` (default 'bachbridge in'), or, with `connect=`, our port
+    connected to the existing port whose name contains that text.
+
+    `poll()` returns what arrived since the last call, oldest first, as (bytes, perf_counter_ns).
+    SysEx and active sensing are dropped inside rtmidi; timing clock comes through.
+
+    Two ways in, chosen by `callback` (default: True for every API but JACK):
+    - callback: rtmidi's thread calls a Python callback that only appends (data, perf_counter_ns())
+      to a bounded deque (`capacity`, oldest dropped when full): atomic, no lock, never blocks once
+      it runs. Right for ALSA, CoreMIDI and WinMM, whose callback threads may wait for the GIL.
+    - queue (JACK): rtmidi keeps messages in its own C++ queue (`capacity` messages) and `poll()`
+      drains it. JACK calls rtmidi's input code in its process (audio) thread; a Python callback
+      there must take the GIL, and while another thread holds it (up to the 5 ms switch interval,
+      longer inside a C call) the client overruns its period; with jackd in its default
+      asynchronous mode the next cycle then rewrites the buffer rtmidi 5.0 is still reading, and
+      rtmidi re-delivers the previous event in place of the ones it can no longer read (duplicated
+      and lost notes). Measured here: 58 of 60 bursts garbled with a callback while another thread
+      held the GIL, none with the queue. (CPU starvation can overrun a period too: run jackd with
+      realtime scheduling, or --sync, as the tests do.)
+      Stamps: the last message of a batch gets the poll time, earlier ones are back-dated by the
+      deltas rtmidi measured in the process thread, clamped between the previous batch and now, so
+      a stamp is late by at most the time between two polls: poll often (<= 1 ms).
+    """
+
+    kind, what = "in", "input"
+
+    def __init__(self, name: str = DEFAULT_IN, *, api: str | None = None, connect: str | None = None,
+                 client_name: str = CLIENT_NAME, capacity: int = 8192, callback: bool | None = None):
+        self._port = None
+        api = api or auto_api()
+        self.uses_callback = (api != "jack") if callback is None else bool(callback)
+        self._queue: collections.deque = collections.deque(maxlen=capacity)
+        self._last_ns = 0  # queue mode: the latest stamp handed out
+        self._lock = threading.Lock()  # queue mode: poll() and close() from different threads
+        port = self._open(name, api, connect, client_name, queue_size_limit=capacity)
+        port.ignore_types(sysex=True, timing=False, active_sense=True)
+        if self.uses_callback:
+            append = self._queue.append
+            now = time.perf_counter_ns
+
+            def on_message(event, _data=None):
+                # runs on rtmidi's thread: stamp and queue, nothing else
+                append((event[0], now()))
+
+            port.set_callback(on_message)
+        self._port = port
+
+    @property
+    def closed(self) -> bool:
+        return self._port is None
+
+    def poll(self) -> list[tuple[bytes, int]]:
+        """Every message received since the last poll, oldest first, as (bytes, perf_counter_ns at arrival)."""
+        if not self.uses_callback:
+            return self._poll_rtmidi_queue()
+        out = []
+        pop = self._queue.popleft
+        while True:
+            try:
+                data, t_ns = pop()
+            except IndexError:
+                return out
+            out.append((bytes(data), t_ns))
+
+    def _poll_rtmidi_queue(self) -> list[tuple[bytes, int]]:
+        batch = []
+        with self._lock:  # never get_message() on a port that close() is deleting
+            port = self._port
+            if port is None:
+                return []
+            get = port.get_message
+            while True:
+                item = get()
+                if item is None:
+                    break
+                batch.append(item)
+        if not batch:
+            return []
+        now = time.perf_counter_ns()
+        floor = self._last_ns
+        out = [None] * len(batch)
+        t = now
+        for k in range(len(batch) - 1, -1, -1):
+            data, delta_s = batch[k]
+            out[k] = (bytes(data), max(t, floor))
+            t -= int(delta_s * 1e9)
+        self._last_ns = now
+        return out
+
+    def close(self) -> None:
+        """Close the port (safe to call twice); what was not polled yet is dropped."""
+        with self._lock:
+            port, self._port = self._port, None
+        if port is None:
+            return
+        try:
+            if self.uses_callback:
+                port.cancel_callback()
+            if self.api == "jack":
+                time.sleep(JACK_SETTLE_S)
+            port.close_port()
+        finally:
+            port.delete()
+            self._queue.clear()
+
+
+# length of each short message, by status byte (system messages) or by high nibble (channel messages)
+_CHANNEL_LEN = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+_SYSTEM_LEN = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1, 0xFE: 1, 0xFF: 1}
+
+
+def check_message(message) -> bytes:
+    """`message` (bytes, a sequence of ints, or anything with .bytes() like mido.Message) as bytes,
+    if it is one complete short MIDI message; ValueError otherwise (SysEx is not a short message)."""
+    if hasattr(message, "bytes") and callable(message.bytes):
+        message = message.bytes()
+    if isinstance(message, (int, str)):  # bytes(3) would be three zero bytes
+        raise ValueError(f"not MIDI bytes: {message!r}")
+    try:
+        data = bytes(message)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"not MIDI bytes: {message!r} ({error})") from None
+    if not data:
+        raise ValueError("empty MIDI message")
+    status = data[0]
+    if status < 0x80:
+        raise ValueError(f"MIDI message must start with a status byte, not {status:#04x}")
+    want = _CHANNEL_LEN.get(status & 0xF0) if status < 0xF0 else _SYSTEM_LEN.get(status)
+    if want is None:
+        raise ValueError(f"status {status:#04x} is not a short MIDI message (SysEx or undefined)")
+    if len(data) != want:
+        raise ValueError(f"status {status:#04x} takes {want} bytes, got {len(data)}: {data.hex(' ')}")
+    if any(b > 0x7F for b in data[1:]):
+        raise ValueError(f"MIDI data bytes must be < 128: {data.hex(' ')}")
+    return data
+
+
+class MidiOutput(_Port):
+    """A MIDI output: a virtual port `name` (default 'bachbridge out'), or, with `connect=`, our
+    port connected to the existing port whose name contains that text.
+
+    Thread-safe. Tracks sounding notes so that nothing is left hanging: `all_notes_off()` releases
+    them (and a held sustain pedal) and sends CC 123; `close()` does that first, always.
+    """
+
+    kind, what = "out", "output"
+
+    def __init__(self, name: str = DEFAULT_OUT, *, api: str | None = None, connect: str | None = None,
+                 client_name: str = CLIENT_NAME):
+        self._lock = threading.Lock()
+        self._sounding: dict[tuple[int, int], int] = {}  # (channel, note) -> note-ons not yet released
+        self._sustained: set[int] = set()  # channels with the sustain pedal down
+        self._channels: set[int] = set()  # channels this port has sent on
+        self._port = None
+        self._port = self._open(name, api, connect, client_name)
+
+    @property
+    def closed(self) -> bool:
+        return self._port is None
+
+    def sounding(self) -> dict[tuple[int, int], int]:
+        """{(channel 0-15, note): note-ons not yet released} (a copy)."""
+        with self._lock:
+            return dict(self._sounding)
+
+    def send(self, message) -> None:
+        """Send one short MIDI message. ValueError, and nothing sent, when the port is closed or the
+        message is not a valid short MIDI message (see `check_message`)."""
+        data = check_message(message)
+        with self._lock:
+            if self._port is None:
+                raise ValueError(f"MIDI output {self.name!r} is closed")
+            self._send_locked(data)
+
+    def _send_locked(self, data: bytes) -> None:
+        status = data[0]
+        if status < 0xF0:
+            kind, channel = status & 0xF0, status & 0x0F
+            self._channels.add(channel)
+            if kind == 0x90 and data[2] > 0:
+                key = (channel, data[1])
+                self._sounding[key] = self._sounding.get(key, 0) + 1
+            elif kind == 0x80 or kind == 0x90:
+                key = (channel, data[1])
+                left = self._sounding.get(key, 0) - 1
+                if left > 0:
+                    self._sounding[key] = left
+                else:
+                    self._sounding.pop(key, None)
+            elif kind == 0xB0 and data[1] == 64:
+                (self._sustained.add if data[2] >= 64 else self._sustained.discard)(channel)
+            # CC 123 sent by the caller does not clear the bookkeeping: some synths ignore it, and
+            # a note-off for a note already silenced is harmless
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        self._port.send_message(data)
+
+    def all_notes_off(self, channels=None) -> int:
+        """Note-off for every note sent and not released (once per unreleased note-on), sustain
+        pedal up where it was down, then CC 123 (All Notes Off) on each of `channels` (0-15;
+        default: every channel this port has sent on). Returns the number of messages sent."""
+        with self._lock:
+            if self._port is None:
+                return 0
+            return self._all_notes_off_locked(channels)
+
+    def _all_notes_off_locked(self, channels) -> int:
+        chosen = sorted(self._channels) if channels is None else sorted(set(channels))
+        bad = [c for c in chosen if not (isinstance(c, int) and 0 <= c <= 15)]
+        if bad:
+            raise ValueError(f"MIDI channels are 0-15, not {bad}")
+        sent = 0
+        for (channel, note), count in sorted(self._sounding.items()):
+            for _ in range(count):
+                self._send(bytes((0x80 | channel, note, 0)))
+                sent += 1
+        self._sounding.clear()
+        for channel in sorted(self._sustained):
+            self._send(bytes((0xB0 | channel, 64, 0)))
+            sent += 1
+        self._sustained.clear()
+        for channel in chosen:
+            self._send(bytes((0xB0 | channel, 123, 0)))
+            sent += 1
+        return sent
+
+    def close(self) -> None:
+        """All notes off (see `all_notes_off`: CC 123 on every channel sent on), then close; safe
+        to call twice. For CC 123 on further channels, call all_notes_off(channels) first."""
+        with self._lock:
+            port = self._port
+            if port is None:
+                return
+            try:
+                self._all_notes_off_locked(None)
+            finally:
+                self._port = None
+                try:
+                    if self.api == "jack":
+                        time.sleep(JACK_SETTLE_S)
+                    port.close_port()  # rtmidi's JACK backend waits (<= 1 s) for queued bytes to go out
+                finally:
+                    port.delete()
