@@ -99,17 +99,16 @@ class Coconet(nn.Module):
         return F.log_softmax(logits, dim=-1)
 
 
-def masked_nll(log_probs: torch.Tensor, pitches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood (nats) per masked note.
+def masked_nll(log_probs: torch.Tensor, pitches: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (nats) per target note (`target` (B,T,V): 1 = counts).
 
     Orderless NADE (Uria et al. 2014, as in Coconet): each example's summed loss over its masked
     cells is rescaled by cells / masked cells; dividing by cells again gives the per-note mean over
     the masked cells of each example, averaged over the batch. Rests carry no loss.
     """
     has_note = (pitches >= 0).to(log_probs.dtype)
-    target = pitches.clamp(min=0).unsqueeze(-1)
-    nll = -log_probs.gather(-1, target).squeeze(-1)                            # (B,T,V)
-    weight = mask * has_note
+    nll = -log_probs.gather(-1, pitches.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B,T,V)
+    weight = target * has_note
     per_example = (nll * weight).sum(dim=(1, 2)) / weight.sum(dim=(1, 2)).clamp(min=1.0)
     return per_example.mean()
 

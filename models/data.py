@@ -108,36 +108,41 @@ def to_indices(chorale: np.ndarray) -> np.ndarray:
     return out
 
 
-# --- masks (1 = unknown, to be predicted) ------------------------------------------------------
+# --- masks (1 = unknown, to be predicted) and loss targets (1 = the cell's NLL counts) -----------
+# Each kind returns (mask, target). Usually every unknown cell is a target; the live kind scores
+# only the present step, the one thing live use (and the note-wise NLL) ever asks of it.
 
-def orderless_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+def orderless_mask(batch: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Coconet's training mask: a uniformly drawn number of cells, then which cells."""
     cells = length * NUM_VOICES
     mask = np.zeros((batch, cells), dtype=np.float32)
     for b in range(batch):
         count = int(rng.integers(1, cells + 1))
         mask[b, rng.permutation(cells)[:count]] = 1.0
-    return mask.reshape(batch, length, NUM_VOICES)
+    mask = mask.reshape(batch, length, NUM_VOICES)
+    return mask, mask
 
 
-def melody_given_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+def melody_given_mask(batch: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Harmonizing: the soprano given everywhere, alto, tenor and bass unknown."""
     mask = np.ones((batch, length, NUM_VOICES), dtype=np.float32)
     mask[:, :, 0] = 0.0
-    return mask
+    return mask, mask
 
 
-def chronological_mask(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+def chronological_mask(batch: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Live use: the past known, the present's upper voices known, the rest of the present and
-    the whole future unknown. With the cut voice drawn from 0..3 this is also exactly the
-    conditioning of the note-wise (chronological) NLL."""
+    the whole future unknown; only the present's unknown voices are targets. With the cut voice
+    drawn from 0..3 this is exactly the conditioning of the note-wise (chronological) NLL."""
     mask = np.zeros((batch, length, NUM_VOICES), dtype=np.float32)
+    target = np.zeros_like(mask)
     for b in range(batch):
         t = int(rng.integers(length))
         v = int(rng.integers(NUM_VOICES))
         mask[b, t, v:] = 1.0
         mask[b, t + 1:] = 1.0
-    return mask
+        target[b, t, v:] = 1.0
+    return mask, target
 
 
 MASK_KINDS = {
@@ -148,17 +153,18 @@ MASK_KINDS = {
 
 
 def mixed_masks(batch: int, length: int, rng: np.random.Generator,
-                weights: dict[str, float]) -> np.ndarray:
-    """Each example's mask drawn from the kinds in `weights` (relative probabilities)."""
+                weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, target) with each example's drawn from the kinds in `weights` (relative probabilities)."""
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     choice = rng.choice(len(names), size=batch, p=p / p.sum())
     mask = np.empty((batch, length, NUM_VOICES), dtype=np.float32)
+    target = np.empty_like(mask)
     for k, name in enumerate(names):
         rows = np.flatnonzero(choice == k)
         if rows.size:
-            mask[rows] = MASK_KINDS[name](rows.size, length, rng)
-    return mask
+            mask[rows], target[rows] = MASK_KINDS[name](rows.size, length, rng)
+    return mask, target
 
 
 def fixed_fraction_mask(shape: tuple[int, int, int], fraction: float, seed: int) -> np.ndarray:

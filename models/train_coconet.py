@@ -78,7 +78,7 @@ else:
 
 valid_rng = np.random.default_rng(10_000)
 valid_pitches = torch.from_numpy(data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0))
-valid_mask = torch.from_numpy(data.mixed_masks(512, args.crop, valid_rng, MASK_WEIGHTS))
+valid_mask, valid_target = map(torch.from_numpy, data.mixed_masks(512, args.crop, valid_rng, MASK_WEIGHTS))
 
 # ---- model, optimizer, schedule; resume if a checkpoint is there --------------------------------
 config = PRESETS[args.preset]
@@ -120,7 +120,7 @@ def checkpoint(path: Path, valid_loss: float) -> None:
 def validation_loss() -> float:
     model.eval()
     losses = [masked_nll(model(valid_pitches[i:i + 64], valid_mask[i:i + 64]),
-                         valid_pitches[i:i + 64], valid_mask[i:i + 64]).item()
+                         valid_pitches[i:i + 64], valid_target[i:i + 64]).item()
               for i in range(0, len(valid_pitches), 64)]
     model.train()
     return float(np.mean(losses))
@@ -137,8 +137,8 @@ bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
 model.train()
 while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes:
     pitches = torch.from_numpy(data.random_crops(train_set, args.batch, args.crop, rng))
-    mask = torch.from_numpy(data.mixed_masks(args.batch, args.crop, rng, MASK_WEIGHTS))
-    loss = masked_nll(model(pitches, mask), pitches, mask)
+    mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, MASK_WEIGHTS))
+    loss = masked_nll(model(pitches, mask), pitches, target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
