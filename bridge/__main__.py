@@ -1,3 +1,4 @@
 from bridge.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: batch's worker processes import this module too
+    raise SystemExit(main())

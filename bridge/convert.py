@@ -7,6 +7,7 @@ interrupted conversion never leaves a partial file behind.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -137,7 +138,9 @@ def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, j
         for source, target, file_settings in work:
             record(source, _convert_one(source, target, file_settings, track))
     else:
-        with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(model, threads)) as pool:
+        # spawned, not forked: a fork would copy onnxruntime's and numba's thread state mid-flight
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(model, threads)) as pool:
             futures = {pool.submit(_convert_one, s, t, fs, track): s for s, t, fs in work}
             for future in as_completed(futures):
                 record(futures[future], future.result())
