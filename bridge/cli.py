@@ -42,6 +42,9 @@ def add_knobs(p: argparse.ArgumentParser) -> None:
                    help=f"fraction of the steps over which the share falls (default {d.alpha})")
     g.add_argument("--candidates", type=int, default=d.candidates,
                    help="chains sampled together; the likeliest wins (default 1)")
+    g.add_argument("--parallel-penalty", type=float, default=d.parallel_penalty,
+                   help="nats taken off a pitch for each consecutive perfect fifth or octave it would "
+                        f"make; 0 = off (default {d.parallel_penalty})")
     g.add_argument("--key", default=d.key, help="keep alto, tenor, bass in a key: off, auto, or e.g. Bb, F#m (default off)")
     g.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")
     g.add_argument("--track", type=int, default=None, metavar="N",
@@ -50,7 +53,8 @@ def add_knobs(p: argparse.ArgumentParser) -> None:
 
 def settings_from(args) -> Settings:
     return Settings(temperature=args.temperature, steps=args.steps, pmax=args.pmax, pmin=args.pmin,
-                    alpha=args.alpha, candidates=args.candidates, key=args.key, seed=args.seed)
+                    alpha=args.alpha, candidates=args.candidates, key=args.key,
+                    parallel_penalty=args.parallel_penalty, seed=args.seed)
 
 
 def model_from(args) -> str:

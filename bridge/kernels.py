@@ -56,8 +56,38 @@ def choose_resample_cells(free, prob, uniforms, mask_out):
 
 
 @njit(cache=True, nogil=True)
-def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches):
-    """Resample every masked cell from its tempered softmax restricted to `allowed[v]`, in place."""
+def _consecutive_perfects(pitches, k, t, v, p):
+    """How many consecutive perfect fifths or octaves (similar or contrary motion, as
+    bridge.musicstats counts them) pitch p at cell (t, v) would make with the other voices, into
+    step t from t - 1 and out of it into t + 1."""
+    num_steps, num_voices = pitches.shape[1], pitches.shape[2]
+    count = 0
+    for u in range(num_voices):
+        if u == v:
+            continue
+        b1 = pitches[k, t, u]
+        if b1 < 0:
+            continue
+        interval = abs(p - b1) % 12
+        if interval != 0 and interval != 7:
+            continue
+        for other in (t - 1, t + 1):
+            if other < 0 or other >= num_steps:
+                continue
+            a0, b0 = pitches[k, other, v], pitches[k, other, u]
+            if a0 >= 0 and b0 >= 0 and a0 != p and b0 != b1 and abs(a0 - b0) % 12 == interval:
+                count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, parallel_penalty):
+    """Resample every masked cell from its tempered softmax restricted to `allowed[v]`, in place.
+
+    Cells are drawn one after another, each seeing the ones drawn before it. With
+    `parallel_penalty` > 0 a pitch loses that many nats of log-probability per consecutive
+    perfect fifth or octave it would make with the voices around it.
+    """
     num_chains, num_steps, num_voices, num_pitches = log_probs.shape
     cells = (num_chains, num_steps, num_voices)
     if mask.shape != cells or uniforms.shape != cells or pitches.shape != cells:
@@ -66,27 +96,31 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches):
         raise ValueError("sample_masked: allowed must be (V, P) like log_probs")
     greedy = temperature <= _ARGMAX_TEMPERATURE
     inv_temperature = 1.0 / temperature if not greedy else 0.0
-    # One scratch row per call (not per cell) so the CDF walk need not recompute exp().
+    # one scratch row per call, not per cell
+    logits = np.empty(num_pitches, dtype=np.float64)
     weights = np.empty(num_pitches, dtype=np.float64)
     for k in range(num_chains):
         for t in range(num_steps):
             for v in range(num_voices):
                 if mask[k, t, v] != 1.0:
                     continue
-                # Max over allowed, finite logits: -inf and NaN (NaN > x is False) never win, so a
-                # pitch the network rules out cannot be drawn.
+                # -inf and NaN (NaN > x is False) never win, so a pitch the network rules out
+                # cannot be drawn
                 best = -1
-                first_allowed = -1
+                any_allowed = False
                 top = -np.inf
                 for p in range(num_pitches):
+                    x = -np.inf
                     if allowed[v, p]:
-                        if first_allowed < 0:
-                            first_allowed = p
+                        any_allowed = True
                         x = np.float64(log_probs[k, t, v, p])
+                        if parallel_penalty > 0.0 and x > -np.inf:
+                            x -= parallel_penalty * _consecutive_perfects(pitches, k, t, v, p)
                         if x > top:
                             top = x
                             best = p
-                if first_allowed < 0:
+                    logits[p] = x
+                if not any_allowed:
                     continue  # nothing this voice may sing: keep what is there
                 if best < 0:
                     # Every allowed pitch has zero probability under the network; rather than
@@ -108,11 +142,7 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches):
                     continue
                 total = 0.0
                 for p in range(num_pitches):
-                    x = np.float64(log_probs[k, t, v, p])
-                    if allowed[v, p] and x > -np.inf:
-                        w = np.exp((x - top) * inv_temperature)
-                    else:
-                        w = 0.0
+                    w = np.exp((logits[p] - top) * inv_temperature) if logits[p] > -np.inf else 0.0
                     weights[p] = w
                     total += w
                 target = uniforms[k, t, v] * total

@@ -22,6 +22,7 @@ class Settings:
     pmin: float = 0.1            # ... falling linearly to this share ...
     alpha: float = 0.75          # ... reached at this fraction of the steps
     candidates: int = 1          # chains sampled side by side; the likeliest under the model wins
+    parallel_penalty: float = 3.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
     key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
     voice_ranges: tuple[tuple[int, int], ...] = DEFAULT_VOICE_RANGES
     seed: int | None = None      # None: a fresh random seed each time
@@ -36,6 +37,8 @@ class Settings:
             problems.append(f"need 0 <= pmin <= pmax <= 1, not pmin {self.pmin}, pmax {self.pmax}")
         if not self.alpha > 0:
             problems.append(f"alpha must be > 0, not {self.alpha}")
+        if not self.parallel_penalty >= 0:
+            problems.append(f"parallel_penalty must be >= 0, not {self.parallel_penalty}")
         if not (isinstance(self.candidates, int) and 1 <= self.candidates <= 64):
             problems.append(f"candidates must be 1..64, not {self.candidates}")
         if len(self.voice_ranges) != 4 or any(not 0 <= lo <= hi - 11 <= 116 for lo, hi in self.voice_ranges):

@@ -103,7 +103,7 @@ def test_sample_masked_matches_tempered_softmax(peaked_row, temperature):
     allowed = np.ones((V, P), dtype=bool)
     u = np.random.default_rng(4).random((1, T, V))
     pitches = np.full((1, T, V), -1, dtype=np.int64)
-    sample_masked(log_probs, mask, allowed, temperature, u, pitches)
+    sample_masked(log_probs, mask, allowed, temperature, u, pitches, 0.0)
     assert pitches.min() >= 0 and pitches.max() < P
     freq = np.bincount(pitches.ravel(), minlength=P) / pitches.size
     expected = softmax(peaked_row.astype(np.float32).astype(np.float64) / temperature)
@@ -122,7 +122,7 @@ def test_sample_masked_argmax_at_zero_temperature(peaked_row):
     second = int(np.argsort(peaked_row)[-2])
     u = np.random.default_rng(5).random((1, 8, V))
     pitches = np.zeros((1, 8, V), dtype=np.int64)
-    sample_masked(log_probs, np.ones((1, 8, V), np.float32), allowed, 0.0, u, pitches)
+    sample_masked(log_probs, np.ones((1, 8, V), np.float32), allowed, 0.0, u, pitches, 0.0)
     assert (pitches[:, :, [0, 1, 3]] == top).all()
     assert (pitches[:, :, 2] == second).all()
 
@@ -139,7 +139,7 @@ def test_sample_masked_never_draws_disallowed_pitches():
     allowed[:, 15:35] = True
     u = np.random.default_rng(6).random((1, T, V))
     pitches = np.full((1, T, V), -1, dtype=np.int64)
-    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches)
+    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches, 0.0)
     assert allowed[np.arange(V)[None, None, :], pitches].all()
     assert not (pitches == 30).any()
     assert (pitches == 20).mean() > 0.5  # renormalized over the allowed pitches
@@ -153,7 +153,7 @@ def test_sample_masked_inverse_cdf_edges():
     u = np.zeros((1, 2, V))
     u[0, 1, :] = np.nextafter(1.0, 0.0)
     pitches = np.full((1, 2, V), -1, dtype=np.int64)
-    sample_masked(log_probs, np.ones((1, 2, V), np.float32), allowed, 1.0, u, pitches)
+    sample_masked(log_probs, np.ones((1, 2, V), np.float32), allowed, 1.0, u, pitches, 0.0)
     assert (pitches[0, 0] == 5).all()
     assert (pitches[0, 1] == 8).all()
 
@@ -167,7 +167,7 @@ def test_sample_masked_leaves_unmasked_and_unplayable_cells_alone(peaked_row):
     allowed[3, :] = False  # bass has nowhere to go
     before = rng.integers(-1, P, (1, T, V))
     pitches = before.copy()
-    sample_masked(log_probs, mask, allowed, 1.0, rng.random((1, T, V)), pitches)
+    sample_masked(log_probs, mask, allowed, 1.0, rng.random((1, T, V)), pitches, 0.0)
     np.testing.assert_array_equal(pitches[mask == 0], before[mask == 0])
     np.testing.assert_array_equal(pitches[:, :, 3], before[:, :, 3])
     assert (pitches[:, :, :3][mask[:, :, :3] == 1] >= 0).all()
@@ -181,7 +181,7 @@ def test_sample_masked_all_allowed_logits_impossible_falls_back_to_uniform():
     allowed[:, 10:14] = True
     pitches = np.full((1, T, V), -1, dtype=np.int64)
     u = np.random.default_rng(8).random((1, T, V))
-    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches)
+    sample_masked(log_probs, np.ones((1, T, V), np.float32), allowed, 1.0, u, pitches, 0.0)
     freq = np.bincount(pitches.ravel(), minlength=P)[10:14] / pitches.size
     assert pitches.min() >= 10 and pitches.max() <= 13
     assert np.abs(freq - 0.25).max() < 0.02
@@ -196,7 +196,7 @@ def test_sample_masked_is_reproducible(peaked_row):
         rng = np.random.default_rng(seed)
         mask = (rng.random((K, T, V)) < 0.6).astype(np.float32)
         pitches = np.zeros((K, T, V), dtype=np.int64)
-        sample_masked(log_probs, mask, allowed, 1.0, rng.random((K, T, V)), pitches)
+        sample_masked(log_probs, mask, allowed, 1.0, rng.random((K, T, V)), pitches, 0.0)
         return pitches
 
     np.testing.assert_array_equal(run(11), run(11))
@@ -207,7 +207,7 @@ def test_sample_masked_shape_mismatch_raises(peaked_row):
     log_probs = _repeated_row(peaked_row, T=4)
     with pytest.raises(ValueError):
         sample_masked(log_probs, np.ones((1, 4, V), np.float32), np.ones((V, P - 1), bool), 1.0,
-                      np.zeros((1, 4, V)), np.zeros((1, 4, V), np.int64))
+                      np.zeros((1, 4, V)), np.zeros((1, 4, V), np.int64), 0.0)
 
 
 # --- masked_log_likelihood ---------------------------------------------------------------------
@@ -291,3 +291,38 @@ def test_parse_key(text, expected):
 def test_parse_key_rejects(text):
     with pytest.raises(ValueError, match="unrecognised key"):
         parse_key(text)
+
+
+# --- voice leading ------------------------------------------------------------------------------
+
+def _fifths_setup(bass_prefers):
+    """Soprano G4 -> A4 over bass C4 -> ?, the bass masked at step 1 and the network preferring
+    `bass_prefers` (pitch index), then F4 (index 29)."""
+    pitches = np.full((1, 2, V), -1, np.int64)
+    pitches[0, :, 0] = [31, 33]          # G4, A4
+    pitches[0, 0, 3] = 24                # C4: a fifth below G4
+    log_probs = np.full((1, 2, V, P), -20.0, np.float32)
+    log_probs[0, 1, 3, bass_prefers] = -0.1
+    log_probs[0, 1, 3, 29] = -2.5
+    mask = np.zeros((1, 2, V), np.float32)
+    mask[0, 1, 3] = 1
+    return log_probs, mask, pitches
+
+
+@pytest.mark.parametrize("bass_prefers", [26, 14])   # D4 (similar motion), D3 (contrary)
+def test_parallel_penalty_steers_away_from_consecutive_fifths(bass_prefers):
+    allowed = np.ones((V, P), bool)
+    u = np.zeros((1, 2, V))
+    log_probs, mask, pitches = _fifths_setup(bass_prefers)
+    sample_masked(log_probs, mask, allowed, 0.0, u, pitches, 0.0)
+    assert pitches[0, 1, 3] == bass_prefers              # no penalty: the fifths stand
+    log_probs, mask, pitches = _fifths_setup(bass_prefers)
+    sample_masked(log_probs, mask, allowed, 0.0, u, pitches, 5.0)
+    assert pitches[0, 1, 3] == 29                         # penalised: F4, a third below
+
+
+def test_parallel_penalty_leaves_a_held_voice_alone():
+    allowed = np.ones((V, P), bool)
+    log_probs, mask, pitches = _fifths_setup(24)          # the bass holds C4 under G4 -> A4
+    sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 2, V)), pitches, 5.0)
+    assert pitches[0, 1, 3] == 24

@@ -73,7 +73,8 @@ class CoconetEngine(Engine):
                 kernels.choose_resample_cells(free, share, uniforms, mask)
             log_probs = self.log_probs(pitches, mask)
             rng.random(out=uniforms)
-            kernels.sample_masked(log_probs, mask, allowed, settings.temperature, uniforms, pitches)
+            kernels.sample_masked(log_probs, mask, allowed, settings.temperature, uniforms, pitches,
+                                  settings.parallel_penalty)
 
         best = self.likeliest_chain(pitches, free, rng) if k > 1 else 0
         out = np.where(pitches[best] >= 0, pitches[best] + self.min_pitch, REST).astype(np.int16)
