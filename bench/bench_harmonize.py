@@ -27,6 +27,31 @@ from bridge.settings import Settings  # noqa: E402
 from models.data import find_jsb16, load_jsb16  # noqa: E402
 
 
+def torch_parallel_penalty(pitches, settings: Settings):
+    """(1, T, V, P) count of consecutive perfect fifths/octaves each pitch would make, in torch ops
+    (the engine's numba kernel, vectorized; every cell judged against the state before the draw)."""
+    import torch
+
+    steps, voices = pitches.shape[1], pitches.shape[2]
+    candidate = torch.arange(46).view(1, 1, 1, 46, 1)                 # (1,1,V,P,U) broadcast
+    here = pitches.view(1, steps, 1, 1, voices)                          # other voices u at t
+    interval = (candidate - here).abs() % 12
+    perfect = ((interval == 0) | (interval == 7)) & (here >= 0)
+    others = ~torch.eye(voices, dtype=torch.bool).view(1, 1, voices, 1, voices)
+    count = torch.zeros(1, steps, voices, 46)
+    for shift in (1, -1):                                                # from t - 1, into t + 1
+        near = torch.roll(pitches, shifts=shift, dims=1)
+        valid = torch.ones(steps, dtype=torch.bool)
+        valid[0 if shift == 1 else -1] = False
+        near_v = near.view(1, steps, voices, 1, 1)
+        near_u = near.view(1, steps, 1, 1, voices)
+        moves = (near_v != candidate) & (near_u != here) & (near_v >= 0) & (near_u >= 0)
+        same = ((near_v - near_u).abs() % 12) == interval
+        hit = perfect & others & moves & same & valid.view(1, steps, 1, 1, 1)
+        count += hit.sum(-1)
+    return count
+
+
 def torch_sampling_loop(model, soprano_idx: np.ndarray, settings: Settings, generator) -> np.ndarray:
     """The same annealed block Gibbs as the engine, written the plain PyTorch way."""
     import torch
@@ -47,7 +72,8 @@ def torch_sampling_loop(model, soprano_idx: np.ndarray, settings: Settings, gene
                             / (settings.alpha * settings.steps))
                 mask = free & (torch.rand(free.shape, generator=generator) < share)
             log_probs = model(pitches, mask.float())
-            logits = (log_probs / settings.temperature).masked_fill(~allowed, float("-inf"))
+            penalized = log_probs - settings.parallel_penalty * torch_parallel_penalty(pitches, settings)
+            logits = (penalized / settings.temperature).masked_fill(~allowed, float("-inf"))
             draws = torch.multinomial(logits.softmax(-1).reshape(-1, 46), 1, generator=generator)
             pitches = torch.where(mask, draws.reshape(pitches.shape), pitches)
     return pitches[0].numpy()
