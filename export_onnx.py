@@ -24,10 +24,8 @@ PARITY_TOLERANCE = 1e-4
 def coconet_receptive_radius(config) -> int:
     """Steps on each side of a cell that can influence its output (exact windowed evaluation)."""
     num_blocks = (config.num_layers - 2) // 2
-    if config.separable:
-        dil = config.time_dilations
-        return 2 + sum(dil[i % len(dil)] for i in range(2 * num_blocks))
-    return 2 + 2 * num_blocks
+    dil = config.time_dilations
+    return 2 + sum(dil[i % len(dil)] for i in range(2 * num_blocks))
 
 
 def export_coconet(checkpoint: dict, name: str):

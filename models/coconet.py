@@ -12,8 +12,11 @@ an image with time and pitch as the two spatial axes and the voices as channels:
 
 Two flavours of the same stack:
 - standard: dense 3x3 convolutions (the paper's net, shallower and narrower for 2 CPU cores);
-- separable: depthwise 3x3 convolutions dilated along time and pitch, each followed by a
-  pointwise 1x1 convolution; much cheaper per layer, with a wide receptive field, for live use.
+- separable: depthwise 3x3 convolutions, each followed by a pointwise 1x1 convolution; much
+  cheaper per layer, for live use.
+Both dilate the residual blocks' convolutions along pitch (and the live net along time too): with
+16 undilated layers a cell sees only 16 semitones either way, so the bass could not see the
+melody two octaves above it; dilations 1, 2, 4, 12 let every voice see every pitch at no cost.
 """
 from __future__ import annotations
 
@@ -32,8 +35,8 @@ class CoconetConfig:
     num_layers: int = 16         # convolutions in all: input conv, residual blocks of 2, output conv
     channels: int = 64
     separable: bool = False
-    # dilation of layer i is time_dilations[i % len] x pitch_dilations[i % len] (separable only)
-    time_dilations: tuple[int, ...] = field(default=(1, 2, 4, 8))
+    # residual-block conv i is dilated time_dilations[i % len] x pitch_dilations[i % len]
+    time_dilations: tuple[int, ...] = field(default=(1,))
     pitch_dilations: tuple[int, ...] = field(default=(1, 2, 4, 12))
 
     def to_dict(self) -> dict:
@@ -49,7 +52,7 @@ class CoconetConfig:
 
 
 class ConvLayer(nn.Module):
-    """conv -> batch norm; dense 3x3, or depthwise dilated 3x3 then pointwise 1x1."""
+    """conv -> batch norm; dense dilated 3x3, or depthwise dilated 3x3 then pointwise 1x1."""
 
     def __init__(self, c_in: int, c_out: int, separable: bool, dilation: tuple[int, int]):
         super().__init__()
@@ -59,7 +62,7 @@ class ConvLayer(nn.Module):
                 nn.Conv2d(c_in, c_out, 1, bias=False),
             )
         else:
-            self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+            self.conv = nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation, bias=False)
         self.norm = nn.BatchNorm2d(c_out)
 
     def forward(self, x):
@@ -72,11 +75,8 @@ class Coconet(nn.Module):
         self.config = config
         c, v = config.channels, config.num_voices
         num_blocks = (config.num_layers - 2) // 2
-        dil = [
-            (config.time_dilations[i % len(config.time_dilations)],
-             config.pitch_dilations[i % len(config.pitch_dilations)]) if config.separable else (1, 1)
-            for i in range(2 * num_blocks)
-        ]
+        dil = [(config.time_dilations[i % len(config.time_dilations)],
+                config.pitch_dilations[i % len(config.pitch_dilations)]) for i in range(2 * num_blocks)]
         self.input_layer = ConvLayer(2 * v, c, separable=False, dilation=(1, 1))
         self.blocks = nn.ModuleList(
             nn.ModuleList([ConvLayer(c, c, config.separable, dil[2 * b]),

@@ -25,9 +25,12 @@ from models import data
 from models.coconet import Coconet, CoconetConfig, count_parameters, masked_nll
 
 PRESETS = {
-    "offline": CoconetConfig(num_layers=16, channels=64, separable=False),
-    "live": CoconetConfig(num_layers=16, channels=48, separable=True),
-    "tiny": CoconetConfig(num_layers=4, channels=16, separable=False),   # smoke tests
+    "offline": CoconetConfig(num_layers=16, channels=64, separable=False,
+                             time_dilations=(1,), pitch_dilations=(1, 2, 4, 12)),
+    "live": CoconetConfig(num_layers=16, channels=48, separable=True,
+                          time_dilations=(1, 2, 4, 8), pitch_dilations=(1, 2, 4, 12)),
+    "tiny": CoconetConfig(num_layers=4, channels=16, separable=False,       # smoke tests
+                          time_dilations=(1,), pitch_dilations=(1, 2)),
 }
 # what the product asks of the model: any inpainting, a melody given, and the live case
 MASK_WEIGHTS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}

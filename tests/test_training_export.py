@@ -79,8 +79,9 @@ def test_windowed_chronological_nll_equals_full_length(tiny_model, jsb_npz):
     assert windowed == pytest.approx(full, rel=1e-5)
 
 
-@pytest.mark.parametrize("separable, layers", [(False, 6), (True, 8)])
-def test_receptive_radius_is_exact(separable, layers):
+@pytest.mark.parametrize("separable, layers, time_dilations", [(False, 6, (1,)), (False, 6, (1, 3)),
+                                                               (True, 8, (1, 2, 4, 8))])
+def test_receptive_radius_is_exact(separable, layers, time_dilations):
     """A change `radius` steps away reaches a cell's output; one step further it does not."""
     import torch
 
@@ -88,7 +89,7 @@ def test_receptive_radius_is_exact(separable, layers):
     from models.coconet import Coconet, CoconetConfig
 
     torch.manual_seed(0)
-    config = CoconetConfig(num_layers=layers, channels=8, separable=separable)
+    config = CoconetConfig(num_layers=layers, channels=8, separable=separable, time_dilations=time_dilations)
     model = Coconet(config).eval()
     radius = coconet_receptive_radius(config)
     steps, centre = 2 * radius + 11, radius + 5
