@@ -30,8 +30,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
 
 
-def add_knobs(p: argparse.ArgumentParser) -> None:
-    d = Settings()
+def add_knobs(p: argparse.ArgumentParser, defaults: Settings = Settings(), files: bool = True) -> None:
+    """The sampling knobs, with `defaults`' values; `files=False` leaves out the file-only --track."""
+    d = defaults
     g = p.add_argument_group("sampling knobs")
     g.add_argument("--temperature", type=float, default=d.temperature,
                    help=f"softmax temperature; 0 = likeliest pitch (default {d.temperature})")
@@ -47,8 +48,9 @@ def add_knobs(p: argparse.ArgumentParser) -> None:
                         f"make; 0 = off (default {d.parallel_penalty})")
     g.add_argument("--key", default=d.key, help="keep alto, tenor, bass in a key: off, auto, or e.g. Bb, F#m (default off)")
     g.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")
-    g.add_argument("--track", type=int, default=None, metavar="N",
-                   help="take the melody from track N (0-based) instead of the top line of all tracks")
+    if files:
+        g.add_argument("--track", type=int, default=None, metavar="N",
+                       help="take the melody from track N (0-based) instead of the top line of all tracks")
 
 
 def settings_from(args) -> Settings:
@@ -149,6 +151,151 @@ def cmd_ports(args) -> int:
     return 0
 
 
+def _seconds_since_process_start() -> float:
+    """How long this process has run (Linux: from /proc; elsewhere 0, i.e. counted from here)."""
+    import os
+    import time
+
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            uptime_s = float(f.read().split()[0])
+        return max(0.0, uptime_s - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def live_model(args) -> tuple[str, str | None]:
+    """The model `live` runs, and a note for the user when the default had to fall back."""
+    from models import shipped_model
+
+    if args.model:
+        return args.model, None
+    if args.engine:
+        return args.engine, None
+    if shipped_model("coconet-live").is_file():
+        return "coconet-live", None
+    return "coconet", "the coconet-live model is not there (not trained yet?): using coconet"
+
+
+def _channel_list(text: str) -> tuple[int, int, int]:
+    """'2,3,4' (MIDI channels 1-16 for alto, tenor, bass) or '2' (all on one) -> 0-based triple."""
+    try:
+        channels = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not channel numbers: {text!r}") from None
+    if len(channels) == 1:
+        channels *= 3
+    if len(channels) != 3 or not all(1 <= c <= 16 for c in channels):
+        raise argparse.ArgumentTypeError(f"give one channel, or three (alto,tenor,bass), each 1-16: {text!r}")
+    return tuple(c - 1 for c in channels)
+
+
+def _midi_channel(text: str) -> int:
+    try:
+        channel = int(text)
+    except ValueError:
+        channel = 0
+    if not 1 <= channel <= 16:
+        raise argparse.ArgumentTypeError(f"a MIDI channel is 1-16, not {text!r}")
+    return channel - 1
+
+
+def cmd_live(args) -> int:
+    import signal
+    import threading
+    import time
+
+    t0 = time.perf_counter() - _seconds_since_process_start()
+    stop = threading.Event()
+    # from here on SIGINT and SIGTERM only ask for a clean stop (also while warming up)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    from bridge.engines import load_engine
+    from bridge.live import Bridge, LiveConfig
+    from bridge.ports import auto_api, pick_api
+
+    model, note = live_model(args)
+    if note:
+        print(f"bachbridge: {note}", file=sys.stderr)
+    config = LiveConfig(clock=args.clock, bpm=args.bpm, echo=not args.no_echo, channels=args.channels,
+                        echo_channel=args.echo_channel, in_channel=args.in_channel,
+                        context_steps=args.context)
+    settings = settings_from(args)
+    api = args.api
+    if api == "auto":
+        api = auto_api()
+        print(f"MIDI API: {api} ({pick_api().reason})")
+    # one onnxruntime thread: the cores are shared with JACK/the DAW, and the live tensors are
+    # too small for a second thread to pay for its wake-ups
+    engine = load_engine(model, threads=args.threads)
+    bridge = Bridge(engine, config, settings, api=api, in_name=args.in_name, out_name=args.out_name,
+                    connect_in=args.connect_in, connect_out=args.connect_out)
+    try:
+        bridge.start(t0)
+        stats = bridge.stats.snapshot()
+        if stats.engine_errors:
+            print(f"bachbridge: the engine failed its warm-up ({stats.last_engine_error}): "
+                  "notes pass through until it works", file=sys.stderr)
+        inp, out = bridge.input, bridge.output
+        in_label = repr(inp.name) + (f" (from {inp.connected_to!r})" if inp.connected_to else "")
+        out_label = repr(out.name) + (f" (to {out.connected_to!r})" if out.connected_to else "")
+        print(f"ports up in {bridge.ports_up_s * 1e3:.0f} ms: {in_label} -> {out_label} ({inp.api}); "
+              f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms; Ctrl-C to stop", flush=True)
+        while not stop.wait(0.25):
+            pass
+    finally:
+        bridge.close()
+    s = bridge.stats.snapshot()
+    latency = (f"; note-on -> harmony p50 {s.p50_latency_ms:.2f} ms, p99 {s.p99_latency_ms:.2f} ms"
+               if s.latencies else "")
+    print(f"stopped: {s.notes_in} notes in, {s.harmony_notes_out} harmony notes out, "
+          f"{s.engine_errors} engine errors, {s.ignored} messages ignored{latency}", flush=True)
+    if s.last_engine_error:
+        print(f"bachbridge: last engine error: {s.last_engine_error}", file=sys.stderr)
+    return 0
+
+
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    from bridge.clock import MODES as CLOCK_MODES
+    from bridge.engines import engine_names
+    from bridge.live import LIVE_SETTINGS, LiveConfig
+    from bridge.ports import DEFAULT_IN, DEFAULT_OUT
+
+    d = LiveConfig()
+    g = p.add_argument_group("ports")
+    g.add_argument("--api", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
+                   help="MIDI system (default auto: JACK when a server runs, else ALSA, CoreMIDI, WinMM)")
+    g.add_argument("--in", dest="in_name", default=DEFAULT_IN, metavar="NAME",
+                   help=f"name of our input port (default {DEFAULT_IN!r})")
+    g.add_argument("--out", dest="out_name", default=DEFAULT_OUT, metavar="NAME",
+                   help=f"name of our output port (default {DEFAULT_OUT!r})")
+    g.add_argument("--connect-in", metavar="PORT", help="take the melody from this existing port (name or part of it)")
+    g.add_argument("--connect-out", metavar="PORT", help="send to this existing port (e.g. a loopMIDI port)")
+    g = p.add_argument_group("playing")
+    g.add_argument("--clock", default=d.clock, choices=CLOCK_MODES,
+                   help="auto: the DAW's MIDI clock when it runs, else --bpm; midi; internal (--bpm); "
+                        "free: each note is the next 16th (default auto)")
+    g.add_argument("--bpm", type=float, default=d.bpm, help=f"internal tempo (default {d.bpm:g})")
+    g.add_argument("--context", type=int, default=d.context_steps, metavar="STEPS",
+                   help=f"16ths of the past the model is shown (default {d.context_steps}: two bars)")
+    g.add_argument("--channels", type=_channel_list, default=d.channels, metavar="A,T,B",
+                   help="MIDI channels of alto, tenor, bass, or one for all (default 2,3,4)")
+    g.add_argument("--echo-channel", type=_midi_channel, default=d.echo_channel, metavar="N",
+                   help="MIDI channel the melody is echoed on (default 1)")
+    g.add_argument("--no-echo", action="store_true", help="do not send the melody on")
+    g.add_argument("--in-channel", type=_midi_channel, default=None, metavar="N",
+                   help="take melody notes from this MIDI channel only (default: any)")
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", default=None, choices=engine_names(),
+                   help="a model that ships with bachbridge (default: coconet-live when it is there, else coconet)")
+    g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
+    g.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    add_knobs(p, defaults=LIVE_SETTINGS, files=False)   # live answers a step at a time: fewer Gibbs steps
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="bachbridge", description="Neural Bach-chorale harmony, live and offline.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -179,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     po = sub.add_parser("ports", help="MIDI APIs compiled in, which one auto picks, and the ports each sees")
     po.set_defaults(run=cmd_ports)
+
+    lv = sub.add_parser("live", help="the live bridge without a window: melody in, harmony out, until Ctrl-C")
+    add_live_options(lv)
+    lv.set_defaults(run=cmd_live)
     return p
 
 
