@@ -6,7 +6,8 @@
     python -m models.train_coconet --out runs/mine --source midi --midi-dir my_chorales/
 
 Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, step,
-random state). `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
+random state); `--resume FILE` starts a new OUT from a checkpoint, such as the shipped models'
+in `models/checkpoints/`. `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
 one row per evaluation. Each checkpoint carries its model config, so export needs nothing else.
 """
 from __future__ import annotations
@@ -50,6 +51,8 @@ p.add_argument("--max-steps", type=int, default=100_000)
 p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
 p.add_argument("--eval-every", type=int, default=250)
 p.add_argument("--patience", type=int, default=12, help="evaluations without improvement before stopping")
+p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet "
+                                "(e.g. models/checkpoints/coconet.pt, the shipped model's)")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
@@ -90,7 +93,8 @@ if args.layers or args.channels:
                                       **({"num_layers": args.layers} if args.layers else {}),
                                       **({"channels": args.channels} if args.channels else {})})
 last_path, best_path = out / "last.pt", out / "best.pt"
-state = torch.load(last_path, weights_only=False) if last_path.exists() else None
+resume_from = last_path if last_path.exists() else (Path(args.resume) if args.resume else None)
+state = torch.load(resume_from, weights_only=False) if resume_from else None
 if state is not None:
     config = CoconetConfig.from_dict(state["config"])
 model = Coconet(config)
@@ -104,7 +108,7 @@ if state is not None:
     step, best_valid, stale = state["step"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
-    print(f"resumed from {last_path} at step {step} (best valid {best_valid:.4f})")
+    print(f"resumed from {resume_from} at step {step} (best valid {best_valid:.4f})")
 print(f"{args.preset}: {config.num_layers} layers x {config.channels} channels"
       f"{' separable' if config.separable else ''}, {count_parameters(model):,} parameters; {source_name}")
 

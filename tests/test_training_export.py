@@ -102,3 +102,11 @@ def test_receptive_radius_is_exact(separable, layers, time_dilations):
             changed[0, centre + distance] = (changed[0, centre + distance] + 7) % 46
             moved = (model(changed, mask)[0, centre] - base).abs().max().item()
             assert (moved > 0) == reaches, (distance, moved)
+
+
+def test_training_starts_a_new_run_from_a_given_checkpoint(tiny_run, tmp_path, jsb_npz):
+    result = run_module("models.train_coconet", "--out", tmp_path / "fine", "--resume", tiny_run / "last.pt",
+                        "--data", jsb_npz, "--max-steps", 70, "--eval-every", 10, "--threads", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "at step 60" in result.stdout
+    assert [r["step"] for r in read_log(tmp_path / "fine")] == [70]
