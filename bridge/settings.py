@@ -16,13 +16,13 @@ DEFAULT_VOICE_RANGES = ((60, 81), (52, 74), (46, 69), (36, 66))
 
 @dataclass(frozen=True)
 class Settings:
-    temperature: float = 0.8     # softmax temperature of every draw; 0 = always the likeliest pitch
+    temperature: float = 0.3     # softmax temperature of every draw; 0 = always the likeliest pitch
     steps: int = 12              # Gibbs steps (network calls) per harmonization
     pmax: float = 1.0            # Yao annealing: share of free cells resampled at the first step ...
-    pmin: float = 0.1            # ... falling linearly to this share ...
-    alpha: float = 0.75          # ... reached at this fraction of the steps
+    pmin: float = 0.05           # ... falling linearly to this share ...
+    alpha: float = 0.6           # ... reached at this fraction of the steps
     candidates: int = 1          # chains sampled side by side; the likeliest under the model wins
-    parallel_penalty: float = 3.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
+    parallel_penalty: float = 6.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
     key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
     voice_ranges: tuple[tuple[int, int], ...] = DEFAULT_VOICE_RANGES
     seed: int | None = None      # None: a fresh random seed each time
