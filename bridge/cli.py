@@ -154,7 +154,6 @@ def cmd_ports(args) -> int:
 def _seconds_since_process_start() -> float:
     """How long this process has run (Linux: from /proc; elsewhere 0, i.e. counted from here)."""
     import os
-    import time
 
     try:
         with open("/proc/self/stat") as f:
