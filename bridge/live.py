@@ -107,7 +107,7 @@ def past_steps_for(snapshot: Snapshot) -> int:
     it cannot change the answer, they only cost time. Not with key 'auto', which estimates the
     key from all the melody it is shown."""
     context = snapshot.config.context_steps
-    radius = getattr(snapshot.engine, "receptive_radius", None)
+    radius = snapshot.engine.receptive_radius
     if radius is None or snapshot.settings.key == "auto":
         return context
     return min(context, int(radius))
@@ -540,10 +540,8 @@ class Bridge:
         finally:
             try:
                 if self.output is not None:
-                    self.output.all_notes_off(self._channels_in_use())
+                    self.output.close(self._channels_in_use())  # note-offs, CC 123 once a channel
             finally:
-                if self.output is not None:
-                    self.output.close()
                 if self.input is not None:
                     self.input.close()
 

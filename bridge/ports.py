@@ -516,15 +516,15 @@ class MidiOutput(_Port):
             sent += 1
         return sent
 
-    def close(self) -> None:
-        """All notes off (see `all_notes_off`: CC 123 on every channel sent on), then close; safe
-        to call twice. For CC 123 on further channels, call all_notes_off(channels) first."""
+    def close(self, channels=None) -> None:
+        """All notes off (see `all_notes_off`: CC 123 on every channel sent on and on each of
+        `channels`, once), then close; safe to call twice."""
         with self._lock:
             port = self._port
             if port is None:
                 return
             try:
-                self._all_notes_off_locked(None)
+                self._all_notes_off_locked(self._channels.union(channels or ()))
             finally:
                 self._port = None
                 try:

@@ -38,6 +38,9 @@ ENGINE_CLASSES = {
 class Engine(ABC):
     """Base of every engine: holds the ONNX model and does what all engines share."""
 
+    # steps either side of a cell that can change its answer; None: the whole roll can (recurrent)
+    receptive_radius: int | None = None
+
     def __init__(self, model: OnnxModel):
         self.model = model
         self.min_pitch = model.meta_int("min_pitch")
