@@ -219,7 +219,8 @@ def cmd_live(args) -> int:
     model, note = live_model(args)
     if note:
         print(f"bachbridge: {note}", file=sys.stderr)
-    config = LiveConfig(clock=args.clock, bpm=args.bpm, echo=not args.no_echo, channels=args.channels,
+    config = LiveConfig(mode=args.mode, lookahead_beats=args.lookahead, speculate=not args.no_speculate,
+                        clock=args.clock, bpm=args.bpm, echo=not args.no_echo, channels=args.channels,
                         echo_channel=args.echo_channel, in_channel=args.in_channel,
                         context_steps=args.context)
     settings = settings_from(args)
@@ -260,7 +261,7 @@ def cmd_live(args) -> int:
 def add_live_options(p: argparse.ArgumentParser) -> None:
     from bridge.clock import MODES as CLOCK_MODES
     from bridge.engines import engine_names
-    from bridge.live import LIVE_SETTINGS, LiveConfig
+    from bridge.live import LIVE_SETTINGS, MODES, NOTE_MODE_STEPS, LiveConfig
     from bridge.ports import DEFAULT_IN, DEFAULT_OUT
 
     d = LiveConfig()
@@ -274,6 +275,14 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--connect-in", metavar="PORT", help="take the melody from this existing port (name or part of it)")
     g.add_argument("--connect-out", metavar="PORT", help="send to this existing port (e.g. a loopMIDI port)")
     g = p.add_argument_group("playing")
+    g.add_argument("--mode", default=d.mode, choices=MODES,
+                   help="note: answer each melody note at once; phrase: wait --lookahead beats, sample "
+                        "each phrase with the full annealed schedule, and play everything that much "
+                        "later (set the melody track's delay in the DAW to match: see the README) (default note)")
+    g.add_argument("--lookahead", type=float, default=d.lookahead_beats, metavar="BEATS",
+                   help=f"phrase mode's delay, in beats (default {d.lookahead_beats:g})")
+    g.add_argument("--no-speculate", action="store_true",
+                   help="note mode: do not work out the likeliest next answers between notes")
     g.add_argument("--clock", default=d.clock, choices=CLOCK_MODES,
                    help="auto: the DAW's MIDI clock when it runs, else --bpm; midi; internal (--bpm); "
                         "free: each note is the next 16th (default auto)")
@@ -292,7 +301,9 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="a model that ships with bachbridge (default: coconet-live when it is there, else coconet)")
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
     g.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
-    add_knobs(p, defaults=LIVE_SETTINGS, files=False)   # live answers a step at a time: fewer Gibbs steps
+    add_knobs(p, defaults=LIVE_SETTINGS, files=False)
+    p.epilog = (f"--steps sets phrase mode's Gibbs steps; note mode fills in one step's three voices "
+                f"and always takes {NOTE_MODE_STEPS}.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,10 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("live", help="the live bridge without a window: melody in, harmony out, until Ctrl-C")
     add_live_options(lv)
     lv.set_defaults(run=cmd_live)
+
+    sub.add_parser("gui", help="the control window (the same as bachbridge-gui; its options: bachbridge gui --help)",
+                   add_help=False)
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gui"]:
+        from gui.app import main as gui_main
+
+        return gui_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

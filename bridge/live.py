@@ -1,49 +1,80 @@
-"""The live bridge, `note` mode: each melody onset is answered at once with alto, tenor and bass.
+"""The live bridge: a melody in, alto, tenor and bass out, while the music plays.
 
 Data flows one way: port -> events -> grid -> engine -> grid -> events -> port.
 
 - `Bridge` owns the ports, the engine and one worker thread. The worker polls `MidiInput` every
-  ~0.5 ms (sleeping when nothing came: never a busy spin), hands each (bytes, t_ns) to `NoteMode`,
-  and is the only thread that sends notes while it runs, so the note bookkeeping needs no lock.
+  ~0.5 ms (sleeping when nothing came and nothing is due: never a busy spin), hands each
+  (bytes, t_ns) to the player of the current mode, lets it send what is due, and is the only
+  thread that sends notes while it runs, so the note bookkeeping needs no lock.
 - Knobs: `(LiveConfig, Settings, Engine)` is one immutable `Snapshot` in one attribute, replaced
   whole by `Bridge.update()` from any thread (an attribute store is atomic); the worker reads it
   once per event and, when it changed, applies it between two events. A change of engine, mode
   or output channels first releases every sounding note.
-- `NoteMode` (no threads, no ports: it sends through a function it is given) keeps the recent past
-  on the 16th grid (`Context`), asks the engine for the present step's alto, tenor and bass given
-  that past and the new soprano, and sends note-offs for the voices that change and note-ons for
-  the new ones. Every note-on it sends is remembered until its note-off went out: on the melody's
-  note-off, on Stop/Start, on a release-worthy change, and on close. Harmony is kept as distinct
-  (channel, pitch) keys, so voices in unison on one channel sound once and are released once.
+- Two players (no threads, no ports: they send through a function they are given), sharing one
+  `Clock`:
+  - `NoteMode` answers each melody onset at once: the engine fills in the present step's alto,
+    tenor and bass given the recent past (`Context`) and the new soprano, with the future
+    unknown; they sound until the next onset or the melody's note-off. Between notes a
+    `Speculator` thread works out the answers for the likeliest next notes (the engine says
+    which), so that most onsets are answered by a lookup.
+  - `PhraseMode` plays everything `lookahead_beats` later: the melody waits, the harmony of each
+    phrase is decided by the full annealed Gibbs sampler (the harmony already decided given) as
+    late as the delay allows, and a schedule sends it on time.
+  Every note-on a player sends is remembered until its note-off went out: on the melody's
+  note-off, on Stop/Start, on a release-worthy change, on Panic and on close.
 - Nothing from outside stops it: SysEx, unknown or malformed messages and clock floods are counted
-  and ignored; an engine error makes that note pass-through (echo only), counted, last text kept;
-  any other error while handling one event is counted and the loop goes on.
+  and ignored; an engine error makes that note (or phrase) pass-through (echo only), counted,
+  last text kept; any other error while handling one event is counted and the loop goes on.
+- `Bridge.monitor` is what a window draws: (t_ns, voice, pitch, velocity) as the notes sound.
 """
 from __future__ import annotations
 
 import collections
+import heapq
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
-from bridge.clock import CLOCK_STATUSES, MODES as CLOCK_MODES, START, STOP, Clock, MAX_BPM, MIN_BPM
+from bridge.clock import (CLOCK_STATUSES, MODES as CLOCK_MODES, NS_PER_MINUTE, START, STOP, Clock, MAX_BPM,
+                          MIN_BPM, step_ns)
 from bridge.engines import (REST, SHORTEST_HARMONY_REST, SOPRANO, Engine, fold_into_range,
                             octave_shift_into_range)
 from bridge.errors import BadInput
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput
 from bridge.settings import Settings
 
-MODES = ("note",)
+MODES = ("note", "phrase")
 VOICES = 4
 NOTE_OFF, NOTE_ON = 0x80, 0x90
 # the worker's sleep when a poll found nothing: a note waits at most this long to be seen
 IDLE_SLEEP_S = 0.0005
-# latencies kept for the percentiles
+# latencies (and phrase timing errors) kept for the percentiles
 LATENCY_WINDOW = 512
-# few Gibbs steps: live, only the present step's three voices are free
-LIVE_SETTINGS = Settings(steps=2)
+# the sampling knobs `bachbridge live` starts with: phrase mode anneals as offline does
+LIVE_SETTINGS = Settings()
+# note mode fills in one step's three voices: two Gibbs steps, whatever `steps` says (which sets
+# phrase mode's); more would only add latency, there is nothing left to anneal
+NOTE_MODE_STEPS = 2
+# the longest lookahead, in beats
+MAX_LOOKAHEAD_BEATS = 16.0
+# phrase mode decides a phrase this long before its first note is due (at most half the delay):
+# the time the sampler may take
+DECISION_MARGIN_NS = 80_000_000
+# how often a port connected to another program's port checks that it is still there
+PORT_CHECK_S = 0.25
+# what the window is sent, at most this many notes behind
+MONITOR_SIZE = 4096
+# speculation: next pitches tried per onset, and the rhythms (gaps to the next onset) tried for each
+SPECULATED_PITCHES = 4
+SPECULATED_GAPS = 2
+# the GIL switch interval while a bridge runs: a thread waiting for the GIL (the worker, when the
+# speculator holds it) waits up to this long; Python's default is 5 ms
+LIVE_SWITCH_INTERVAL_S = 0.0002
 # a melody note for warm-up calls (inside every soprano range)
 _WARM_PITCH = 72
 
@@ -51,7 +82,9 @@ _WARM_PITCH = 72
 @dataclass(frozen=True)
 class LiveConfig:
     """How the bridge plays (not the sampling knobs: those are `Settings`). Channels are 0-based."""
-    mode: str = "note"
+    mode: str = "note"                           # note: answer each onset; phrase: play it all later
+    lookahead_beats: float = 2.0                 # phrase mode: how much later, in beats
+    speculate: bool = True                       # note mode: work out likely next answers between notes
     context_steps: int = 32                      # 16ths of past shown to the engine (two bars)
     clock: str = "auto"                          # auto, midi, internal, free: see bridge.clock
     bpm: float = 100.0                           # the internal tempo
@@ -64,6 +97,8 @@ class LiveConfig:
         problems = []
         if self.mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not 0.25 <= self.lookahead_beats <= MAX_LOOKAHEAD_BEATS:
+            problems.append(f"lookahead_beats must be 0.25..{MAX_LOOKAHEAD_BEATS:g}, not {self.lookahead_beats}")
         if not (isinstance(self.context_steps, int) and 0 <= self.context_steps <= 256):
             problems.append(f"context_steps must be 0..256, not {self.context_steps}")
         if self.clock not in CLOCK_MODES:
@@ -87,6 +122,10 @@ class LiveConfig:
     def output_channels(self) -> list[int]:
         """Every channel the bridge may sound notes on."""
         return sorted({*self.channels, self.echo_channel})
+
+    def delay_ns(self, bpm: float) -> int:
+        """Phrase mode's delay at `bpm`."""
+        return int(self.lookahead_beats * NS_PER_MINUTE / bpm)
 
 
 def _is_channel(c) -> bool:
@@ -115,16 +154,20 @@ def past_steps_for(snapshot: Snapshot) -> int:
 
 def warm_up(engine: Engine, config: LiveConfig, settings: Settings) -> None:
     """Compile and touch everything the first note will use: the engine's own warm-up, then
-    inpaint calls of the live shapes (the full window, and the short ones of a first phrase)."""
+    inpaint calls of the live shapes (the full window, and the short ones of a first phrase),
+    and the speculator's question."""
     engine.warm_up()
     past = past_steps_for(Snapshot(config, settings, engine))
+    note_settings = settings.replace(steps=NOTE_MODE_STEPS)
     for steps in sorted({1, 2, past // 2 + 1, past + 1}):
         roll = np.full((steps, VOICES), REST, dtype=np.int16)
         roll[:, SOPRANO] = _WARM_PITCH
         roll[:-1, 1:] = (67, 64, 48)
         known = np.ones(roll.shape, dtype=bool)
         known[-1, 1:] = False
-        engine.inpaint(roll, known, settings)
+        engine.inpaint(roll, known, note_settings)
+        known[-1, SOPRANO] = False
+        engine.melody_candidates(roll, known, note_settings, SPECULATED_PITCHES)
 
 
 # ---------------------------------------------------------------- the grid of the recent past
@@ -228,7 +271,15 @@ def model_view(roll: np.ndarray, settings: Settings, lowest: int, highest: int) 
     return np.where(view >= 0, view + shift, REST).astype(np.int16), shift
 
 
-# ---------------------------------------------------------------- statistics
+# ---------------------------------------------------------------- statistics and the monitor
+
+class MonitorEvent(NamedTuple):
+    """A note as it sounds: voice 0 is the melody (1, 2, 3: alto, tenor, bass); velocity 0 = off."""
+    t_ns: int
+    voice: int
+    pitch: int
+    velocity: int
+
 
 @dataclass(frozen=True)
 class StatsSnapshot:
@@ -243,8 +294,19 @@ class StatsSnapshot:
     p50_latency_ms: float | None
     p99_latency_ms: float | None
     latencies: int
+    speculation_lookups: int
+    speculation_hits: int
+    speculation_errors: int
+    p99_phrase_timing_ms: float | None
     bpm: float
     clock_running: bool
+    clock_source: str
+    position_steps: int | None
+    port_problem: str | None
+
+    @property
+    def speculation_hit_rate(self) -> float | None:
+        return self.speculation_hits / self.speculation_lookups if self.speculation_lookups else None
 
 
 @dataclass
@@ -252,7 +314,8 @@ class LiveStats:
     """Counters the worker writes and anyone may read (`snapshot()` for a consistent copy).
 
     Latency: from the melody note-on's arrival stamp (MidiInput's perf_counter_ns) to the first
-    harmony note-on handed to the output port, in ns."""
+    harmony note-on handed to the output port, in ns. Phrase timing: how late a scheduled message
+    was handed to the port, in ns."""
     notes_in: int = 0
     harmony_notes_out: int = 0
     engine_errors: int = 0
@@ -261,9 +324,17 @@ class LiveStats:
     last_event_error: str | None = None
     ignored: int = 0                # SysEx, unknown, malformed, clock floods, other channels
     last_latency_ns: int | None = None
+    speculation_lookups: int = 0    # note mode onsets answered while speculating
+    speculation_hits: int = 0       # ... of them, answered by a lookup
+    speculation_errors: int = 0     # the engine failed while speculating (no note is lost by it)
+    last_speculation_error: str | None = None
     bpm: float = 0.0
     clock_running: bool = False
+    clock_source: str = "internal"  # what places the notes: 'midi', 'internal' or 'free'
+    position_steps: int | None = None  # the step of the last onset
+    port_problem: str | None = None    # a port that went away, while it is away
     _latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    _timing: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_latency(self, ns: int) -> None:
@@ -271,9 +342,17 @@ class LiveStats:
             self.last_latency_ns = ns
             self._latencies.append(ns)
 
+    def add_timing_error(self, ns: int) -> None:
+        with self._lock:
+            self._timing.append(ns)
+
     def latencies_ms(self) -> list[float]:
         with self._lock:
             return [ns / 1e6 for ns in self._latencies]
+
+    def timing_errors_ms(self) -> list[float]:
+        with self._lock:
+            return [ns / 1e6 for ns in self._timing]
 
     def snapshot(self) -> StatsSnapshot:
         recent = sorted(self.latencies_ms())
@@ -283,7 +362,11 @@ class LiveStats:
             event_errors=self.event_errors, last_event_error=self.last_event_error, ignored=self.ignored,
             last_latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
             p50_latency_ms=_percentile(recent, 50), p99_latency_ms=_percentile(recent, 99),
-            latencies=len(recent), bpm=self.bpm, clock_running=self.clock_running)
+            latencies=len(recent), speculation_lookups=self.speculation_lookups,
+            speculation_hits=self.speculation_hits, speculation_errors=self.speculation_errors,
+            p99_phrase_timing_ms=_percentile(sorted(self.timing_errors_ms()), 99),
+            bpm=self.bpm, clock_running=self.clock_running, clock_source=self.clock_source,
+            position_steps=self.position_steps, port_problem=self.port_problem)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
@@ -298,40 +381,45 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-# ---------------------------------------------------------------- note mode
+def ask_engine(snapshot: Snapshot, settings: Settings, roll: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
+    the melody's register (see model_view), MIDI pitches, -1 = silent."""
+    engine = snapshot.engine
+    lowest = engine.min_pitch
+    model_roll, shift = model_view(roll, snapshot.settings, lowest, lowest + engine.num_pitches - 1)
+    harmony = engine.inpaint(model_roll, known, settings)[:, 1:]
+    return fold_into_range(np.where(harmony >= 0, harmony - shift, REST), 0, 127)
 
-class NoteMode:
-    """Melody events in, melody echo and harmony out through `send(bytes)`. One thread only."""
 
-    def __init__(self, send, stats: LiveStats):
+# ---------------------------------------------------------------- what both modes share
+
+class Player:
+    """Melody events in, melody echo and harmony out through `send(bytes)`. One thread only.
+
+    The base does what both modes share: the knobs, the clock, filtering the input, the
+    statistics and the monitor; a mode says what happens on a melody note-on and note-off, what
+    is due when (`tick`, `next_due_ns`), and how to silence everything (`release_all`)."""
+
+    mode = ""
+
+    def __init__(self, send, stats: LiveStats, clock: Clock | None = None, monitor: collections.deque | None = None):
         self.send = send
         self.stats = stats
+        self.clock = clock or Clock()
+        self.monitor = monitor if monitor is not None else collections.deque(maxlen=MONITOR_SIZE)
         self.snapshot: Snapshot | None = None
-        self.clock = Clock()
-        self.context = Context(0)
-        self.melody = None          # (in channel, pitch) of the note the harmony belongs to
-        self.harmony: list[tuple[int, int]] = []    # sounding harmony keys (channel, pitch), no repeats
-        self.echoed: dict[tuple[int, int], tuple[int, int]] = {}  # melody key in -> echo key out
-
-    # ---- knobs
 
     def apply(self, new: Snapshot, t_ns: int) -> None:
-        """Play by `new` from now on. A new engine, mode or set of channels releases everything
-        first: what sounds belongs to the old one."""
+        """Play by `new` from now on. A new engine or set of channels releases everything first:
+        what sounds belongs to the old one."""
         old = self.snapshot
         # taken even if what follows fails, so that a bad snapshot is not retried on every event
         self.snapshot = new
         self.clock.configure(new.config.clock, new.config.bpm)
         self.stats.bpm = self.clock.bpm
-        if old is not None and (new.engine is not old.engine or new.config.mode != old.config.mode
-                                or new.config.channels != old.config.channels
+        if old is not None and (new.engine is not old.engine or new.config.channels != old.config.channels
                                 or new.config.echo_channel != old.config.echo_channel):
             self.release_all(t_ns)
-        past = past_steps_for(new)
-        if past != self.context.past:
-            self.context = self.context.resized(past)
-
-    # ---- events
 
     def handle(self, data: bytes, t_ns: int) -> None:
         """One incoming message. Anything that is not a note or a clock message is ignored."""
@@ -352,10 +440,14 @@ class NoteMode:
             if in_channel is not None and channel != in_channel:
                 self.stats.ignored += 1
                 return
-            self._note_on(channel, pitch, velocity, t_ns)
+            self.stats.notes_in += 1
+            step = self.clock.onset(t_ns)
+            self.stats.position_steps = step
+            self.stats.clock_source = self.clock.source_at(t_ns)
+            self.note_on(channel, pitch, velocity, step, t_ns)
         else:
             # never filtered: a note-off always releases what its note-on started
-            self._note_off(channel, pitch, t_ns)
+            self.note_off(channel, pitch, t_ns)
 
     def _clock_message(self, data: bytes, t_ns: int) -> None:
         clock = self.clock
@@ -367,32 +459,107 @@ class NoteMode:
         elif what == START:
             # a new take from the top: nothing sounds on, no history carries over
             self.release_all(t_ns)
-            self.context.reset()
+            self.forget_history()
             clock.reset_onsets()
         self.stats.bpm = clock.bpm
         self.stats.clock_running = clock.running
 
-    def _note_on(self, channel: int, pitch: int, velocity: int, t_ns: int) -> None:
-        snapshot = self.snapshot
-        config = snapshot.config
-        self.stats.notes_in += 1
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        raise NotImplementedError
+
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+        raise NotImplementedError
+
+    def release_all(self, t_ns: int) -> None:
+        """Note-offs for every note sounding, now."""
+        raise NotImplementedError
+
+    def forget_history(self) -> None:
+        """A new take: the past no longer conditions the harmony."""
+
+    def tick(self, now_ns: int) -> None:
+        """Send what is due by now."""
+
+    def next_due_ns(self) -> int | None:
+        """When `tick` next has something to do; None: only when a message comes."""
+        return None
+
+    def close(self) -> None:
+        """Let go of helpers (threads)."""
+
+    def _show(self, voice: int, pitch: int, velocity: int) -> None:
+        self.monitor.append(MonitorEvent(time.perf_counter_ns(), voice, pitch, velocity))
+
+
+# ---------------------------------------------------------------- note mode
+
+class NoteMode(Player):
+    """Each melody onset answered at once with the present step's alto, tenor and bass."""
+
+    mode = "note"
+
+    def __init__(self, send, stats: LiveStats, clock: Clock | None = None,
+                 monitor: collections.deque | None = None, speculator: "Speculator | None" = None):
+        super().__init__(send, stats, clock, monitor)
+        self.speculator = speculator
+        self.note_settings: Settings | None = None
+        self.context = Context(0)
+        self.melody = None          # (in channel, pitch) of the note the harmony belongs to
+        self.harmony: list[tuple[int, int]] = []    # sounding harmony keys (channel, pitch), no repeats
+        self.voices = [REST] * (VOICES - 1)         # what each harmony voice sounds, for the monitor
+        self.echoed: dict[tuple[int, int], tuple[int, int]] = {}  # melody key in -> echo key out
+        self.onset_steps: collections.deque = collections.deque(maxlen=9)  # for the rhythm guesses
+
+    def apply(self, new: Snapshot, t_ns: int) -> None:
+        old_settings = None if self.snapshot is None else self.snapshot.settings
+        super().apply(new, t_ns)
+        if new.settings is not old_settings or self.note_settings is None:
+            self.note_settings = new.settings.replace(steps=NOTE_MODE_STEPS)
+        past = past_steps_for(new)
+        if past != self.context.past:
+            self.context = self.context.resized(past)
+
+    def forget_history(self) -> None:
+        self.context.reset()
+        self.onset_steps.clear()
+
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        config = self.snapshot.config
         if config.echo:
             self._echo_on(channel, pitch, velocity, config.echo_channel)
+        self._show(SOPRANO, pitch, velocity)
         # monophonic: a note-on while another is held replaces it (legato)
         self.melody = (channel, pitch)
-        self.context.onset(self.clock.onset(t_ns), pitch)
-        harmony = self._ask_engine(snapshot)
+        self.context.onset(step, pitch)
+        self.onset_steps.append(step)
+        harmony = self._answer()
         self._sound(harmony, velocity, config.channels, t_ns)
+        if self.speculator is not None and config.speculate:
+            self.speculator.speculate(self.snapshot, self.note_settings, self.context, self.rhythm_guesses())
 
-    def _note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
         key = (channel, pitch)
         echo = self.echoed.pop(key, None)
         if echo is not None:
             self.send(bytes((NOTE_OFF | echo[0], echo[1], 0)))
         if key == self.melody:
+            self._show(SOPRANO, pitch, 0)
             self._release_harmony()
             self.context.release(self.clock.step_at(t_ns))
             self.melody = None
+
+    def rhythm_guesses(self) -> list[int]:
+        """Gaps (in steps) to the next onset worth speculating on, likeliest first: the last
+        gap, then the commonest of the recent ones."""
+        steps = list(self.onset_steps)
+        gaps = [b - a for a, b in zip(steps, steps[1:]) if b > a]
+        if not gaps:
+            return [2, 4][:SPECULATED_GAPS]  # nothing to go by yet: an 8th, a quarter
+        guesses = [gaps[-1]]
+        for gap, _ in collections.Counter(reversed(gaps)).most_common():
+            if gap not in guesses:
+                guesses.append(gap)
+        return guesses[:SPECULATED_GAPS]
 
     def _echo_on(self, channel: int, pitch: int, velocity: int, echo_channel: int) -> None:
         key = (channel, pitch)
@@ -402,22 +569,24 @@ class NoteMode:
         self.send(bytes((NOTE_ON | echo_channel, pitch, velocity)))
         self.echoed[key] = (echo_channel, pitch)
 
-    def _ask_engine(self, snapshot: Snapshot) -> np.ndarray | None:
-        """The present step's alto, tenor, bass (MIDI pitches, -1 = silent), or None when the
-        engine failed (this note is then pass-through)."""
-        engine = snapshot.engine
+    def _answer(self) -> np.ndarray | None:
+        """The present step's alto, tenor, bass (MIDI pitches, -1 = silent): the speculator's when
+        it worked this window out already, else the engine's; None when the engine failed (this
+        note is then pass-through)."""
         roll, known = self.context.window()
+        speculator = self.speculator
+        if speculator is not None and self.snapshot.config.speculate:
+            self.stats.speculation_lookups += 1
+            found = speculator.lookup(self.snapshot, roll)
+            if found is not None:
+                self.stats.speculation_hits += 1
+                return found
         try:
-            lowest = engine.min_pitch
-            model_roll, shift = model_view(roll, snapshot.settings, lowest, lowest + engine.num_pitches - 1)
-            result = engine.inpaint(model_roll, known, snapshot.settings)
-            harmony = result[-1, 1:].astype(np.int16)
+            return ask_engine(self.snapshot, self.note_settings, roll, known)[-1]
         except Exception as error:  # any engine failure: pass-through for this note, and go on
             self.stats.engine_errors += 1
             self.stats.last_engine_error = describe(error)
             return None
-        harmony = np.where(harmony >= 0, harmony - shift, REST).astype(np.int16)
-        return fold_into_range(harmony, 0, 127)
 
     def _sound(self, harmony: np.ndarray | None, velocity: int, channels: tuple[int, ...], t_ns: int) -> None:
         """Make `harmony` the sounding one: note-offs for keys that go, note-ons for keys that come
@@ -445,11 +614,22 @@ class NoteMode:
                     first_on = False
                 self.stats.harmony_notes_out += 1
         self.harmony = wanted
+        self._show_voices([REST] * 3 if harmony is None else harmony.tolist(), velocity)
+
+    def _show_voices(self, pitches: list[int], velocity: int) -> None:
+        for voice, (old, new) in enumerate(zip(self.voices, pitches), start=1):
+            if old != new:
+                if old >= 0:
+                    self._show(voice, old, 0)
+                if new >= 0:
+                    self._show(voice, new, velocity)
+        self.voices = list(pitches)
 
     def _release_harmony(self) -> None:
         for channel, pitch in self.harmony:
             self.send(bytes((NOTE_OFF | channel, pitch, 0)))
         self.harmony = []
+        self._show_voices([REST] * 3, 0)
 
     def release_all(self, t_ns: int) -> None:
         """Note-offs for every note sounding: the harmony and the melody's echo."""
@@ -458,8 +638,385 @@ class NoteMode:
             self.send(bytes((NOTE_OFF | channel, pitch, 0)))
         self.echoed.clear()
         if self.melody is not None:
+            self._show(SOPRANO, self.melody[1], 0)
             self.context.release(self.clock.step_at(t_ns))
             self.melody = None
+        if self.speculator is not None:
+            self.speculator.cancel()
+
+    def close(self) -> None:
+        if self.speculator is not None:
+            self.speculator.close()
+
+
+class Speculator:
+    """Works out, in its own thread, the answers note mode would give for the likeliest next
+    melody notes, so that an onset that was foreseen is answered by a lookup.
+
+    After each onset the worker hands over the context (a copy) with `speculate()`. The thread
+    asks the engine which pitches the melody likely takes next (`Engine.melody_candidates`), and
+    for each of them and each likely rhythm (the gap to the next onset) builds the window the
+    next onset would show the engine and fills it in, likeliest first, checking between two
+    answers whether a newer onset made the work moot. `lookup()` returns an answer only for a
+    window exactly equal to the one it was worked out for, under the same knobs: a hit is an
+    answer drawn from the very distribution a fresh call would draw from.
+
+    The thread runs at a lower priority (Linux: nice +10 for this thread) so that the worker,
+    which answers the misses, gets a core first.
+    """
+
+    def __init__(self, stats: LiveStats):
+        self.stats = stats
+        self._job = None                       # (generation, snapshot, settings, context, gaps)
+        self._generation = 0
+        self._answers: tuple[int, Snapshot | None, dict] = (0, None, {})
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="bachbridge-speculator", daemon=True)
+        self._thread.start()
+
+    def speculate(self, snapshot: Snapshot, settings: Settings, context: Context, gaps: list[int]) -> None:
+        """Start on the answers for the onset after the one `context` ends with (worker thread)."""
+        self._generation += 1
+        self._job = (self._generation, snapshot, settings, context.resized(context.past), gaps)
+        self._wake.set()
+
+    def cancel(self) -> None:
+        self._generation += 1
+        self._job = None
+
+    def lookup(self, snapshot: Snapshot, roll: np.ndarray) -> np.ndarray | None:
+        """The answer worked out for exactly this window under `snapshot`, if there is one."""
+        _, answered_for, answers = self._answers
+        if answered_for is not snapshot:
+            return None
+        return answers.get(_window_key(roll))
+
+    def close(self) -> None:
+        self._closed = True
+        self._job = None
+        self._wake.set()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except OSError:
+                pass
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            job, self._job = self._job, None
+            if job is None:
+                continue
+            try:
+                self._work(*job)
+            except Exception as error:  # only a lost head start: the worker answers the onset itself
+                self.stats.speculation_errors += 1
+                self.stats.last_speculation_error = describe(error)
+
+    def _work(self, generation: int, snapshot: Snapshot, settings: Settings, context: Context,
+              gaps: list[int]) -> None:
+        answers: dict = {}
+        self._answers = (generation, snapshot, answers)
+        present = int(context.rows[-1, SOPRANO])
+        for gap in gaps:
+            # the window the next onset would show, with its melody note unknown: which is likely?
+            upcoming = context.resized(context.past)
+            upcoming.onset(upcoming.step + gap, present)
+            roll, known = upcoming.window()
+            known = known.copy()
+            known[-1, SOPRANO] = False
+            engine = snapshot.engine
+            lowest = engine.min_pitch
+            model_roll, shift = model_view(roll, snapshot.settings, lowest, lowest + engine.num_pitches - 1)
+            pitches = [p - shift for p in engine.melody_candidates(model_roll, known, settings, SPECULATED_PITCHES)]
+            for pitch in pitches:
+                if generation != self._generation or self._closed:
+                    return
+                if not 0 <= pitch <= 127:
+                    continue
+                roll[-1, SOPRANO] = pitch
+                known[-1, SOPRANO] = True
+                answers[_window_key(roll)] = ask_engine(snapshot, settings, roll, known)[-1]
+
+
+def _window_key(roll: np.ndarray) -> tuple:
+    return roll.shape, roll.tobytes()
+
+
+# ---------------------------------------------------------------- phrase mode
+
+class PhraseMode(Player):
+    """Everything `lookahead_beats` later: the melody waits, each phrase's harmony is decided by
+    the full annealed Gibbs sampler (the harmony already decided given, as `Settings` say), and a
+    schedule sends the echo and the harmony exactly one delay after the melody came in.
+
+    The timeline has a row per 16th step, from the oldest step still shown to the engine to the
+    newest the melody reached: the melody (held through short rests for the engine, as offline),
+    whether the melody really sounds there (the harmony sounds only with it, as in note mode),
+    when the step began (the onset's arrival, else the grid's time), the onset's velocity, the
+    melody's note-off when one fell in that step, and the harmony once decided. Rows before
+    `decided` are decided and their messages scheduled. The pending rows are decided together,
+    as one phrase, when the first of them would otherwise be late: at its time + the delay -
+    the decision margin. A held note grows new rows on the grid (not with the `free` clock, where
+    a step is an onset), so that a long note is decided in time too.
+
+    Sending: per (channel, pitch) a count of note-ons out, so that voices in unison on one
+    channel (or with the echo) sound once and end with the last of them.
+    """
+
+    mode = "phrase"
+    CAPACITY = 1024
+
+    def __init__(self, send, stats: LiveStats, clock: Clock | None = None, monitor: collections.deque | None = None):
+        super().__init__(send, stats, clock, monitor)
+        n = self.CAPACITY
+        self.melody_rows = np.full(n, REST, dtype=np.int16)
+        self.harmony_rows = np.full((n, VOICES - 1), REST, dtype=np.int16)
+        self.sounding = np.zeros(n, dtype=bool)
+        self.start_ns = np.zeros(n, dtype=np.int64)
+        self.velocity = np.zeros(n, dtype=np.int16)
+        self.release_ns = np.full(n, -1, dtype=np.int64)
+        self.rows = 0                   # rows in use
+        self.decided = 0                # rows decided and scheduled
+        self.last_step = None           # the song step of the newest row
+        self.melody = None              # (in channel, pitch, velocity) of the note sounding now
+        self.released_row = None        # the row the last melody note ended in, while it rests
+        self.planned = [REST] * (VOICES - 1)   # the harmony as of the end of the schedule
+        self.echoes: dict[tuple[int, int], tuple[int, int]] = {}  # melody key -> echo key, scheduled
+        self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
+        self._seq = 0
+        self.out_count: dict[tuple[int, int], int] = {}  # (channel, pitch) -> note-ons out, not yet off
+        self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
+
+    # ---- the knobs and the clock
+
+    def delay_ns(self) -> int:
+        return self.snapshot.config.delay_ns(self.clock.bpm)
+
+    def margin_ns(self) -> int:
+        return min(DECISION_MARGIN_NS, self.delay_ns() // 2)
+
+    def forget_history(self) -> None:
+        self.rows = self.decided = 0
+        self.last_step = None
+        self.released_row = None
+
+    # ---- melody in
+
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        config = self.snapshot.config
+        due = t_ns + self.delay_ns()
+        key = (channel, pitch)
+        previous = self.echoes.pop(key, None)
+        if previous is not None:  # the same key again without a note-off: end the first one
+            self._at(due, NOTE_OFF, previous[0], previous[1], 0, SOPRANO)
+        echo_channel = config.echo_channel if config.echo else None
+        self._at(due, NOTE_ON, echo_channel, pitch, velocity, SOPRANO)
+        self.echoes[key] = (echo_channel, pitch)
+        self._onset_row(step, pitch, velocity, t_ns)
+        self.melody = (channel, pitch, velocity)
+
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+        key = (channel, pitch)
+        due = t_ns + self.delay_ns()
+        echo = self.echoes.pop(key, None)
+        if echo is not None:
+            self._at(due, NOTE_OFF, echo[0], echo[1], 0, SOPRANO)
+        if self.melody is None or key != self.melody[:2]:
+            return  # a note the legato already replaced: its echo was all that sounded
+        self.melody = None
+        if self.rows == 0:
+            return
+        last = self.rows - 1
+        self.released_row = last
+        if last < self.decided:
+            self._plan([REST] * (VOICES - 1), 0, due)  # its harmony is scheduled already
+        else:
+            self.release_ns[last] = t_ns
+
+    def _onset_row(self, step: int, pitch: int, velocity: int, t_ns: int) -> None:
+        """Make the row of `step` the onset of `pitch`, growing the timeline up to it."""
+        gap = 0 if self.rows == 0 else step - self.last_step
+        if self.rows and self.released_row is not None and gap > past_steps_for(self.snapshot):
+            self._decide()  # a rest longer than the engine looks back: what came before is not context
+            self.forget_history()
+        if self.rows == 0:
+            self.rows = 1
+            self.harmony_rows[0] = REST
+        elif gap != 0 or self.rows == self.decided:
+            # steps on (no more than the engine looks back: the rows between are context only);
+            # a jump back, or a row already decided, takes the next row. Else two onsets fell in
+            # one 16th, and the later one takes the row.
+            self._grow(min(max(gap, 1), past_steps_for(self.snapshot) + 1))
+        row = self.rows - 1
+        self.last_step = step
+        self.melody_rows[row] = pitch
+        self.sounding[row] = True
+        self.start_ns[row] = t_ns
+        self.velocity[row] = velocity
+        self.release_ns[row] = -1
+        self.released_row = None
+
+    def _grow(self, count: int) -> None:
+        """`count` more rows on the grid after the newest (there is one): the melody held while it
+        sounds, held through (for the engine only) while a rest is shorter than
+        SHORTEST_HARMONY_REST, else a rest."""
+        if count <= 0 or self.rows == 0:
+            return
+        if self.rows + count > self.CAPACITY:
+            self._trim(count)
+        step = step_ns(self.clock.bpm)
+        for _ in range(count):
+            row = self.rows
+            before = row - 1
+            released = self.released_row
+            held = self.melody is not None or (released is not None and row - released < SHORTEST_HARMONY_REST)
+            self.melody_rows[row] = self.melody_rows[before] if held else REST
+            self.sounding[row] = self.melody is not None
+            self.start_ns[row] = self.start_ns[before] + int(step)
+            self.velocity[row] = self.velocity[before]
+            self.release_ns[row] = -1
+            self.harmony_rows[row] = REST
+            self.rows += 1
+            self.last_step += 1
+
+    def _trim(self, room: int) -> None:
+        """Drop the oldest decided rows the engine no longer sees, to make `room`."""
+        keep_from = max(0, self.decided - past_steps_for(self.snapshot))
+        if self.rows - keep_from + room > self.CAPACITY:
+            self._decide()
+            keep_from = max(0, self.decided - past_steps_for(self.snapshot))
+            if self.rows - keep_from + room > self.CAPACITY:
+                raise RuntimeError("phrase timeline full")
+        kept = self.rows - keep_from
+        for array in (self.melody_rows, self.harmony_rows, self.sounding, self.start_ns, self.velocity, self.release_ns):
+            array[:kept] = array[keep_from:self.rows]
+        self.rows, self.decided = kept, self.decided - keep_from
+        if self.released_row is not None:
+            self.released_row -= keep_from
+
+    # ---- deciding
+
+    def _deadline_ns(self) -> int | None:
+        """When the pending rows (or the next row of a held note) must be decided."""
+        if self.snapshot is None or self.rows == 0:
+            return None
+        if self.decided < self.rows:
+            first = int(self.start_ns[self.decided])
+        elif self.melody is not None and self.clock.mode != "free":
+            first = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm))
+        else:
+            return None
+        return first + self.delay_ns() - self.margin_ns()
+
+    def _decide(self) -> None:
+        """Run the sampler over the pending rows, given what came before, and schedule them."""
+        lo, hi = self.decided, self.rows
+        if lo >= hi:
+            return
+        start = max(0, lo - past_steps_for(self.snapshot))
+        roll = np.empty((hi - start, VOICES), dtype=np.int16)
+        roll[:, SOPRANO] = self.melody_rows[start:hi]
+        roll[:, 1:] = self.harmony_rows[start:hi]
+        known = np.ones(roll.shape, dtype=bool)
+        known[lo - start:, 1:] = (roll[lo - start:, SOPRANO] < 0)[:, None]
+        try:
+            self.harmony_rows[lo:hi] = ask_engine(self.snapshot, self.snapshot.settings, roll, known)[lo - start:]
+        except Exception as error:  # the engine failed: this phrase is pass-through (echo only)
+            self.stats.engine_errors += 1
+            self.stats.last_engine_error = describe(error)
+            self.harmony_rows[lo:hi] = REST
+        delay = self.delay_ns()
+        silent = [REST] * (VOICES - 1)
+        for row in range(lo, hi):
+            due = int(self.start_ns[row]) + delay
+            self._plan(self.harmony_rows[row].tolist() if self.sounding[row] else silent, int(self.velocity[row]), due)
+            if self.release_ns[row] >= 0:
+                self._plan(silent, 0, int(self.release_ns[row]) + delay)
+        self.decided = hi
+
+    def _plan(self, pitches: list[int], velocity: int, due: int) -> None:
+        """Schedule the harmony to become `pitches` at `due`: voices that change end, then start."""
+        channels = self.snapshot.config.channels
+        for voice, (old, new) in enumerate(zip(self.planned, pitches)):
+            if old != new and old >= 0:
+                self._at(due, NOTE_OFF, channels[voice], old, 0, voice + 1)
+        for voice, (old, new) in enumerate(zip(self.planned, pitches)):
+            if old != new and new >= 0:
+                self._at(due, NOTE_ON, channels[voice], new, velocity, voice + 1)
+        self.planned = list(pitches)
+
+    # ---- sending on time
+
+    def _at(self, due: int, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        """Schedule one note message (channel None: shown in the monitor, not sent)."""
+        self._seq += 1
+        heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
+
+    def tick(self, now_ns: int) -> None:
+        deadline = self._deadline_ns()
+        if deadline is not None and now_ns >= deadline:
+            if self.melody is not None and self.clock.mode != "free":
+                # the held note's rows up to now
+                newest = int(self.start_ns[self.rows - 1])
+                self._grow(max(0, int((now_ns - newest) // step_ns(self.clock.bpm))))
+            self._decide()
+        schedule = self.schedule
+        while schedule and schedule[0][0] <= now_ns:
+            due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
+            self._send_now(status, channel, pitch, velocity, voice)
+            self.stats.add_timing_error(time.perf_counter_ns() - due)
+
+    def next_due_ns(self) -> int | None:
+        deadline = self._deadline_ns()
+        due = self.schedule[0][0] if self.schedule else None
+        if deadline is None or (due is not None and due < deadline):
+            return due
+        return deadline
+
+    def _send_now(self, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        if status == NOTE_ON:
+            self.showing[voice] = pitch
+            self._show(voice, pitch, velocity)
+        elif self.showing.get(voice) == pitch:
+            del self.showing[voice]
+            self._show(voice, pitch, 0)
+        if channel is None:
+            return
+        key = (channel, pitch)
+        count = self.out_count.get(key, 0)
+        if status == NOTE_ON:
+            self.out_count[key] = count + 1
+            if count == 0:
+                self.send(bytes((NOTE_ON | channel, pitch, velocity)))
+                if voice != SOPRANO:
+                    self.stats.harmony_notes_out += 1
+        elif count > 0:
+            if count == 1:
+                del self.out_count[key]
+                self.send(bytes((NOTE_OFF | channel, pitch, 0)))
+            else:
+                self.out_count[key] = count - 1
+
+    def release_all(self, t_ns: int) -> None:
+        """Drop what is scheduled and pending (the take stopped), and end every note sounding."""
+        self.schedule.clear()
+        for channel, pitch in sorted(self.out_count):
+            self.send(bytes((NOTE_OFF | channel, pitch, 0)))
+        self.out_count.clear()
+        for voice, pitch in sorted(self.showing.items()):
+            self._show(voice, pitch, 0)
+        self.showing.clear()
+        self.planned = [REST] * (VOICES - 1)
+        self.echoes.clear()
+        if self.melody is not None:
+            self.melody = None
+            self.released_row = self.rows - 1 if self.rows else None
+        self.decided = self.rows
+        self.sounding[:self.rows] = False
 
 
 # ---------------------------------------------------------------- the bridge
@@ -473,6 +1030,10 @@ class Bridge:
 
     `start()` warms the engine up before the ports open, so the first note is answered as fast
     as the rest; `ports_up_s` is the time from `t0` (default: the call) until both ports are up.
+    A port connected to an existing one (`connect_in`, `connect_out`) is watched: when that port
+    goes away it is reported (`stats.port_problem`), and when it comes back it is connected again.
+    While a bridge runs, the interpreter's GIL switch interval is 0.2 ms (restored on close), so
+    the worker never waits long for a thread that holds the GIL.
     """
 
     def __init__(self, engine: Engine, config: LiveConfig = LiveConfig(), settings: Settings = LIVE_SETTINGS,
@@ -483,13 +1044,18 @@ class Bridge:
                                   connect_in=connect_in, connect_out=connect_out)
         self._update_lock = threading.Lock()
         self._stop = threading.Event()
+        self._panic = threading.Event()
         self._worker: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self.stats = LiveStats()
-        self._player: NoteMode | None = None
+        self.monitor: collections.deque = collections.deque(maxlen=MONITOR_SIZE)
+        self._players: dict[str, Player] = {}
+        self._player: Player | None = None
         self.input: MidiInput | None = None
         self.output: MidiOutput | None = None
         self.warm_up_s: float | None = None
         self.ports_up_s: float | None = None
+        self._saved_switch_interval: float | None = None
         self._closed = False
 
     # ---- life cycle
@@ -516,10 +1082,21 @@ class Bridge:
             self.input.close()
             raise
         self.ports_up_s = time.perf_counter() - t0
-        self._player = NoteMode(self.output.send, self.stats)
+        clock = Clock()
+        send = self.output.send
+        self._players = {
+            "note": NoteMode(send, self.stats, clock, self.monitor, Speculator(self.stats)),
+            "phrase": PhraseMode(send, self.stats, clock, self.monitor),
+        }
+        self._player = self._players[snapshot.config.mode]
         self._player.apply(snapshot, time.perf_counter_ns())
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
         self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
         self._worker.start()
+        if self.input.connected_to or self.output.connected_to:
+            self._watcher = threading.Thread(target=self._watch_ports, name="bachbridge-ports", daemon=True)
+            self._watcher.start()
         return self
 
     def close(self) -> None:
@@ -532,6 +1109,8 @@ class Bridge:
         worker = self._worker
         if worker is not None:
             worker.join(timeout=5.0)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5.0)
         try:
             # the worker is gone, so its bookkeeping is ours now (if it hangs in the engine, the
             # output's own bookkeeping below still releases everything)
@@ -542,14 +1121,21 @@ class Bridge:
                 if self.output is not None:
                     self.output.close(self._channels_in_use())  # note-offs, CC 123 once a channel
             finally:
-                if self.input is not None:
-                    self.input.close()
+                try:
+                    if self.input is not None:
+                        self.input.close()
+                finally:
+                    for player in self._players.values():
+                        player.close()
+                    if self._saved_switch_interval is not None:
+                        sys.setswitchinterval(self._saved_switch_interval)
 
     def _channels_in_use(self) -> list[int]:
-        """The channels of the current knobs and of those the worker last played by."""
+        """The channels of the current knobs and of those the players last played by."""
         channels = set(self._snapshot.config.output_channels())
-        if self._player is not None and self._player.snapshot is not None:
-            channels.update(self._player.snapshot.config.output_channels())
+        for player in self._players.values():
+            if player.snapshot is not None:
+                channels.update(player.snapshot.config.output_channels())
         return sorted(channels)
 
     def __enter__(self):
@@ -578,42 +1164,92 @@ class Bridge:
                 warm_up(new.engine, new.config, new.settings)
             self._snapshot = new
 
+    def panic(self) -> None:
+        """All notes off, from any thread: the worker releases everything it plays and sends
+        note-offs for anything else still on, then CC 123."""
+        if self._worker is None or not self._worker.is_alive():
+            if self.output is not None and not self.output.closed:
+                self.output.all_notes_off(self._channels_in_use())
+            return
+        self._panic.set()
+
     # ---- the worker
 
     def _run(self) -> None:
         poll = self.input.poll
-        player = self._player
         stop = self._stop
         while not stop.is_set():
+            player = self._player
             try:
                 events = poll()
             except Exception as error:  # the port went away under us: report, and keep trying
                 self._count_error(error)
                 time.sleep(IDLE_SLEEP_S)
                 continue
+            now = time.perf_counter_ns()
             if not events:
                 # knobs turned while nothing plays: a new engine's release must not wait for a note
-                self._follow_knobs(player, time.perf_counter_ns())
-                time.sleep(IDLE_SLEEP_S)
-                continue
+                player = self._follow_knobs(now)
             for data, t_ns in events:
-                self._follow_knobs(player, t_ns)
+                player = self._follow_knobs(t_ns)
                 try:
                     player.handle(data, t_ns)
                 except Exception as error:
                     self._count_error(error)
-
-    def _follow_knobs(self, player: NoteMode, t_ns: int) -> None:
-        snapshot = self._snapshot  # read once: update() may replace it at any moment
-        if snapshot is not player.snapshot:
             try:
-                player.apply(snapshot, t_ns)
+                if self._panic.is_set():
+                    self._panic.clear()
+                    player.release_all(now)
+                    self.output.all_notes_off(self._channels_in_use())
+                player.tick(time.perf_counter_ns())
             except Exception as error:
                 self._count_error(error)
+            if not events:
+                due = player.next_due_ns()
+                wait_s = IDLE_SLEEP_S
+                if due is not None:
+                    wait_s = min(wait_s, max(0.0, (due - time.perf_counter_ns()) / 1e9))
+                time.sleep(wait_s)
+
+    def _follow_knobs(self, t_ns: int) -> Player:
+        """The player of the current knobs, brought up to date with them."""
+        snapshot = self._snapshot  # read once: update() may replace it at any moment
+        player = self._player
+        if snapshot is player.snapshot:
+            return player
+        try:
+            if snapshot.config.mode != player.mode:
+                player.release_all(t_ns)  # what sounds belongs to the old mode
+                player = self._player = self._players[snapshot.config.mode]
+            player.apply(snapshot, t_ns)
+        except Exception as error:
+            self._count_error(error)
+        return player
 
     def _count_error(self, error: Exception) -> None:
         self.stats.event_errors += 1
         self.stats.last_event_error = describe(error)
+
+    # ---- ports connected to other programs' ports
+
+    def _watch_ports(self) -> None:
+        """Report a connected port that went away; connect again when it comes back."""
+        away: dict[str, bool] = {}
+        while not self._stop.wait(PORT_CHECK_S):
+            for port in (self.input, self.output):
+                if port is None or port.connected_to is None:
+                    continue
+                try:
+                    present = port.target_present()
+                    if present and away.get(port.what):
+                        port.reconnect()
+                except Exception as error:  # the MIDI system itself is in trouble: say so, try again
+                    present = False
+                    self._count_error(error)
+                away[port.what] = not present
+            gone = [f"{port.what} {port.connected_to!r}" for port in (self.input, self.output)
+                    if away.get(port.what)]
+            self.stats.port_problem = f"gone: {', '.join(gone)} (connecting again when it is back)" if gone else None
 
 
 def _checked_snapshot(engine, config, settings) -> Snapshot:

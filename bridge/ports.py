@@ -253,6 +253,7 @@ class _Port:
         self.api = api or auto_api()
         self.name = name
         self.connected_to = None  # the existing port's full name when connect= was given
+        self._connect = connect   # what the user asked to connect to
         t0 = time.perf_counter()
         if self.api == "winmm" and connect is None:
             raise PortError("WinMM has no virtual ports: create one with loopMIDI (or Windows MIDI "
@@ -286,6 +287,45 @@ class _Port:
 
     def close(self):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    # ---- a port connected to another program's port: watched by the live bridge
+
+    def target_present(self) -> bool:
+        """For a port opened with `connect=`: is the port it connects to there now?"""
+        with self._lock:
+            port = self._port
+            if port is None or self._connect is None:
+                return False
+            names = list(port.get_ports())
+        try:
+            find_port(names, self._connect, self.what)
+        except PortError:
+            return False
+        return True
+
+    def reconnect(self) -> None:
+        """Connect again to the `connect=` port (it went away and came back): our port is closed
+        and opened again on it. PortError when it is not there."""
+        with self._lock:
+            port = self._port
+            if port is None or self._connect is None:
+                return
+            names = list(port.get_ports())
+            index = find_port(names, self._connect, self.what)
+            self._before_reopen(port)
+            port.close_port()
+            with _no_jack_autostart():
+                if self.api == "jack":
+                    time.sleep(JACK_SETTLE_S)  # see JACK_SETTLE_S: never re-register mid graph change
+                port.open_port(index, self.name)
+            self._after_reopen(port)
+            self.connected_to = names[index]
+
+    def _before_reopen(self, port) -> None:
+        pass
+
+    def _after_reopen(self, port) -> None:
+        pass
 
 
 class MidiInput(_Port):
@@ -333,8 +373,17 @@ class MidiInput(_Port):
                 # runs on rtmidi's thread: stamp and queue, nothing else
                 append((event[0], now()))
 
+            self._on_message = on_message
             port.set_callback(on_message)
         self._port = port
+
+    def _before_reopen(self, port) -> None:
+        if self.uses_callback:
+            port.cancel_callback()
+
+    def _after_reopen(self, port) -> None:
+        if self.uses_callback:
+            port.set_callback(self._on_message)
 
     @property
     def closed(self) -> bool:

@@ -59,6 +59,12 @@ class Engine(ABC):
                  progress: Callable[[int, int], None] | None = None) -> dict:
         """Likelihood figures on a held-out split of `data`, as a flat dict of numbers."""
 
+    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+        """The `count` likeliest soprano pitches (MIDI, likeliest first) for the last step of
+        `roll`, whose soprano is not `known`, given the known cells. The live bridge speculates
+        on them between notes; an engine that cannot say returns [] (then it does not speculate)."""
+        return []
+
     def warm_up(self) -> None:
         """Compile the kernels and touch the session once, so the first real call is fast."""
         self.harmonize(np.full(8, 72, dtype=np.int16), Settings(steps=2, seed=0))

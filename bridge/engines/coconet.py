@@ -81,6 +81,18 @@ class CoconetEngine(Engine):
         out[known] = roll[known]
         return out
 
+    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+        # one network call: the last step's soprano distribution, every unknown cell masked
+        given = known & (roll >= 0)
+        pitches = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)[None]
+        mask = (~known)[None].astype(np.float32)
+        log_probs = self.log_probs(pitches, mask)[0, -1, SOPRANO]
+        low, high = settings.voice_ranges[SOPRANO]  # a melody may leave the key: the range only
+        midi = self.min_pitch + np.arange(self.num_pitches)
+        log_probs = np.where((midi >= low) & (midi <= high), log_probs, -np.inf)
+        likeliest = np.argsort(-log_probs)[:count]
+        return [int(i) + self.min_pitch for i in likeliest if np.isfinite(log_probs[i])]
+
     def likeliest_chain(self, pitches: np.ndarray, free: np.ndarray, rng: np.random.Generator) -> int:
         """Index of the chain with the highest blocked pseudo-log-likelihood of its free cells."""
         block_of_cell = rng.integers(SCORE_BLOCKS, size=pitches.shape[1:])
