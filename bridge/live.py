@@ -550,7 +550,9 @@ class NoteMode(Player):
 
     def rhythm_guesses(self) -> list[int]:
         """Gaps (in steps) to the next onset worth speculating on, likeliest first: the last
-        gap, then the commonest of the recent ones."""
+        gap, then the commonest of the recent ones (with no grid, every onset is the next step)."""
+        if self.stats.clock_source == "free":
+            return [1]
         steps = list(self.onset_steps)
         gaps = [b - a for a, b in zip(steps, steps[1:]) if b > a]
         if not gaps:
@@ -671,6 +673,8 @@ class Speculator:
         self._generation = 0
         self._answers: tuple[int, Snapshot | None, dict] = (0, None, {})
         self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="bachbridge-speculator", daemon=True)
         self._thread.start()
@@ -678,6 +682,7 @@ class Speculator:
     def speculate(self, snapshot: Snapshot, settings: Settings, context: Context, gaps: list[int]) -> None:
         """Start on the answers for the onset after the one `context` ends with (worker thread)."""
         self._generation += 1
+        self._idle.clear()
         self._job = (self._generation, snapshot, settings, context.resized(context.past), gaps)
         self._wake.set()
 
@@ -691,6 +696,10 @@ class Speculator:
         if answered_for is not snapshot:
             return None
         return answers.get(_window_key(roll))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the latest onset's answers are all worked out (or given up); True if so."""
+        return self._idle.wait(timeout)
 
     def close(self) -> None:
         self._closed = True
@@ -709,12 +718,15 @@ class Speculator:
             self._wake.clear()
             job, self._job = self._job, None
             if job is None:
+                self._idle.set()
                 continue
             try:
                 self._work(*job)
             except Exception as error:  # only a lost head start: the worker answers the onset itself
                 self.stats.speculation_errors += 1
                 self.stats.last_speculation_error = describe(error)
+            if self._job is None:
+                self._idle.set()
 
     def _work(self, generation: int, snapshot: Snapshot, settings: Settings, context: Context,
               gaps: list[int]) -> None:

@@ -1,0 +1,278 @@
+"""Phrase mode, speculation, switching modes and re-connecting ports: first the players on their
+own (simulated time, no ports), then through real ports on a real JACK server (dummy driver),
+with a real (tiny, freshly trained) Coconet as the engine."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from bridge.clock import NS_PER_MINUTE
+from bridge.engines import REST, SOPRANO, load_engine
+from bridge.live import (LIVE_SETTINGS, NOTE_MODE_STEPS, Bridge, LiveConfig, LiveStats, NoteMode, PhraseMode,
+                         Snapshot, Speculator)
+from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
+                       harmony_ons, is_note_on, settle, unreleased)
+from test_ports import Outside, wait_for
+
+BPM = 120.0
+STEP_NS = NS_PER_MINUTE // (4 * int(BPM))          # a 16th at 120 bpm: 125 ms
+PHRASE_SETTINGS = LIVE_SETTINGS.replace(steps=4)   # the tiny model needs no more to be tested
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    return load_engine(tiny_model, threads=1)
+
+
+@pytest.fixture
+def outside(jack_server):
+    o = Outside()
+    yield o
+    o.close()
+
+
+# ------------------------------------------------------------- phrase mode, simulated time
+
+class Recorder:
+    """A send() that stamps each message with the simulated time it went out."""
+
+    def __init__(self):
+        self.now = 0
+        self.sent: list[tuple[int, bytes]] = []
+
+    def __call__(self, data: bytes) -> None:
+        self.sent.append((self.now, data))
+
+    def messages(self):
+        return [m for _, m in self.sent]
+
+
+def phrase_player(engine, lookahead=1.0, clock="internal", settings=PHRASE_SETTINGS, **config):
+    recorder = Recorder()
+    player = PhraseMode(recorder, LiveStats())
+    player.apply(Snapshot(LiveConfig(mode="phrase", lookahead_beats=lookahead, clock=clock, bpm=BPM, **config),
+                          settings, engine), 0)
+    return player, recorder
+
+
+def run_until(player, recorder, end_ns, events=(), tick_ns=1_000_000):
+    """Feed (t_ns, bytes) events at their times and tick every millisecond until end_ns."""
+    pending = sorted(events)
+    t = recorder.now
+    while t <= end_ns:
+        while pending and pending[0][0] <= t:
+            at, data = pending.pop(0)
+            recorder.now = at
+            player.handle(data, at)
+        recorder.now = t
+        player.tick(t)
+        t += tick_ns
+
+
+def melody_events(pitches, start_ns=STEP_NS, steps_each=2, legato=False):
+    """8th notes (at 120 bpm) from start_ns, each released a 16th later (or at the next onset)."""
+    events = []
+    for k, pitch in enumerate(pitches):
+        on = start_ns + k * steps_each * STEP_NS
+        off = on + (steps_each * STEP_NS - 1 if legato else STEP_NS)
+        events += [(on, bytes([NOTE_ON, pitch, 80])), (off, bytes([NOTE_OFF, pitch, 0]))]
+    return events
+
+
+def test_phrase_mode_plays_everything_exactly_one_lookahead_later(engine):
+    player, recorder = phrase_player(engine, lookahead=1.0)   # a beat: 500 ms at 120 bpm
+    delay = NS_PER_MINUTE // int(BPM)
+    events = melody_events(MELODY)
+    run_until(player, recorder, events[-1][0] + 2 * delay, events)
+    echoes = [(t, m) for t, m in recorder.sent if m[0] & 0x0F == ECHO_CHANNEL]
+    assert [m for _, m in echoes] == [m for _, m in events]   # channel 1 in, echoed on channel 1
+    for (t_out, _), (t_in, _) in zip(echoes, events):
+        assert t_out - t_in == delay  # ticks every ms, and the events fall on whole ms
+    harmony = [(t, m) for t, m in recorder.sent if is_note_on(m) and m[0] & 0x0F != ECHO_CHANNEL]
+    assert harmony and {m[0] & 0x0F for _, m in harmony} == set(HARMONY_CHANNELS)
+    # on the grid, one delay late, and only while the melody sounds (as heard: the echo)
+    sounding = [(on + delay, off + delay) for (on, _), (off, _) in zip(events[::2], events[1::2])]
+    for t, _ in harmony:
+        assert (t - delay) % STEP_NS == 0
+        assert any(on <= t < off for on, off in sounding), t
+    assert unreleased(recorder.messages()) == {}
+    assert player.stats.engine_errors == 0
+
+
+def test_phrase_mode_decides_phrases_with_the_full_schedule_given_what_it_decided_before(engine):
+    calls = []
+
+    class Counting(type(engine)):
+        def inpaint(self, roll, known, settings):
+            calls.append((roll.copy(), known.copy(), settings.steps))
+            return super().inpaint(roll, known, settings)
+
+    counting = Counting(engine.model)
+    player, recorder = phrase_player(counting, lookahead=2.0)
+    events = melody_events(MELODY)
+    run_until(player, recorder, events[-1][0] + 3 * NS_PER_MINUTE // int(BPM), events)
+    assert all(steps == PHRASE_SETTINGS.steps for *_, steps in calls)
+    # a phrase is several onsets long (2 beats of 8ths, less the decision margin), and later
+    # phrases are given the harmony already decided
+    free_rows = [int((~known[:, 1:]).any(axis=1).sum()) for _, known, _ in calls]
+    assert max(free_rows) >= 4 and len(calls) < len(MELODY)
+    for roll, known, _ in calls[1:]:
+        past = known[:, 1:].all(axis=1) & (roll[:, SOPRANO] >= 0)
+        assert past.any() and (roll[past, 1:] != REST).any()
+
+
+def test_a_held_note_is_decided_in_time_and_stop_releases_everything(engine):
+    player, recorder = phrase_player(engine, lookahead=1.0)
+    delay = NS_PER_MINUTE // int(BPM)
+    held_from = STEP_NS
+    events = [(held_from, bytes([NOTE_ON, 72, 90]))]     # held for 8 beats, far beyond the lookahead
+    run_until(player, recorder, held_from + 8 * delay, events)
+    ons = harmony_ons(recorder.messages())
+    first_on = next(t for t, m in recorder.sent if m in ons)
+    assert first_on == held_from + delay
+    assert unreleased(recorder.messages())                # still sounding
+    recorder.now += 1
+    player.handle(bytes([STOP]), recorder.now)
+    assert unreleased(recorder.messages()) == {}
+    assert player.schedule == []
+
+
+def test_engine_error_in_phrase_mode_is_pass_through(engine):
+    player, recorder = phrase_player(Broken(engine.model), lookahead=0.5)
+    events = melody_events(MELODY[:6])
+    run_until(player, recorder, events[-1][0] + NS_PER_MINUTE // int(BPM), events)
+    assert harmony_ons(recorder.messages()) == []
+    assert len([m for m in recorder.messages() if is_note_on(m)]) == 6  # the echo went on
+    assert player.stats.engine_errors >= 1 and unreleased(recorder.messages()) == {}
+
+
+# ------------------------------------------------------------- speculation, no ports
+
+def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
+    sent: list[bytes] = []
+    stats = LiveStats()
+    speculator = Speculator(stats)
+    mode = NoteMode(sent.append, stats, speculator=speculator)
+    snapshot = Snapshot(LiveConfig(clock="free"), LIVE_SETTINGS, engine)
+    mode.apply(snapshot, 0)
+    try:
+        mode.handle(bytes([NOTE_ON, 72, 80]), 1)
+        mode.handle(bytes([NOTE_OFF, 72, 0]), 2)
+        assert speculator.wait_idle(10)
+        # what the speculator was asked to foresee: the engine's likeliest next pitch, one step on
+        roll, known = mode.context.resized(mode.context.past).window()
+        upcoming = mode.context.resized(mode.context.past)
+        upcoming.onset(upcoming.step + 1, 72)
+        roll, known = upcoming.window()
+        known = known.copy()
+        known[-1, SOPRANO] = False
+        likeliest = engine.melody_candidates(roll, known, LIVE_SETTINGS.replace(steps=NOTE_MODE_STEPS), 1)[0]
+        assert mode.rhythm_guesses()[0] in (1, 2)
+        hits = stats.speculation_hits
+        mode.handle(bytes([NOTE_ON, likeliest, 80]), 3)      # free clock: the next step, gap 1
+        assert stats.speculation_hits == hits + 1 and stats.speculation_lookups == 2
+        assert len(harmony_ons(sent)) >= 1
+        mode.handle(bytes([NOTE_OFF, likeliest, 0]), 4)
+        assert speculator.wait_idle(10)
+        unlikely = 127 if likeliest != 127 else 0            # never a candidate: outside the soprano range
+        mode.handle(bytes([NOTE_ON, unlikely, 80]), 5)
+        assert stats.speculation_hits == hits + 1 and stats.speculation_lookups == 3
+        mode.release_all(6)
+        assert unreleased(sent) == {}
+    finally:
+        speculator.close()
+
+
+def test_speculation_off_never_looks_up(engine):
+    stats = LiveStats()
+    speculator = Speculator(stats)
+    mode = NoteMode(lambda data: None, stats, speculator=speculator)
+    mode.apply(Snapshot(LiveConfig(clock="free", speculate=False), LIVE_SETTINGS, engine), 0)
+    try:
+        for k, pitch in enumerate(MELODY[:5]):
+            mode.handle(bytes([NOTE_ON, pitch, 80]), 2 * k)
+            mode.handle(bytes([NOTE_OFF, pitch, 0]), 2 * k + 1)
+        assert stats.speculation_lookups == 0 and speculator.wait_idle(1)
+    finally:
+        speculator.close()
+
+
+# ------------------------------------------------------------- through JACK
+
+def test_phrase_mode_through_jack_comes_out_one_lookahead_later(jack_server, engine, outside):
+    config = LiveConfig(mode="phrase", lookahead_beats=0.5, clock="internal", bpm=240.0)  # 125 ms
+    with Bridge(engine, config, PHRASE_SETTINGS, api="jack") as bridge:
+        sender = connect(outside)
+        delays = []
+        for pitch in MELODY[:8]:
+            n = len(outside.received)
+            sent_ns = time.perf_counter_ns()
+            sender.send_message([NOTE_ON, pitch, 80])
+            assert wait_for(lambda: any(m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch
+                                        for m, _ in outside.received[n:]), timeout=3)
+            echo_ns = next(t for m, t in outside.received[n:] if m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch)
+            delays.append((echo_ns - sent_ns) / 1e6)
+            time.sleep(0.06)
+            sender.send_message([NOTE_OFF, pitch, 0])
+            time.sleep(0.06)
+        settle(outside, quiet_s=0.3, timeout=5)
+        messages = outside.messages()
+        assert harmony_ons(messages), "no harmony in phrase mode"
+        assert unreleased(messages) == {}
+        # 125 ms, give or take a JACK period or two and a loaded machine's scheduling
+        assert 120 <= float(np.median(delays)) <= 145, delays
+        assert bridge.stats.snapshot().p99_phrase_timing_ms is not None
+
+
+def test_switching_modes_while_notes_flow_leaves_no_note_on(jack_server, engine, outside):
+    with Bridge(engine, LiveConfig(clock="internal", bpm=240.0, lookahead_beats=0.5), PHRASE_SETTINGS,
+                api="jack") as bridge:
+        sender = connect(outside)
+        for k, pitch in enumerate(MELODY * 2):
+            sender.send_message([NOTE_ON, pitch, 80])
+            time.sleep(0.03)
+            if k % 4 == 3:
+                mode = "phrase" if bridge.snapshot.config.mode == "note" else "note"
+                bridge.update(config=bridge.snapshot.config.replace(mode=mode))
+            time.sleep(0.03)
+            sender.send_message([NOTE_OFF, pitch, 0])
+        settle(outside, quiet_s=0.3, timeout=5)
+        assert harmony_ons(outside.messages())
+        assert unreleased(outside.messages()) == {}
+        assert bridge.stats.event_errors == 0
+
+
+def test_panic_releases_everything_from_another_thread(jack_server, engine, outside):
+    with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack") as bridge:
+        sender = connect(outside)
+        sender.send_message([NOTE_ON, 72, 80])
+        assert wait_for(lambda: harmony_ons(outside.messages()))
+        bridge.panic()
+        assert wait_for(lambda: unreleased(outside.messages()) == {})
+        events = list(bridge.monitor)
+        assert {e.voice for e in events} == {0, 1, 2, 3}
+        assert all(e.velocity == 0 for e in events[-4:])   # the monitor saw them end too
+
+
+def test_a_connected_port_that_goes_away_is_reported_and_connected_again(jack_server, engine, outside):
+    source = outside.sender(virtual="keyboard")
+    with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack", connect_in="keyboard") as bridge:
+        outside.receiver("bachbridge out")
+        source.send_message([NOTE_ON, 72, 80])
+        assert wait_for(lambda: harmony_ons(outside.messages()))
+        source.send_message([NOTE_OFF, 72, 0])
+        time.sleep(0.02)
+        source.close_port()                                   # the keyboard's program quits
+        assert wait_for(lambda: bridge.stats.port_problem is not None, timeout=3)
+        assert "keyboard" in bridge.stats.port_problem
+        source = outside.sender(virtual="keyboard")          # ... and comes back
+        assert wait_for(lambda: bridge.stats.port_problem is None, timeout=3)
+        time.sleep(0.05)
+        n = len(outside.received)
+        source.send_message([NOTE_ON, 74, 80])
+        assert wait_for(lambda: harmony_ons(outside.messages()[n:])), "no harmony after re-connecting"
+        source.send_message([NOTE_OFF, 74, 0])
+        settle(outside)
+        assert unreleased(outside.messages()) == {}
