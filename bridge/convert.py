@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,10 +58,11 @@ class BatchSummary:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
+    cancelled: bool = False   # stopped by `cancel` before every file was done
 
     def lines(self) -> list[str]:
         out = [f"{len(self.converted)} converted, {len(self.skipped)} skipped (already there), "
-               f"{len(self.failed)} failed, in {self.seconds:.1f} s"]
+               f"{len(self.failed)} failed, in {self.seconds:.1f} s{' (cancelled)' if self.cancelled else ''}"]
         out += [f"  failed: {reason}" for _, reason in self.failed]
         return out
 
@@ -99,8 +101,13 @@ def _convert_one(source: Path, target: Path, settings: Settings, track: int | No
 
 def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, jobs: int = 1,
                   overwrite: bool = False, track: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> BatchSummary:
-    """Harmonize every MIDI file under `in_dir` into the same relative path under `out_dir`."""
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: threading.Event | None = None) -> BatchSummary:
+    """Harmonize every MIDI file under `in_dir` into the same relative path under `out_dir`.
+
+    `cancel` (set from another thread) stops it between files: files not started are left alone
+    (none half-written: each is written atomically), those already running in the pool finish,
+    and the summary says `cancelled`."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise BadInput("no such folder", in_dir)
@@ -134,15 +141,26 @@ def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, j
         if progress:
             progress(done, len(work))
 
+    cancelled = cancel.is_set if cancel is not None else lambda: False
     if jobs == 1:
         for source, target, file_settings in work:
+            if cancelled():
+                break
             record(source, _convert_one(source, target, file_settings, track))
     else:
         # spawned, not forked: a fork would copy onnxruntime's and numba's thread state mid-flight
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(model, threads)) as pool:
             futures = {pool.submit(_convert_one, s, t, fs, track): s for s, t, fs in work}
-            for future in as_completed(futures):
-                record(futures[future], future.result())
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    record(futures[future], future.result())
+                if cancelled():
+                    # drop what has not started; what already runs finishes and is recorded. (Not
+                    # as_completed with shutdown(cancel_futures=True): it never sees those cancelled.)
+                    pending = {future for future in pending if not future.cancel()}
+    summary.cancelled = done < len(work)  # only a cancel leaves work undone
     summary.seconds = time.monotonic() - started
     return summary

@@ -1,0 +1,237 @@
+"""The window's side of the live bridge: the knobs it wants, the bridge that plays them, and one
+worker thread ("the lane") for everything slow, so the GUI thread never waits on the bridge.
+
+Threading:
+- The GUI thread owns the wanted state (`model`, `config`, `settings`, `ports`) and only ever
+  replaces it whole. It reads `bridge` (stats, monitor) and never blocks on it.
+- The lane runs, one at a time and in order: loading an engine, starting and stopping the bridge,
+  listing ports, and `bridge.update()` (which takes the bridge's update lock, held while a new
+  engine warms up: the GUI thread must not wait for that). A knob change queues one "sync" task
+  that pushes the latest wanted state whenever it runs, so a slider dragged across fifty values
+  costs one or two updates, not fifty.
+- Results come back to the GUI thread through a queued Qt signal.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from bridge.engines import Engine, load_engine
+from bridge.errors import BadInput
+from bridge.live import Bridge, LiveConfig
+from bridge.ports import DEFAULT_IN, DEFAULT_OUT, PortError, api_status, list_apis, list_ports, pick_api
+from bridge.settings import Settings
+
+@dataclass(frozen=True)
+class PortChoice:
+    """Which MIDI system and ports the bridge opens. `connect_*` None = a new virtual port."""
+    api: str | None = None           # None = auto (see bridge.ports.pick_api)
+    in_name: str = DEFAULT_IN
+    out_name: str = DEFAULT_OUT
+    connect_in: str | None = None
+    connect_out: str | None = None
+
+    def describe(self, api: str | None = None) -> str:
+        source = f"from {self.connect_in!r}" if self.connect_in else f"{self.in_name!r}"
+        target = f"to {self.connect_out!r}" if self.connect_out else f"{self.out_name!r}"
+        return f"{api or self.api or 'auto'}: {source} -> {target}"
+
+
+@dataclass(frozen=True)
+class PortsSeen:
+    """What the MIDI systems on this machine offer: for the port pickers."""
+    apis: dict[str, tuple[bool, str]]     # api -> (usable, why)
+    auto: str | None                        # what auto picks
+    auto_reason: str
+    ports: dict[str, dict[str, list[str]]]  # usable api -> {'inputs': [...], 'outputs': [...]}
+
+
+def see_ports() -> PortsSeen:
+    """Probe every compiled-in API (cheap, starts nothing) and list the ports of the usable ones."""
+    apis, ports = {}, {}
+    for api in list_apis():
+        usable, why = api_status(api)
+        apis[api] = (usable, why)
+        if usable:
+            try:
+                ports[api] = list_ports(api)
+            except PortError as error:
+                apis[api] = (False, str(error))
+    choice = pick_api()
+    return PortsSeen(apis, choice.api, choice.reason, ports)
+
+
+class LiveSession(QObject):
+    bridge_changed = pyqtSignal(object)    # the running Bridge, or None
+    engine_changed = pyqtSignal(object)    # the Engine now wanted (and played, when a bridge runs)
+    ports_seen = pyqtSignal(object)        # PortsSeen
+    problem = pyqtSignal(str)              # one line for the status bar
+    _done = pyqtSignal(object, object, object)  # (on_done, result, error): lane -> GUI thread
+
+    def __init__(self, model: str, config: LiveConfig, settings: Settings, ports: PortChoice = PortChoice(),
+                 parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.engine: Engine | None = None
+        self.config = config
+        self.settings = settings
+        self.ports = ports
+        self.bridge: Bridge | None = None
+        self.starting = False
+        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachbridge-gui-lane")
+        self._sync_queued = threading.Event()
+        self._closed = False
+        self._done.connect(self._deliver)
+
+    # ---- the lane
+
+    def _run(self, task, on_done=None, what: str = "") -> None:
+        """Run `task()` on the lane; `on_done(result)` afterwards in the GUI thread. A BadInput (or
+        any error) becomes one status-bar line, never an exception in the event loop."""
+        if self._closed:
+            return
+
+        def job():
+            try:
+                result = task()
+            except BadInput as error:
+                self._done.emit(None, None, f"{what}{error}")
+                return
+            except Exception as error:  # a bug or a MIDI system failing: say it, keep the window
+                self._done.emit(None, None, f"{what}{type(error).__name__}: {error}")
+                return
+            self._done.emit(on_done, result, None)
+
+        self._lane.submit(job)
+
+    def _deliver(self, on_done, result, error) -> None:
+        if error is not None:
+            self.problem.emit(error)
+        elif on_done is not None:
+            on_done(result)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until the lane has done everything queued so far (tests, closing)."""
+        if self._closed:
+            return True
+        return self._lane.submit(lambda: None).exception(timeout) is None
+
+    # ---- knobs
+
+    def set_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sync()
+
+    def set_config(self, config: LiveConfig) -> None:
+        self.config = config
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.bridge is None or self._sync_queued.is_set():
+            return
+        self._sync_queued.set()
+
+        def push():
+            self._sync_queued.clear()  # before reading: a change from here on queues another push
+            bridge = self.bridge
+            if bridge is not None:
+                bridge.update(config=self.config, settings=self.settings)
+
+        self._run(push, what="could not apply the settings: ")
+
+    def load_model(self, model: str) -> None:
+        """Load `model` (a shipped name or an .onnx path) and play it from now on."""
+        def load():
+            engine = load_engine(model, threads=1)  # one thread: the cores are shared with the DAW
+            bridge = self.bridge
+            if bridge is not None:
+                bridge.update(engine=engine, config=self.config, settings=self.settings)  # warms up here
+            return engine
+
+        def loaded(engine):
+            self.model, self.engine = model, engine
+            self.engine_changed.emit(engine)
+
+        self._run(load, loaded, what=f"could not load the model {model}: ")
+
+    # ---- the bridge
+
+    def start(self, ports: PortChoice | None = None) -> None:
+        """(Re)start the bridge on `ports` (default: the current choice)."""
+        if ports is not None:
+            self.ports = ports
+        self.starting = True
+        choice = self.ports
+
+        def start():
+            self._stop_bridge()
+            engine = self.engine if self.engine is not None else load_engine(self.model, threads=1)
+            bridge = Bridge(engine, self.config, self.settings, api=choice.api, in_name=choice.in_name,
+                            out_name=choice.out_name, connect_in=choice.connect_in,
+                            connect_out=choice.connect_out)
+            bridge.start()
+            # the lane alone writes `bridge`, so a second start() queued behind this one stops it
+            self.bridge = bridge
+            bridge.update(config=self.config, settings=self.settings)  # knobs turned while it started
+            return engine, bridge
+
+        def started(result):
+            engine, bridge = result
+            self.starting = False
+            if self.engine is not engine:
+                self.engine = engine
+                self.engine_changed.emit(engine)
+            self.bridge_changed.emit(bridge)
+
+        def failed_start(message):
+            self.starting = False
+            self.bridge_changed.emit(None)
+            self.problem.emit(message)
+
+        self._run_start(start, started, failed_start)
+
+    def _run_start(self, task, on_done, on_failure) -> None:
+        """Like _run, but a failure also resets the 'starting' state (through on_failure)."""
+        def job():
+            try:
+                result = task()
+            except Exception as error:
+                text = str(error) if isinstance(error, BadInput) else f"{type(error).__name__}: {error}"
+                self._done.emit(on_failure, f"the bridge did not start: {text}", None)
+                return
+            self._done.emit(on_done, result, None)
+
+        if not self._closed:
+            self._lane.submit(job)
+
+    def stop(self) -> None:
+        """Stop the bridge (every note released, ports closed)."""
+        def stopped(_):
+            self.bridge_changed.emit(None)
+
+        self._run(self._stop_bridge, stopped)
+
+    def _stop_bridge(self) -> None:  # on the lane
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            bridge.close()
+
+    def panic(self) -> None:
+        """All notes off, now (from the GUI thread: the bridge allows it from any thread)."""
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.panic()
+
+    def refresh_ports(self) -> None:
+        self._run(see_ports, self.ports_seen.emit, what="could not list the MIDI ports: ")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish the lane's work, then stop the bridge: every note released, ports closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._lane.shutdown(wait=True)
+        self._stop_bridge()
