@@ -26,7 +26,8 @@ LOWEST, HIGHEST = 21, 108   # the piano's keys: the roll never shows beyond them
 DEFAULT_RANGE = (48, 79)    # shown before any note, and always included (a stable picture)
 MARGIN = 2                  # semitones shown above and below the notes
 _BLACK = {1, 3, 6, 8, 10}
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# spelled as a musician reads them most often
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def note_name(pitch: int) -> str:

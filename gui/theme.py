@@ -67,6 +67,11 @@ QProgressBar {{
 QProgressBar::chunk {{ background: {ACCENT.name()}; border-radius: 3px; }}
 QStatusBar {{ background: {PANEL.name()}; color: {TEXT_DIM.name()}; }}
 QToolBar {{ background: {PANEL.name()}; border: none; spacing: 6px; padding: 3px; }}
+QScrollBar:vertical {{ background: {BACKGROUND.name()}; width: 10px; margin: 0; }}
+QScrollBar::handle:vertical {{ background: #3a3f4b; border-radius: 4px; min-height: 30px; }}
+QScrollBar::handle:vertical:hover {{ background: #4a5060; }}
+QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical {{ height: 0; }}
+QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical {{ background: none; }}
 QToolTip {{ background: #2b2f38; color: {TEXT.name()}; border: 1px solid #4a5060; }}
 QCheckBox::indicator {{
     width: 14px; height: 14px; border: 1px solid #4a5060; border-radius: 3px; background: {SUNKEN.name()};

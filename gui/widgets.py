@@ -78,7 +78,8 @@ class Readout(QFrame):
     def __init__(self, caption: str, tooltip: str, parent=None):
         super().__init__(parent)
         self.setObjectName("readout")
-        self.setStyleSheet("QFrame#readout { background: #23262e; border: 1px solid #30343e; border-radius: 6px; }")
+        self.setStyleSheet("QFrame#readout { background: #23262e; border: 1px solid #30343e; border-radius: 6px; }"
+                           "QFrame#readout QLabel { background: transparent; }")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 4, 10, 6)
         layout.setSpacing(0)

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self._ticks = 0
         self._closed = False
         self._restore_problem = ""
+        self._port_problem: str | None = None
         self._problem_timer = QTimer(self)   # the status bar's red ends with the message
         self._problem_timer.setSingleShot(True)
         self._problem_timer.timeout.connect(lambda: self.statusBar().setStyleSheet(""))
@@ -155,8 +156,10 @@ class MainWindow(QMainWindow):
         area.setWidgetResizable(True)
         area.setFrameShape(QScrollArea.Shape.NoFrame)
         area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        area.setMinimumWidth(300)
-        area.setMaximumWidth(340)
+        # as wide as the panels want, plus room for the vertical scroll bar when the window is short,
+        # so that no control is ever cut off at the side
+        width = column.sizeHint().width() + area.verticalScrollBar().sizeHint().width() + 2
+        area.setFixedWidth(max(300, width))
         area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         return area
 
@@ -172,6 +175,8 @@ class MainWindow(QMainWindow):
         self.status_light = StatusLight()
         row.addWidget(self.status_light)
         self.status_label = QLabel("")
+        # a long port name must not widen the window: the label gives way (and elides) instead
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         tip(self.status_label, "The live bridge: its MIDI system and ports")
         row.addWidget(self.status_label, 1)
         row.addWidget(QLabel("Preset"))
@@ -253,8 +258,9 @@ class MainWindow(QMainWindow):
         self.load_model_button.clicked.connect(self._ask_load_model)
         form.addRow("", self.load_model_button)
         self.model_info = QLabel("")
-        self.model_info.setWordWrap(True)
         self.model_info.setProperty("role", "caption")
+        # short lines, no word wrap: a wrapping label in a form in a scroll area gets too little height
+        self.model_info.setMinimumHeight(3 * self.model_info.fontMetrics().lineSpacing() + 4)
         form.addRow(self.model_info)
         return group
 
@@ -498,7 +504,7 @@ class MainWindow(QMainWindow):
         self.latency_meter = Readout("Latency", "Melody note-on in -> first harmony note-on out: last, and p99 "
                                                 "over the last 512 notes")
         self.speculation_meter = Readout("Speculation", "Share of notes whose harmony was ready before they came")
-        self.errors_meter = Readout("Engine errors", "Notes the engine failed on (played through unharmonized)")
+        self.errors_meter = Readout("Errors", "Notes the engine failed on (played through unharmonized)")
         self.notes_meter = Readout("Notes", "Melody notes in / harmony notes out")
         self.tempo_meter = Readout("Tempo", "The tempo the bridge follows, and where it comes from")
         self.position_meter = Readout("Position", "Song position, bar.beat.16th (from the DAW or the internal clock)")
@@ -709,11 +715,11 @@ class MainWindow(QMainWindow):
         lowest, highest = engine.min_pitch, engine.min_pitch + engine.num_pitches - 1
         lines = [f"{engine.name} · engine {meta.get('engine', '?')}",
                  f"pitches {note_name(lowest)}–{note_name(highest)}"]
-        figures = engine.model.figures()
+        # the measured figures (floats) the export stored, whatever the engine calls them
+        figures = [(k, v) for k, v in engine.model.figures().items() if isinstance(v, float)]
         if figures:
-            lines.append("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in list(figures.items())[:2]))
-        self.model_info.setText("\n".join(lines))
+            lines.append("  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in figures[:2]))
+        self.model_info.setText("\n".join(_short(line, 44) for line in lines))
         self.model_info.setToolTip("\n".join(f"{k}: {v}" for k, v in sorted(meta.items()) if len(str(v)) < 200))
         self._select_model_item(self.session.model)
         self.statusBar().showMessage(f"model {engine.name} loaded", 4000)
@@ -766,13 +772,16 @@ class MainWindow(QMainWindow):
         self._show_bridge_state()
 
     def _bridge_changed(self, bridge) -> None:
+        self._port_problem = None
         if bridge is None:
             self.roll.release_all()
         self._show_bridge_state()
 
     def _show_bridge_state(self) -> None:
         bridge = self.session.bridge
-        if bridge is not None and bridge.input is not None:
+        if bridge is not None and bridge.input is not None and self._port_problem:
+            light, text = theme.WARN, f"Live, but {self._port_problem}"
+        elif bridge is not None and bridge.input is not None:
             light, text = theme.OK, f"Live  ·  {self.session.ports.describe(bridge.input.api)}"
         elif self.session.starting:
             light, text = theme.WARN, f"starting  ·  {self.session.ports.describe()}"
@@ -827,6 +836,9 @@ class MainWindow(QMainWindow):
         self.tempo_meter.show_value(f"{s.bpm:.1f}", f"{s.clock_source} · {running}")
         self.position_meter.show_value(position_text(s.position_steps), "bar.beat.16th")
         self.roll.set_tempo(s.bpm, s.position_steps)
+        if s.port_problem != self._port_problem:   # a connected port went away, or came back
+            self._port_problem = s.port_problem
+            self._show_bridge_state()
 
     # ------------------------------------------------------------ offline
 
