@@ -251,10 +251,19 @@ def cmd_live(args) -> int:
     s = bridge.stats.snapshot()
     latency = (f"; note-on -> harmony p50 {s.p50_latency_ms:.2f} ms, p99 {s.p99_latency_ms:.2f} ms"
                if s.latencies else "")
+    speculation = (f"; speculation hits {s.speculation_hits} of {s.speculation_lookups}"
+                   if s.speculation_lookups else "")
     print(f"stopped: {s.notes_in} notes in, {s.harmony_notes_out} harmony notes out, "
-          f"{s.engine_errors} engine errors, {s.ignored} messages ignored{latency}", flush=True)
+          f"{s.engine_errors} engine errors, {s.ignored} messages ignored{latency}{speculation}", flush=True)
     if s.last_engine_error:
         print(f"bachbridge: last engine error: {s.last_engine_error}", file=sys.stderr)
+    if args.stats_json:
+        import dataclasses
+
+        figures = dataclasses.asdict(s) | {"ports_up_s": bridge.ports_up_s, "warm_up_s": bridge.warm_up_s,
+                                           "latencies_ms": bridge.stats.latencies_ms(),
+                                           "phrase_timing_ms": bridge.stats.timing_errors_ms()}
+        Path(args.stats_json).write_text(json.dumps(figures, indent=1))
     return 0
 
 
@@ -301,6 +310,8 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="a model that ships with bachbridge (default: coconet-live when it is there, else coconet)")
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
     g.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    p.add_argument("--stats-json", metavar="FILE", help="on exit, write the bridge's figures (latencies, "
+                   "speculation, phrase timing, ports-up time) to FILE as JSON")
     add_knobs(p, defaults=LIVE_SETTINGS, files=False)
     p.epilog = (f"--steps sets phrase mode's Gibbs steps; note mode fills in one step's three voices "
                 f"and always takes {NOTE_MODE_STEPS}.")
