@@ -70,7 +70,7 @@ PORT_CHECK_S = 0.25
 # what the window is sent, at most this many notes behind
 MONITOR_SIZE = 4096
 # speculation: next pitches tried per onset, and the rhythms (gaps to the next onset) tried for each
-SPECULATED_PITCHES = 4
+SPECULATED_PITCHES = 8
 SPECULATED_GAPS = 2
 # the GIL switch interval while a bridge runs: a thread waiting for the GIL (the worker, when the
 # speculator holds it) waits up to this long; Python's default is 5 ms

@@ -47,6 +47,15 @@ ALSA_SEQ = "/dev/snd/seq"
 # changes). Waiting a few periods after connecting and before closing avoids both in practice.
 JACK_SETTLE_S = 0.02
 
+# JACK: rtmidi takes a SysEx start with no end (a lone 0xF0, i.e. malformed input) for a SysEx that
+# goes on, and swallows every later event until one ends in 0xF7: the input would go deaf. So a
+# guard (one more JACK client, its port 'sysex guard' connected to our input) sends a lone 0xF7
+# whenever nothing came for this long; that ends such a SysEx (rtmidi drops it, as it drops every
+# SysEx here), and poll() drops the guard's 0xF7 itself. What comes in that long after such junk
+# (and a JACK period or two) is lost; idle, the guard costs 200 tiny events a second.
+SYSEX_GUARD_S = 0.005
+_END_OF_SYSEX = b"\xf7"
+
 
 class PortError(BadInput):
     """A MIDI system or port that cannot be used (no server, no such port, ...): one-line reason."""
@@ -363,8 +372,19 @@ class MidiInput(_Port):
         self._queue: collections.deque = collections.deque(maxlen=capacity)
         self._last_ns = 0  # queue mode: the latest stamp handed out
         self._lock = threading.Lock()  # queue mode: poll() and close() from different threads
-        port = self._open(name, api, connect, client_name, queue_size_limit=capacity)
+        self._guard = None  # JACK: the SysEx guard's MidiOut (see SYSEX_GUARD_S)
+        self._guard_due_ns = 0
+        guard_sees = _open_rtmidi("out", api, client_name) if api == "jack" else None
+        try:
+            before = set(guard_sees.get_ports()) if guard_sees else set()
+            port = self._open(name, api, connect, client_name, queue_size_limit=capacity)
+        except BaseException:
+            if guard_sees is not None:
+                guard_sees.delete()
+            raise
         port.ignore_types(sysex=True, timing=False, active_sense=True)
+        if guard_sees is not None:
+            self._guard = self._connect_guard(guard_sees, before, name)
         if self.uses_callback:
             append = self._queue.append
             now = time.perf_counter_ns
@@ -376,6 +396,25 @@ class MidiInput(_Port):
             self._on_message = on_message
             port.set_callback(on_message)
         self._port = port
+
+    @staticmethod
+    def _connect_guard(guard, before: set, name: str):
+        """Connect the guard to the port just opened (the one new port of our name), or give it
+        up (None) when that port cannot be told apart."""
+        names = list(guard.get_ports())
+        ours = [i for i, n in enumerate(names) if n not in before and n.split(":", 1)[-1] == name]
+        if len(ours) != 1:
+            guard.delete()
+            return None
+        with _no_jack_autostart():
+            guard.open_port(ours[0], "sysex guard")
+        return guard
+
+    def _guard_input(self, now_ns: int) -> None:
+        """Nothing came for a while: end any unterminated SysEx (see SYSEX_GUARD_S)."""
+        if now_ns >= self._guard_due_ns:
+            self._guard_due_ns = now_ns + int(SYSEX_GUARD_S * 1e9)
+            self._guard.send_message(_END_OF_SYSEX)
 
     def _before_reopen(self, port) -> None:
         if self.uses_callback:
@@ -399,8 +438,22 @@ class MidiInput(_Port):
             try:
                 data, t_ns = pop()
             except IndexError:
-                return out
-            out.append((bytes(data), t_ns))
+                break
+            data = bytes(data)
+            if data != _END_OF_SYSEX:
+                out.append((data, t_ns))
+        if self._guard is not None:
+            self._after_poll(bool(out))
+        return out
+
+    def _after_poll(self, got_something: bool) -> None:
+        now = time.perf_counter_ns()
+        if got_something:
+            self._guard_due_ns = now + int(SYSEX_GUARD_S * 1e9)
+        else:
+            with self._lock:
+                if self._port is not None:
+                    self._guard_input(now)
 
     def _poll_rtmidi_queue(self) -> list[tuple[bytes, int]]:
         batch = []
@@ -414,9 +467,12 @@ class MidiInput(_Port):
                 if item is None:
                     break
                 batch.append(item)
-        if not batch:
-            return []
+            if not batch:
+                if self._guard is not None:
+                    self._guard_input(time.perf_counter_ns())
+                return []
         now = time.perf_counter_ns()
+        self._guard_due_ns = now + int(SYSEX_GUARD_S * 1e9)
         floor = self._last_ns
         out = [None] * len(batch)
         t = now
@@ -425,12 +481,13 @@ class MidiInput(_Port):
             out[k] = (bytes(data), max(t, floor))
             t -= int(delta_s * 1e9)
         self._last_ns = now
-        return out
+        return [item for item in out if item[0] != _END_OF_SYSEX]
 
     def close(self) -> None:
         """Close the port (safe to call twice); what was not polled yet is dropped."""
         with self._lock:
             port, self._port = self._port, None
+            guard, self._guard = self._guard, None
         if port is None:
             return
         try:
@@ -438,8 +495,12 @@ class MidiInput(_Port):
                 port.cancel_callback()
             if self.api == "jack":
                 time.sleep(JACK_SETTLE_S)
+            if guard is not None:
+                guard.close_port()
             port.close_port()
         finally:
+            if guard is not None:
+                guard.delete()
             port.delete()
             self._queue.clear()
 

@@ -308,16 +308,13 @@ def test_junk_does_not_stop_it(bridge, outside):
         message = rng.integers(0, 256, size=int(rng.integers(1, 4))).tolist()
         if len(message) == 3 and message[0] & 0xE0 == 0x80 and max(message[1:]) < 0x80:
             continue  # a real note-on would rightly be played
-        if message[0] == 0xF0 and message[-1] != 0xF7:
-            # an unterminated SysEx: rtmidi's JACK input then swallows every later event until
-            # one ends in 0xF7 (a limit of the port layer, below the bridge)
-            continue
         junk.append(message)
     for message in junk:
         try:
             sender.send_message(message)
         except Exception:
             pass  # rtmidi may refuse some of it itself; whatever gets through must do no harm
+    time.sleep(0.03)  # an unterminated SysEx costs what comes in the next few ms (ports.SYSEX_GUARD_S)
     sender.send_message([START])
     for _ in range(2000):  # a clock flood
         sender.send_message([CLOCK])

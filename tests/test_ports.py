@@ -260,6 +260,23 @@ def test_sysex_and_active_sensing_ignored_clock_kept(jack_server, outside, callb
     assert got[0][1] <= got[1][1]
 
 
+@pytest.mark.parametrize("callback", [False, True], ids=["rtmidi-queue", "callback"])
+def test_an_unterminated_sysex_does_not_make_the_input_deaf(jack_server, outside, callback):
+    with MidiInput(api="jack", callback=callback) as midi_in:
+        sender = outside.sender("bachbridge in")
+        sender.send_message([0xF0])                # SysEx start, never ended
+        sender.send_message([0xF0, 0x43, 0x10])    # another
+        time.sleep(0.01)
+        got = []
+        deadline = time.monotonic() + 2
+        while not any(m[0] == NOTE_ON for m, _ in got) and time.monotonic() < deadline:
+            sender.send_message([NOTE_ON, 64, 50])  # the player tries again, as one would
+            time.sleep(0.02)
+            got.extend(midi_in.poll())
+        assert any(m == bytes([NOTE_ON, 64, 50]) for m, _ in got), "the input went deaf"
+        assert all(m[0] == NOTE_ON for m, _ in got)  # the guard's 0xF7 never shows
+
+
 def test_jack_input_survives_a_thread_hogging_the_gil(midi_in, outside):
     """Bursts arrive whole, in order, without duplicates while another thread holds the GIL
     (the engine will): the JACK input never runs Python in JACK's process thread."""
