@@ -85,6 +85,11 @@ def screenshot(path: Path, model: str | None = None) -> int:
 
     from gui.window import MainWindow
 
+    from PyQt6.QtCore import qInstallMessageHandler
+
+    # the offscreen platform says it cannot pass size hints to a window system: true, and no news
+    qInstallMessageHandler(lambda kind, context, text: None if "propagateSizeHints" in text
+                           else print(text, file=sys.stderr))
     app = QApplication.instance()
     with tempfile.TemporaryDirectory() as scratch:
         store = QSettings(str(Path(scratch) / "screenshot.ini"), QSettings.Format.IniFormat)

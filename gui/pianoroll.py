@@ -44,6 +44,24 @@ class RollNote:
     end_ns: int | None = None   # None while it sounds
 
 
+@dataclass(frozen=True)
+class Frame:
+    area: QRectF      # where the notes go (right of the keyboard, under the header)
+    low: int          # lowest and highest pitch shown
+    high: int
+    row_h: float      # pixels per semitone
+    left_ns: float    # the time at the left edge; the right edge is `now`
+    span: float
+    now: int
+
+    def x_of(self, t_ns: float) -> float:
+        return self.area.left() + (t_ns - self.left_ns) / self.span * self.area.width()
+
+    def y_of(self, pitch: int) -> float:
+        """The top of the pitch's row."""
+        return self.area.top() + (self.high - pitch) * self.row_h
+
+
 class PianoRoll(QWidget):
     def __init__(self, parent=None, bars: int = 4):
         super().__init__(parent)
@@ -146,22 +164,25 @@ class PianoRoll(QWidget):
         finally:
             painter.end()
 
-    def _paint(self, p: QPainter) -> None:
-        w, h = self.width(), self.height()
-        p.fillRect(0, 0, w, h, theme.SUNKEN)
+    def frame(self) -> "Frame":
+        """Where things go in the widget as it is now: the note area, pitches and times shown."""
         low, high = self.pitch_range()
-        rows = high - low + 1
-        area = QRectF(KEYBOARD_W, HEADER_H, max(1, w - KEYBOARD_W - 1), max(1, h - HEADER_H - 1))
-        row_h = area.height() / rows
-        now = self.now_ns()
-        span = self.span_ns()
-        left_ns = now - span
+        area = QRectF(KEYBOARD_W, HEADER_H, max(1, self.width() - KEYBOARD_W - 1),
+                      max(1, self.height() - HEADER_H - 1))
+        now, span = self.now_ns(), self.span_ns()
+        return Frame(area, low, high, area.height() / (high - low + 1), now - span, span, now)
 
-        def x_of(t_ns: float) -> float:
-            return area.left() + (t_ns - left_ns) / span * area.width()
+    def note_rect(self, note: RollNote, frame: "Frame | None" = None) -> QRectF:
+        f = frame or self.frame()
+        x0 = max(f.x_of(note.start_ns), f.area.left() - 4)
+        x1 = f.x_of(note.end_ns if note.end_ns is not None else f.now)
+        return QRectF(x0, f.y_of(note.pitch) + 1, max(2.0, x1 - x0), max(2.0, f.row_h - 2))
 
-        def y_of(pitch: int) -> float:  # top of the pitch's row
-            return area.top() + (high - pitch) * row_h
+    def _paint(self, p: QPainter) -> None:
+        p.fillRect(0, 0, self.width(), self.height(), theme.SUNKEN)
+        f = self.frame()
+        area, low, high, row_h, now = f.area, f.low, f.high, f.row_h, f.now
+        x_of, y_of = f.x_of, f.y_of
 
         # rows: black keys darker, a line under every C
         for pitch in range(low, high + 1):
@@ -172,18 +193,16 @@ class PianoRoll(QWidget):
                 p.setPen(QPen(theme.GRID, 1))
                 p.drawLine(QPointF(area.left(), y + row_h), QPointF(area.right(), y + row_h))
 
-        self._paint_grid(p, area, x_of, left_ns, now)
+        self._paint_grid(p, area, x_of, f.left_ns, now)
         self._paint_keyboard(p, area, low, high, y_of, row_h)
 
         # notes: older first, so what sounds now is on top
         p.setClipRect(area)
         radius = min(3.0, row_h / 3)
         for note in self.visible_notes():
-            x0 = max(x_of(note.start_ns), area.left() - 4)
-            x1 = x_of(note.end_ns if note.end_ns is not None else now)
             colour = QColor(theme.VOICE_COLOURS[note.voice % 4])
             colour.setAlphaF(0.45 + 0.55 * min(1.0, note.velocity / 110))
-            rect = QRectF(x0, y_of(note.pitch) + 1, max(2.0, x1 - x0), max(2.0, row_h - 2))
+            rect = self.note_rect(note, f)
             p.setBrush(colour)
             p.setPen(QPen(colour.lighter(150), 1.2) if note.end_ns is None else Qt.PenStyle.NoPen)
             p.drawRoundedRect(rect, radius, radius)
