@@ -1,12 +1,13 @@
 # make venv  - .venv with bachbridge installed (idempotent; .venv/bin/bachbridge works after it)
-# make run   - set up if needed, then harmonize the bundled example melody with the shipped model
+# make run   - set up if needed, then open the window (the live bridge and offline work)
+# make example - set up if needed, then harmonize the bundled example melody and print it
 # make test  - .venv with the test extras, jackd2 when missing (port tests), then every test (GUI tests offscreen)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 
-.PHONY: venv test-venv run test bench clean jackd
+.PHONY: venv test-venv run example test bench clean jackd
 
 venv: $(STAMP)-base
 
@@ -23,6 +24,9 @@ $(STAMP)-test: $(STAMP)-base
 	touch $@
 
 run: venv
+	$(BIN)/bachbridge gui
+
+example: venv
 	$(BIN)/bachbridge harmonize bridge/examples/chorale_melody.mid -o example_chorale.mid --seed 1
 	$(BIN)/python -m bridge.showroll example_chorale.mid
 
@@ -44,6 +48,7 @@ jackd:
 bench: venv
 	$(BIN)/python bench/bench_harmonize.py
 	$(BIN)/python bench/bench_forward.py
+	$(BIN)/python bench/bench_live.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info example_chorale.mid
