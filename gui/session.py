@@ -2,8 +2,10 @@
 worker thread ("the lane") for everything slow, so the GUI thread never waits on the bridge.
 
 Threading:
-- The GUI thread owns the wanted state (`model`, `config`, `settings`, `ports`) and only ever
-  replaces it whole. It reads `bridge` (stats, monitor) and never blocks on it.
+- The GUI thread owns the wanted knobs (`config`, `settings`, `ports`) and only ever replaces
+  them whole. The lane alone writes `model`, `engine` and `bridge` (once loaded or started), so
+  work queued on it sees what the work before it did. The GUI thread reads `bridge` (stats,
+  monitor) and never blocks on it.
 - The lane runs, one at a time and in order: loading an engine, starting and stopping the bridge,
   listing ports, and `bridge.update()` (which takes the bridge's update lock, held while a new
   engine warms up: the GUI thread must not wait for that). A knob change queues one "sync" task
@@ -149,10 +151,11 @@ class LiveSession(QObject):
             bridge = self.bridge
             if bridge is not None:
                 bridge.update(engine=engine, config=self.config, settings=self.settings)  # warms up here
+            # set here, on the lane, so that a start() queued behind this load uses this engine
+            self.model, self.engine = model, engine
             return engine
 
         def loaded(engine):
-            self.model, self.engine = model, engine
             self.engine_changed.emit(engine)
 
         self._run(load, loaded, what=f"could not load the model {model}: ")
@@ -168,7 +171,9 @@ class LiveSession(QObject):
 
         def start():
             self._stop_bridge()
-            engine = self.engine if self.engine is not None else load_engine(self.model, threads=1)
+            if self.engine is None:
+                self.engine = load_engine(self.model, threads=1)
+            engine = self.engine
             bridge = Bridge(engine, self.config, self.settings, api=choice.api, in_name=choice.in_name,
                             out_name=choice.out_name, connect_in=choice.connect_in,
                             connect_out=choice.connect_out)
@@ -179,11 +184,8 @@ class LiveSession(QObject):
             return engine, bridge
 
         def started(result):
-            engine, bridge = result
+            _, bridge = result
             self.starting = False
-            if self.engine is not engine:
-                self.engine = engine
-                self.engine_changed.emit(engine)
             self.bridge_changed.emit(bridge)
 
         def failed_start(message):
