@@ -167,19 +167,20 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.002))
 
 
-def first_answers(sent, received, echo_channel=None, delay_ns=0) -> list[float]:
-    """ms from each note-on sent to the first note-on received after it (on a harmony channel, or
-    on echo_channel), minus delay_ns; a note with no answer before the next note counts as missing."""
+def first_answers(sent, received, echo_channel=None, delay_ns=0, early_ns=0) -> list[float]:
+    """ms from each note-on sent (+ delay_ns) to the first note-on received after it (on a harmony
+    channel, or on echo_channel), looking from early_ns before; negative when early. A note with no
+    answer before the next note's window counts as missing."""
     out = []
-    ons = [(m, t) for m, t in received if m[0] & 0xF0 == NOTE_ON and m[2] > 0
+    ons = [t for m, t in received if m[0] & 0xF0 == NOTE_ON and m[2] > 0
            and ((m[0] & 0x0F) == echo_channel if echo_channel is not None else (m[0] & 0x0F) != 0)]
     j = 0
-    bounds = [t for _, t in sent[1:]] + [None]
-    for (_, t_sent), t_next in zip(sent, bounds):
-        while j < len(ons) and ons[j][1] < t_sent + delay_ns:
+    starts = [t + delay_ns - early_ns for _, t in sent]
+    for k, (_, t_sent) in enumerate(sent):
+        while j < len(ons) and ons[j] < starts[k]:
             j += 1
-        if j < len(ons) and (t_next is None or ons[j][1] < t_next + delay_ns):
-            out.append((ons[j][1] - t_sent - delay_ns) / 1e6)
+        if j < len(ons) and (k + 1 == len(sent) or ons[j] < starts[k + 1]):
+            out.append((ons[j] - t_sent - delay_ns) / 1e6)
     return out
 
 
@@ -239,7 +240,7 @@ def run_bridge(server: JackServer, melody: list[int], extra: list[str], label: s
     if "--mode" in extra:
         lookahead = float(extra[extra.index("--lookahead") + 1])
         delay_ns = int(lookahead * 60e9 / BPM)
-        errors = first_answers(sent, daw.received, echo_channel=0, delay_ns=delay_ns)
+        errors = first_answers(sent, daw.received, echo_channel=0, delay_ns=delay_ns, early_ns=20_000_000)
         result.update(timing_error_ms=errors, answered=len(errors))
     else:
         latencies = first_answers(sent, daw.received)

@@ -417,6 +417,38 @@ def test_midi_start_and_clock_place_the_notes(bridge, outside):
     assert bridge.stats.bpm == pytest.approx(120, rel=0.1)  # sleep() timing, not the 1% test
 
 
+def send_clocks_at(sender, bpm: float, count: int) -> None:
+    """`count` MIDI clocks on an absolute schedule (no drift), the last ~2 ms of each wait spun."""
+    interval = 60 / (bpm * 24)
+    start = time.perf_counter()
+    for k in range(count):
+        deadline = start + k * interval
+        while (left := deadline - time.perf_counter()) > 0.002:
+            time.sleep(left - 0.002)
+        while time.perf_counter() < deadline:
+            pass
+        sender.send_message([CLOCK])
+
+
+def test_clock_through_jack_followed_within_one_percent_and_song_position_moves(bridge, outside):
+    bridge.update(config=bridge.snapshot.config.replace(clock="midi"))
+    sender = connect(outside)
+    sender.send_message([START])
+    send_clocks_at(sender, 120.0, 49)                     # two quarter notes
+    assert wait_for(lambda: bridge.stats.clock_running)
+    time.sleep(0.01)
+    assert bridge.stats.bpm == pytest.approx(120, rel=0.01)
+    sender.send_message([STOP])
+    sender.send_message([0xF2, 32, 0])                    # Song Position Pointer: 16th 32 (bar 3)
+    sender.send_message([0xFB])                           # Continue
+    send_clocks_at(sender, 120.0, 7)                      # 16th 32's clocks, and the first of 33
+    play(sender, outside, 72)
+    sender.send_message([NOTE_OFF, 72, 0])
+    assert wait_for(lambda: not unreleased(outside.messages()))
+    assert bridge._player.context.step == 33
+    assert bridge.stats.position_steps == 33 and bridge.stats.clock_source == "midi"
+
+
 # ------------------------------------------------------------- the command
 
 def read_line_with(proc, text: str, timeout: float) -> str:
