@@ -120,6 +120,13 @@ class PianoRoll(QWidget):
             self._forget_old()
         return count
 
+    def last_onset_ns(self) -> int | None:
+        """When the latest melody note began (None before any)."""
+        for note in reversed(self.notes):
+            if note.voice == 0:
+                return note.start_ns
+        return None
+
     def release_all(self, at_ns: int | None = None) -> None:
         """End every sounding note (the bridge stopped, or Panic)."""
         at_ns = self.now_ns() if at_ns is None else at_ns

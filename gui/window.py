@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._restore_problem = ""
         self._port_problem: str | None = None
+        self._anchored_at: tuple[int | None, int | None] = (None, None)   # (position, onset time)
         self._problem_timer = QTimer(self)   # the status bar's red ends with the message
         self._problem_timer.setSingleShot(True)
         self._problem_timer.timeout.connect(lambda: self.statusBar().setStyleSheet(""))
@@ -834,7 +835,15 @@ class MainWindow(QMainWindow):
         running = "running" if s.clock_running else "stopped"
         self.tempo_meter.show_value(f"{s.bpm:.1f}", f"{s.clock_source} · {running}")
         self.position_meter.show_value(position_text(s.position_steps), "bar.beat.16th")
-        self.roll.set_tempo(s.bpm, s.position_steps)
+        # position_steps is the step of the last melody onset: anchor the bar lines at that onset's
+        # time (once per onset), not at 'now', or they would slide along while a note is held
+        # (again when either changes: the stats and the monitor may show a new onset a tick apart)
+        onset_ns = self.roll.last_onset_ns()
+        if s.position_steps is not None and onset_ns is not None and (s.position_steps, onset_ns) != self._anchored_at:
+            self._anchored_at = (s.position_steps, onset_ns)
+            self.roll.set_tempo(s.bpm, s.position_steps, at_ns=onset_ns)
+        else:
+            self.roll.set_tempo(s.bpm)
         if s.port_problem != self._port_problem:   # a connected port went away, or came back
             self._port_problem = s.port_problem
             self._show_bridge_state()
