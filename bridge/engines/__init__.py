@@ -54,6 +54,11 @@ class Engine(ABC):
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
         """Fill in every cell not `known`; known cells come back unchanged."""
 
+    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings) -> list[np.ndarray]:
+        """`inpaint` for several rolls (the live bridge's speculation asks for many at once); an
+        engine that can batch them overrides this."""
+        return [self.inpaint(roll, known, settings) for roll, known in zip(rolls, knowns)]
+
     @abstractmethod
     def evaluate(self, data: Path, split: str, limit: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:

@@ -43,26 +43,45 @@ class CoconetEngine(Engine):
         return kernels.allowed_pitches(settings.voice_ranges, scale, self.min_pitch, self.num_pitches)
 
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
-        roll = np.asarray(roll)
-        known = np.asarray(known, dtype=bool)
-        if roll.ndim != 2 or roll.shape[1] != self.num_voices or known.shape != roll.shape:
-            raise BadInput(f"roll and known must both be (T, {self.num_voices}), not {roll.shape} and {known.shape}")
-        steps, voices = roll.shape
-        if steps == 0:
-            return roll.astype(np.int16)
-        given = known & (roll >= 0)
-        lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
-        if np.any(given & ((roll < lowest) | (roll > highest))):
-            raise BadInput(f"given notes must lie in MIDI {lowest}..{highest} for this model")
-        k = settings.candidates
-        rng = np.random.default_rng(settings.seed)
+        return self.inpaint_many([roll], [known], settings)[0]
 
+    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings) -> list[np.ndarray]:
+        """Rolls of one length, and one set of allowed pitches, run as one batch (rolls x
+        candidates chains); anything else one by one."""
+        rolls = [np.asarray(roll) for roll in rolls]
+        knowns = [np.asarray(known, dtype=bool) for known in knowns]
+        for roll, known in zip(rolls, knowns):
+            if roll.ndim != 2 or roll.shape[1] != self.num_voices or known.shape != roll.shape:
+                raise BadInput(f"roll and known must both be (T, {self.num_voices}), not {roll.shape} and {known.shape}")
+            given = known & (roll >= 0)
+            lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
+            if np.any(given & ((roll < lowest) | (roll > highest))):
+                raise BadInput(f"given notes must lie in MIDI {lowest}..{highest} for this model")
+        if not rolls:
+            return []
+        allowed = [self.allowed(roll, settings) for roll in rolls] if settings.key == "auto" else \
+            [self.allowed(rolls[0], settings)] * len(rolls)
+        if len(rolls) > 1 and (len({roll.shape for roll in rolls}) > 1
+                               or any(not np.array_equal(a, allowed[0]) for a in allowed[1:])):
+            return [self._sample([roll], [known], a, settings)[0] for roll, known, a in zip(rolls, knowns, allowed)]
+        return self._sample(rolls, knowns, allowed[0], settings)
+
+    def _sample(self, rolls: list[np.ndarray], knowns: list[np.ndarray], allowed: np.ndarray,
+                settings: Settings) -> list[np.ndarray]:
+        """Annealed block Gibbs over N rolls of one shape, K = candidates chains each."""
+        steps, voices = rolls[0].shape
+        if steps == 0:
+            return [roll.astype(np.int16) for roll in rolls]
+        n, k = len(rolls), settings.candidates
+        rng = np.random.default_rng(settings.seed)
+        roll = np.stack(rolls)                                   # (N, T, V)
+        known = np.stack(knowns)
+        given = known & (roll >= 0)
         pitches = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)
-        pitches = np.repeat(pitches[None], k, axis=0)      # (K, T, V), one chain per candidate
-        free = np.repeat(~known[None], k, axis=0)
-        allowed = self.allowed(roll, settings)
-        mask = np.empty((k, steps, voices), dtype=np.float32)
-        uniforms = np.empty((k, steps, voices), dtype=np.float64)
+        pitches = np.repeat(pitches, k, axis=0)                  # (N*K, T, V): roll i's chains at i*K ..
+        free = np.repeat(~known, k, axis=0)
+        mask = np.empty((n * k, steps, voices), dtype=np.float32)
+        uniforms = np.empty((n * k, steps, voices), dtype=np.float64)
 
         # step 0 draws every free cell given only the known ones; then annealed block Gibbs
         mask[...] = free
@@ -76,9 +95,13 @@ class CoconetEngine(Engine):
             kernels.sample_masked(log_probs, mask, allowed, settings.temperature, uniforms, pitches,
                                   settings.parallel_penalty)
 
-        best = self.likeliest_chain(pitches, free, rng) if k > 1 else 0
-        out = np.where(pitches[best] >= 0, pitches[best] + self.min_pitch, REST).astype(np.int16)
-        out[known] = roll[known]
+        out = []
+        for i in range(n):
+            chains = slice(i * k, (i + 1) * k)
+            best = i * k + (self.likeliest_chain(pitches[chains], free[chains], rng) if k > 1 else 0)
+            result = np.where(pitches[best] >= 0, pitches[best] + self.min_pitch, REST).astype(np.int16)
+            result[known[i]] = roll[i][known[i]]
+            out.append(result)
         return out
 
     def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
