@@ -384,18 +384,26 @@ def describe(error: BaseException) -> str:
 def ask_engine(snapshot: Snapshot, settings: Settings, roll: np.ndarray, known: np.ndarray) -> np.ndarray:
     """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
     the melody's register (see model_view), MIDI pitches, -1 = silent."""
-    return ask_engine_many(snapshot, settings, [roll], [known])[0]
+    engine = snapshot.engine
+    view, shift = _model_view_for(snapshot, roll)
+    return _from_model_view(engine.inpaint(view, known, settings), shift)
 
 
 def ask_engine_many(snapshot: Snapshot, settings: Settings, rolls: list[np.ndarray],
                     knowns: list[np.ndarray]) -> list[np.ndarray]:
     """`ask_engine` for several rolls, in one batch where the engine can."""
-    engine = snapshot.engine
-    lowest = engine.min_pitch
-    views = [model_view(roll, snapshot.settings, lowest, lowest + engine.num_pitches - 1) for roll in rolls]
-    results = engine.inpaint_many([view for view, _ in views], knowns, settings)
-    return [fold_into_range(np.where(result[:, 1:] >= 0, result[:, 1:] - shift, REST), 0, 127)
-            for result, (_, shift) in zip(results, views)]
+    views = [_model_view_for(snapshot, roll) for roll in rolls]
+    results = snapshot.engine.inpaint_many([view for view, _ in views], knowns, settings)
+    return [_from_model_view(result, shift) for result, (_, shift) in zip(results, views)]
+
+
+def _model_view_for(snapshot: Snapshot, roll: np.ndarray) -> tuple[np.ndarray, int]:
+    lowest = snapshot.engine.min_pitch
+    return model_view(roll, snapshot.settings, lowest, lowest + snapshot.engine.num_pitches - 1)
+
+
+def _from_model_view(result: np.ndarray, shift: int) -> np.ndarray:
+    return fold_into_range(np.where(result[:, 1:] >= 0, result[:, 1:] - shift, REST), 0, 127)
 
 
 # ---------------------------------------------------------------- what both modes share
@@ -747,10 +755,9 @@ class Speculator:
             roll, known = upcoming.window()
             known = known.copy()
             known[-1, SOPRANO] = False
-            engine = snapshot.engine
-            lowest = engine.min_pitch
-            model_roll, shift = model_view(roll, snapshot.settings, lowest, lowest + engine.num_pitches - 1)
-            pitches = [p - shift for p in engine.melody_candidates(model_roll, known, settings, SPECULATED_PITCHES)]
+            model_roll, shift = _model_view_for(snapshot, roll)
+            likely = snapshot.engine.melody_candidates(model_roll, known, settings, SPECULATED_PITCHES)
+            pitches = [p - shift for p in likely]
             pitches = [p for p in pitches if 0 <= p <= 127]
             if generation != self._generation or self._closed:
                 return
