@@ -171,3 +171,55 @@ def fixed_fraction_mask(shape: tuple[int, int, int], fraction: float, seed: int)
     """Each cell unknown with the given probability, from a fixed seed (the fast 50% figure)."""
     rng = np.random.default_rng(seed)
     return (rng.random(shape) < fraction).astype(np.float32)
+
+
+# --- piano-roll frames (the RNN-RBM's data): a chorale is a (T, P) 0/1 array of the pitches
+# sounding at each frame. Boulanger-Lewandowski's JSB pickle samples one frame per quarter note
+# and transposes every chorale to C major or C minor; music21 and MIDI chorales are brought to
+# the same form (frames at each beat, tonic moved to C) so one engine serves them all. ---------
+
+JSB_QUARTER_PKL = "jsb-chorales-quarter.pkl"
+
+
+def find_jsb_quarter(explicit: str | Path | None = None) -> Path | None:
+    """Boulanger-Lewandowski's JSB quarter-note pickle: the given path, or the shared copy."""
+    if explicit is not None:
+        return Path(explicit)
+    candidate = DEFAULT_JSB_DIR / JSB_QUARTER_PKL
+    return candidate if candidate.exists() else None
+
+
+def load_jsb_quarter(path: str | Path, split: str) -> list[list[tuple[int, ...]]]:
+    """One split of the pickle: chorales as lists of frames, each a tuple of MIDI pitches."""
+    import pickle
+
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"unknown split {split!r}: use train, valid or test")
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+        chorales = data[split]
+        return [[tuple(int(p) for p in frame) for frame in chorale] for chorale in chorales]
+    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError) as error:
+        raise ValueError(f"not a piano-roll pickle with a {split!r} split ({type(error).__name__})") from None
+
+
+def frames_to_roll(chorale: list[tuple[int, ...]], min_pitch: int, num_pitches: int) -> np.ndarray:
+    """Frames of MIDI pitches -> (T, P) float32 0/1 piano roll; pitches outside the range are dropped."""
+    roll = np.zeros((len(chorale), num_pitches), dtype=np.float32)
+    for t, frame in enumerate(chorale):
+        for p in frame:
+            if min_pitch <= p < min_pitch + num_pitches:
+                roll[t, p - min_pitch] = 1.0
+    return roll
+
+
+def voices_to_frames(chorale: np.ndarray, steps_per_frame: int = 4) -> list[tuple[int, ...]]:
+    """A (T, 4) 16th-note chorale -> frames of the pitches sounding at each beat, transposed so
+    that its (Krumhansl-Schmuckler) tonic is C, as in Boulanger-Lewandowski's JSB data."""
+    from bridge.keys import estimate_key
+
+    notes = chorale[chorale != REST]
+    tonic = estimate_key(notes)[0] if notes.size else 0
+    shift = -tonic if tonic <= 6 else 12 - tonic     # the nearer C, up or down
+    return [tuple(sorted({int(p) + shift for p in row if p != REST})) for row in chorale[::steps_per_frame]]
