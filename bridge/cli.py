@@ -125,6 +125,42 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    """Continue a prime (a four-voice file, or a melody whose lower voices are filled in too) or
+    start from nothing, for --bars bars of 4/4; every engine can (Engine.generate)."""
+    import numpy as np
+
+    from bridge.convert import atomic_write
+    from bridge.engines import REST, load_engine
+    from bridge.midifile import quantize, read_melody, read_voices, write_voices
+
+    if args.bars < 1:
+        raise BadInput(f"--bars must be >= 1, not {args.bars}")
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise BadInput("output folder does not exist", output)
+    settings = settings_from(args)
+    prime, known = np.zeros((0, 4), dtype=np.int16), np.zeros((0, 4), dtype=bool)
+    if args.prime:
+        source = Path(args.prime)
+        if not source.is_file():
+            raise BadInput("no such file", source)
+        try:
+            prime = read_voices(source)
+            known = np.ones(prime.shape, dtype=bool)
+        except BadInput:  # not four voices: its top line is the melody, the rest is filled in
+            soprano, _ = quantize(read_melody(source))
+            prime = np.full((len(soprano), 4), REST, dtype=np.int16)
+            prime[:, 0] = soprano
+            known = np.zeros(prime.shape, dtype=bool)
+            known[:, 0] = True
+            known[soprano < 0] = True
+    engine = load_engine(model_from(args))
+    roll = engine.generate(prime, known, args.bars * 16, settings)
+    atomic_write(output, lambda temp: write_voices(temp, roll, bpm=args.bpm))
+    return 0
+
+
 def cmd_ports(args) -> int:
     from bridge.ports import api_status, list_apis, list_ports, pick_api
 
@@ -344,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_engine_options(e)
     e.set_defaults(run=cmd_eval)
+
+    g = sub.add_parser("generate", help="continue a prime, or write from nothing, in four voices")
+    g.add_argument("-o", "--output", required=True, help="the four-voice MIDI file to write")
+    g.add_argument("--prime", metavar="IN.mid", help="music to continue: four voices, or a melody (harmonized too)")
+    g.add_argument("--bars", type=int, default=8, help="bars of 4/4 to add (default 8)")
+    g.add_argument("--bpm", type=float, default=100.0, help="tempo of the file written (default 100)")
+    add_engine_options(g)
+    add_knobs(g, files=False)
+    g.set_defaults(run=cmd_generate)
 
     po = sub.add_parser("ports", help="MIDI APIs compiled in, which one auto picks, and the ports each sees")
     po.set_defaults(run=cmd_ports)

@@ -313,6 +313,25 @@ def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity
     midi.save(path)
 
 
+def write_voices(path, roll: np.ndarray, ticks_per_beat: int = 480, bpm: float = 100.0,
+                 velocity: int = DEFAULT_VELOCITY) -> None:
+    """Four tracks, Soprano..Bass on channels 1-4, from a (T, 4) roll on the 16th grid (4/4 at
+    `bpm`): for music with no source melody to keep, such as `bachbridge generate`'s."""
+    roll = np.asarray(roll)
+    if roll.ndim != 2 or roll.shape[1] != len(VOICE_NAMES):
+        raise ValueError(f"roll must be (T, {len(VOICE_NAMES)}), not {roll.shape}")
+    ticks = _grid_ticks(len(roll), ticks_per_beat / STEPS_PER_BEAT)
+    meta = (
+        (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
+        (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
+    )
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    for channel, (name, column) in enumerate(zip(VOICE_NAMES, roll.T)):
+        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in _runs(column)]
+        midi.tracks.append(_voice_track(name, channel, notes, meta if channel == 0 else (), int(ticks[-1])))
+    midi.save(path)
+
+
 def _runs(column: np.ndarray) -> list[tuple[int, int, int]]:
     """(pitch, first step, stop step) for each run of equal non-rest pitches."""
     runs = []

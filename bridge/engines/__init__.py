@@ -7,7 +7,8 @@ An engine turns a partly known roll into a full one:
     known (T, 4) bool, True = given (kept exactly), False = to be filled in
     engine.inpaint(roll, known, settings) -> (T, 4) roll with every known cell unchanged
 
-`harmonize(soprano, settings)` is inpainting with the soprano given, shared by all engines, and
+`harmonize(soprano, settings)` is inpainting with the soprano given and `generate(prime, known,
+steps, settings)` inpainting with the future unknown, both shared by all engines, and
 `evaluate(data, split, limit)` returns the engine's likelihood figures on a held-out split.
 Engines are built from an exported `.onnx` file, whose metadata names the engine class.
 """
@@ -32,6 +33,7 @@ SHORTEST_HARMONY_REST = 4
 # metadata 'engine' -> class, imported on first use
 ENGINE_CLASSES = {
     "coconet": "bridge.engines.coconet:CoconetEngine",
+    "rnnrbm": "bridge.engines.rnnrbm:RnnRbmEngine",
 }
 
 
@@ -73,6 +75,17 @@ class Engine(ABC):
     def warm_up(self) -> None:
         """Compile the kernels and touch the session once, so the first real call is fast."""
         self.harmonize(np.full(8, 72, dtype=np.int16), Settings(steps=2, seed=0))
+
+    def generate(self, prime: np.ndarray, prime_known: np.ndarray, steps: int, settings: Settings) -> np.ndarray:
+        """Continue a (T0, 4) `prime` roll (cells in `prime_known` are kept; the others, such as
+        the lower voices of a melody-only prime, are filled in) by `steps` new 16ths, every
+        voice free: inpainting with the future unknown, so every engine can do it (an
+        orderless one like coconet as well as a recurrent one). -> (T0 + steps, 4) roll."""
+        prime = np.asarray(prime, dtype=np.int16).reshape(-1, 4)
+        prime_known = np.asarray(prime_known, dtype=bool).reshape(prime.shape)
+        roll = np.concatenate([prime, np.full((steps, 4), REST, dtype=np.int16)])
+        known = np.concatenate([prime_known, np.zeros((steps, 4), dtype=bool)])
+        return self.inpaint(roll, known, settings)
 
     def harmonize(self, soprano: np.ndarray, settings: Settings) -> np.ndarray:
         """Soprano (T,) MIDI pitches (-1 = rest) -> (T, 4) roll, soprano column unchanged.
