@@ -52,3 +52,36 @@ def tiny_model(tiny_run) -> Path:
                              "-o", onnx_path, "--name", "tiny"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     return onnx_path
+
+
+@pytest.fixture(scope="session")
+def jsb_quarter() -> Path:
+    from models.data import find_jsb_quarter
+
+    path = find_jsb_quarter(os.environ.get("BACHBRIDGE_JSB_QUARTER"))
+    if path is None or not path.exists():
+        pytest.skip("JSB data not found beside the checkout (../shared/data/jsb/jsb-chorales-quarter.pkl)")
+    return path
+
+
+TINY_RNNRBM_ARGS = ("--hidden", 32, "--recurrent", 16, "--eval-every", 3, "--pretrain-epochs", 1,
+                    "--valid-chorales", 4, "--valid-chains", 2, "--valid-betas", 20, "--threads", 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_rnnrbm_run(tmp_path_factory, jsb_quarter) -> Path:
+    """A tiny RNN-RBM trained for 6 epochs on the JSB training split (the training smoke run)."""
+    out = tmp_path_factory.mktemp("tiny_rnnrbm_run")
+    result = run_module("models.train_rnnrbm", "--out", out, "--data", jsb_quarter, "--max-epochs", 6,
+                        *TINY_RNNRBM_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_rnnrbm(tiny_rnnrbm_run) -> Path:
+    onnx_path = tiny_rnnrbm_run / "tiny-rnnrbm.onnx"
+    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), tiny_rnnrbm_run / "best.pt",
+                             "-o", onnx_path, "--name", "tiny-rnnrbm"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return onnx_path
