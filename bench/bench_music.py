@@ -1,6 +1,7 @@
 """The musical bar: the model's harmonizations of the JSB test sopranos against Bach's own chorales.
 
     python bench/bench_music.py [--model coconet] [--limit N] [--json FILE] [--no-model]
+    python bench/bench_music.py --live note --model coconet-live    # what the live bridge plays
 
 Harmonizes the soprano of each JSB test chorale (77) with the shipped model (`--model`, a shipped
 name or an .onnx path) at the default settings, seed i for chorale i; computes the style
@@ -9,7 +10,9 @@ and for the block-triad baseline (`block_triad_harmonize`, which must fail); pri
 (statistic | Bach | model | block triads | bar) with each line's verdict and the overall one.
 With `--limit N`, only the first N chorales, and Bach's figures are those of the same N.
 `--no-model` skips the model (Bach and the baseline only, in a second). `--json FILE` writes
-every figure, verdict and tolerance. Exit status 0 whether or not the bar is met (it is a
+every figure, verdict and tolerance. `--live note|phrase` harmonizes as the live bridge would in
+that mode (`bridge.live.render`: the melody played into the bridge's player in simulated time at
+100 bpm, the live defaults, what it sounds read back). Exit status 0 whether or not the bar is met (it is a
 measurement), 2 on missing data or a bad argument.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge.engines import load_engine  # noqa: E402
+from bridge.live import LiveConfig, render  # noqa: E402
 from bridge.musicstats import (BACH_PARALLELS_QUOTED, CHORD_TYPES, TOLERANCES,  # noqa: E402
                                block_triad_harmonize, compare, meets_bar, music_stats)
 from bridge.onnxmodel import default_threads  # noqa: E402
@@ -106,6 +110,8 @@ def main() -> int:
     p.add_argument("--json", default=None, metavar="FILE", help="write every figure here")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--no-model", action="store_true", help="Bach and the block-triad baseline only")
+    p.add_argument("--live", choices=["note", "phrase"], help="harmonize as the live bridge would, in this mode")
+    p.add_argument("--context", type=int, default=LiveConfig().context_steps, help="with --live: 16ths of past")
     add_knobs(p)   # the same sampling knobs as `bachbridge harmonize` (defaults: Settings())
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
@@ -131,7 +137,11 @@ def main() -> int:
         rolls = []
         started = time.perf_counter()
         for seed, soprano in enumerate(sopranos):
-            rolls.append(engine.harmonize(soprano, settings.replace(seed=seed)))
+            if args.live:
+                config = LiveConfig(mode=args.live, context_steps=args.context)
+                rolls.append(render(engine, soprano, config, settings.replace(seed=seed)))
+            else:
+                rolls.append(engine.harmonize(soprano, settings.replace(seed=seed)))
             print(f"\rharmonized {seed + 1}/{len(sopranos)}", end="", file=sys.stderr, flush=True)
         seconds = time.perf_counter() - started
         print(file=sys.stderr)

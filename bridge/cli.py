@@ -306,7 +306,7 @@ def cmd_live(args) -> int:
 def add_live_options(p: argparse.ArgumentParser) -> None:
     from bridge.clock import MODES as CLOCK_MODES
     from bridge.engines import engine_names
-    from bridge.live import LIVE_SETTINGS, MODES, NOTE_MODE_STEPS, LiveConfig
+    from bridge.live import LIVE_SETTINGS, MODES, LiveConfig
     from bridge.ports import DEFAULT_IN, DEFAULT_OUT
 
     d = LiveConfig()
@@ -349,8 +349,8 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-json", metavar="FILE", help="on exit, write the bridge's figures (latencies, "
                    "speculation, phrase timing, ports-up time) to FILE as JSON")
     add_knobs(p, defaults=LIVE_SETTINGS, files=False)
-    p.epilog = (f"--steps sets phrase mode's Gibbs steps; note mode fills in one step's three voices "
-                f"and always takes {NOTE_MODE_STEPS}.")
+    p.epilog = ("--steps sets phrase mode's Gibbs steps; note mode fills in one step, whose three voices "
+                "the coconet engine draws one after another, top down (one network call each).")
 
 
 def build_parser() -> argparse.ArgumentParser:

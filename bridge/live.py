@@ -57,9 +57,6 @@ IDLE_SLEEP_S = 0.0005
 LATENCY_WINDOW = 512
 # the sampling knobs `bachbridge live` starts with: phrase mode anneals as offline does
 LIVE_SETTINGS = Settings()
-# note mode fills in one step's three voices: two Gibbs steps, whatever `steps` says (which sets
-# phrase mode's); more would only add latency, there is nothing left to anneal
-NOTE_MODE_STEPS = 2
 # the longest lookahead, in beats
 MAX_LOOKAHEAD_BEATS = 16.0
 # phrase mode decides a phrase this long before its first note is due (at most half the delay):
@@ -72,6 +69,8 @@ MONITOR_SIZE = 4096
 # speculation: next pitches tried per onset, and the rhythms (gaps to the next onset) tried for each
 SPECULATED_PITCHES = 8
 SPECULATED_GAPS = 2
+# candidate windows filled in per engine call: small batches, so that a newer onset stops the work soon
+SPECULATION_BATCH = 2
 # the GIL switch interval while a bridge runs: a thread waiting for the GIL (the worker, when the
 # speculator holds it) waits up to this long; Python's default is 5 ms
 LIVE_SWITCH_INTERVAL_S = 0.0002
@@ -158,16 +157,15 @@ def warm_up(engine: Engine, config: LiveConfig, settings: Settings) -> None:
     and the speculator's question."""
     engine.warm_up()
     past = past_steps_for(Snapshot(config, settings, engine))
-    note_settings = settings.replace(steps=NOTE_MODE_STEPS)
     for steps in sorted({1, 2, past // 2 + 1, past + 1}):
         roll = np.full((steps, VOICES), REST, dtype=np.int16)
         roll[:, SOPRANO] = _WARM_PITCH
         roll[:-1, 1:] = (67, 64, 48)
         known = np.ones(roll.shape, dtype=bool)
         known[-1, 1:] = False
-        engine.inpaint(roll, known, note_settings)
+        engine.inpaint(roll, known, settings, open_end=True)
         known[-1, SOPRANO] = False
-        engine.melody_candidates(roll, known, note_settings, SPECULATED_PITCHES)
+        engine.melody_candidates(roll, known, settings, SPECULATED_PITCHES)
 
 
 # ---------------------------------------------------------------- the grid of the recent past
@@ -386,14 +384,14 @@ def ask_engine(snapshot: Snapshot, settings: Settings, roll: np.ndarray, known: 
     the melody's register (see model_view), MIDI pitches, -1 = silent."""
     engine = snapshot.engine
     view, shift = _model_view_for(snapshot, roll)
-    return _from_model_view(engine.inpaint(view, known, settings), shift)
+    return _from_model_view(engine.inpaint(view, known, settings, open_end=True), shift)
 
 
 def ask_engine_many(snapshot: Snapshot, settings: Settings, rolls: list[np.ndarray],
                     knowns: list[np.ndarray]) -> list[np.ndarray]:
     """`ask_engine` for several rolls, in one batch where the engine can."""
     views = [_model_view_for(snapshot, roll) for roll in rolls]
-    results = snapshot.engine.inpaint_many([view for view, _ in views], knowns, settings)
+    results = snapshot.engine.inpaint_many([view for view, _ in views], knowns, settings, open_end=True)
     return [_from_model_view(result, shift) for result, (_, shift) in zip(results, views)]
 
 
@@ -423,6 +421,7 @@ class Player:
         self.clock = clock or Clock()
         self.monitor = monitor if monitor is not None else collections.deque(maxlen=MONITOR_SIZE)
         self.snapshot: Snapshot | None = None
+        self.now_ns = time.perf_counter_ns  # the time the monitor stamps (render() simulates it)
 
     def apply(self, new: Snapshot, t_ns: int) -> None:
         """Play by `new` from now on. A new engine or set of channels releases everything first:
@@ -503,7 +502,7 @@ class Player:
         """Let go of helpers (threads)."""
 
     def _show(self, voice: int, pitch: int, velocity: int) -> None:
-        self.monitor.append(MonitorEvent(time.perf_counter_ns(), voice, pitch, velocity))
+        self.monitor.append(MonitorEvent(self.now_ns(), voice, pitch, velocity))
 
 
 # ---------------------------------------------------------------- note mode
@@ -517,7 +516,6 @@ class NoteMode(Player):
                  monitor: collections.deque | None = None, speculator: "Speculator | None" = None):
         super().__init__(send, stats, clock, monitor)
         self.speculator = speculator
-        self.note_settings: Settings | None = None
         self.context = Context(0)
         self.melody = None          # (in channel, pitch) of the note the harmony belongs to
         self.harmony: list[tuple[int, int]] = []    # sounding harmony keys (channel, pitch), no repeats
@@ -526,10 +524,7 @@ class NoteMode(Player):
         self.onset_steps: collections.deque = collections.deque(maxlen=9)  # for the rhythm guesses
 
     def apply(self, new: Snapshot, t_ns: int) -> None:
-        old_settings = None if self.snapshot is None else self.snapshot.settings
         super().apply(new, t_ns)
-        if new.settings is not old_settings or self.note_settings is None:
-            self.note_settings = new.settings.replace(steps=NOTE_MODE_STEPS)
         past = past_steps_for(new)
         if past != self.context.past:
             self.context = self.context.resized(past)
@@ -550,7 +545,7 @@ class NoteMode(Player):
         harmony = self._answer()
         self._sound(harmony, velocity, config.channels, t_ns)
         if self.speculator is not None and config.speculate:
-            self.speculator.speculate(self.snapshot, self.note_settings, self.context, self.rhythm_guesses())
+            self.speculator.speculate(self.snapshot, self.snapshot.settings, self.context, self.rhythm_guesses())
 
     def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
         key = (channel, pitch)
@@ -599,7 +594,7 @@ class NoteMode(Player):
                 self.stats.speculation_hits += 1
                 return found
         try:
-            return ask_engine(self.snapshot, self.note_settings, roll, known)[-1]
+            return ask_engine(self.snapshot, self.snapshot.settings, roll, known)[-1]
         except Exception as error:  # any engine failure: pass-through for this note, and go on
             self.stats.engine_errors += 1
             self.stats.last_engine_error = describe(error)
@@ -762,14 +757,16 @@ class Speculator:
             if generation != self._generation or self._closed:
                 return
             known[-1, SOPRANO] = True
-            rolls = []
-            for pitch in pitches:
-                roll[-1, SOPRANO] = pitch
-                rolls.append(roll.copy())
-            # one batch for all of them: a fraction of the time of one call each
-            harmonies = ask_engine_many(snapshot, settings, rolls, [known] * len(rolls))
-            for candidate, harmony in zip(rolls, harmonies):
-                answers[_window_key(candidate)] = harmony[-1]
+            for first in range(0, len(pitches), SPECULATION_BATCH):
+                if generation != self._generation or self._closed:
+                    return  # a newer onset: this work is moot, and the worker may need the core
+                rolls = []
+                for pitch in pitches[first:first + SPECULATION_BATCH]:
+                    roll[-1, SOPRANO] = pitch
+                    rolls.append(roll.copy())
+                harmonies = ask_engine_many(snapshot, settings, rolls, [known] * len(rolls))
+                for candidate, harmony in zip(rolls, harmonies):
+                    answers[_window_key(candidate)] = harmony[-1]
 
 
 def _window_key(roll: np.ndarray) -> tuple:
@@ -1047,6 +1044,62 @@ class PhraseMode(Player):
             self.released_row = self.rows - 1 if self.rows else None
         self.decided = self.rows
         self.sounding[:self.rows] = False
+
+
+# ---------------------------------------------------------------- the bridge, offline
+
+def render(engine: Engine, soprano: np.ndarray, config: LiveConfig, settings: Settings) -> np.ndarray:
+    """What the live bridge would play under a melody: the soprano (T,) on the 16th grid (-1 =
+    rest) played into a player of `config.mode` on its internal clock, in simulated time, and the
+    (T, 4) roll of what it sounds (no ports, no threads, no speculation: speculation changes
+    when an answer comes, never what it is). For reading and measuring the live bridge's music."""
+    config = config.replace(clock="internal")
+    step = int(step_ns(config.bpm))
+    player = (PhraseMode if config.mode == "phrase" else NoteMode)(lambda data: None, LiveStats())
+    clock = [0]
+    player.now_ns = lambda: clock[0]
+    player.apply(Snapshot(config, settings, engine), 0)
+    events = []
+    t = 0
+    soprano = np.asarray(soprano)
+    while t < len(soprano):
+        if soprano[t] < 0:
+            t += 1
+            continue
+        end = t + 1
+        while end < len(soprano) and soprano[end] == soprano[t]:
+            end += 1
+        events.append((t * step, bytes((NOTE_ON, int(soprano[t]), 80))))
+        events.append((end * step - 1000, bytes((NOTE_OFF, int(soprano[t]), 0))))  # just before the next
+        t = end
+    finish = len(soprano) * step + (player.delay_ns() if config.mode == "phrase" else 0) + step
+    for at, data in events + [(finish, b"")]:
+        while True:  # the player's own deadlines and schedule up to this event, as the worker ticks
+            due = player.next_due_ns()
+            if due is None or due > at:
+                break
+            clock[0] = max(clock[0], due)
+            player.tick(clock[0])
+        clock[0] = max(clock[0], at)
+        if data:
+            player.handle(data, at)
+        player.tick(clock[0])
+    delay = player.delay_ns() if config.mode == "phrase" else 0
+    roll = np.full((len(soprano), VOICES), REST, dtype=np.int16)
+    roll[:, SOPRANO] = soprano
+    sounding = [REST] * VOICES
+    last = 0
+    for event in list(player.monitor) + [MonitorEvent(finish + delay, -1, 0, 0)]:
+        here = min(len(soprano), int(round((event.t_ns - delay) / step)))
+        if here > last:
+            roll[last:here, 1:] = sounding[1:]
+            last = here
+        if event.voice > 0:
+            if event.velocity:
+                sounding[event.voice] = event.pitch
+            elif sounding[event.voice] == event.pitch:
+                sounding[event.voice] = REST
+    return roll
 
 
 # ---------------------------------------------------------------- the bridge

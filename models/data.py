@@ -145,16 +145,44 @@ def chronological_mask(batch: int, length: int, rng: np.random.Generator) -> tup
     return mask, target
 
 
+def live_onset_mask(pitches: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The live bridge's question, asked where it matters: the present is a melody onset (the
+    soprano changes there) late in the crop, as in the live window, whose present is its last
+    step; the soprano and the past known, alto..bass (from a drawn voice on) and the future
+    unknown; the present's unknown voices are the targets. Uniformly drawn steps (the
+    chronological kind) are mostly continuations, where every voice holds: a model trained on
+    those alone holds far more often at onsets than Bach does (measured on coconet-live: alto
+    0.53 against Bach's 0.36, bass 0.30 against 0.14)."""
+    batch, length, _ = pitches.shape
+    mask = np.zeros(pitches.shape, dtype=np.float32)
+    target = np.zeros_like(mask)
+    soprano = pitches[:, :, 0]
+    for b in range(batch):
+        late = np.arange(length // 2, length)
+        onsets = late[(soprano[b, late] >= 0) & (soprano[b, late] != soprano[b, late - 1])]
+        t = int(rng.choice(onsets)) if onsets.size else int(rng.integers(length // 2, length))
+        v = int(rng.integers(1, NUM_VOICES))
+        mask[b, t, v:] = 1.0
+        mask[b, t + 1:] = 1.0
+        target[b, t, v:] = 1.0
+    return mask, target
+
+
 MASK_KINDS = {
     "orderless": orderless_mask,
     "melody": melody_given_mask,
     "chronological": chronological_mask,
 }
+# kinds that choose their cells by what the crop holds: called with (pitches, rng)
+CONTENT_MASK_KINDS = {
+    "live_onset": live_onset_mask,
+}
 
 
-def mixed_masks(batch: int, length: int, rng: np.random.Generator,
-                weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, target) with each example's drawn from the kinds in `weights` (relative probabilities)."""
+def mixed_masks(batch: int, length: int, rng: np.random.Generator, weights: dict[str, float],
+                pitches: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, target) with each example's drawn from the kinds in `weights` (relative
+    probabilities); `pitches` (batch, length, 4), the crops, for the kinds that look at them."""
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     choice = rng.choice(len(names), size=batch, p=p / p.sum())
@@ -162,7 +190,11 @@ def mixed_masks(batch: int, length: int, rng: np.random.Generator,
     target = np.empty_like(mask)
     for k, name in enumerate(names):
         rows = np.flatnonzero(choice == k)
-        if rows.size:
+        if not rows.size:
+            continue
+        if name in CONTENT_MASK_KINDS:
+            mask[rows], target[rows] = CONTENT_MASK_KINDS[name](pitches[rows], rng)
+        else:
             mask[rows], target[rows] = MASK_KINDS[name](rows.size, length, rng)
     return mask, target
 

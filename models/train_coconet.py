@@ -33,8 +33,10 @@ PRESETS = {
     "tiny": CoconetConfig(num_layers=4, channels=16, separable=False,       # smoke tests
                           time_dilations=(1,), pitch_dilations=(1, 2)),
 }
-# what the product asks of the model: any inpainting, a melody given, and the live case
+# what the product asks of the model: any inpainting, a melody given, and the live case; the live
+# model is asked the live bridge's question (a melody onset, the past known) most of all
 MASK_WEIGHTS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+PRESET_MASK_WEIGHTS = {"live": {"orderless": 0.3, "melody": 0.1, "chronological": 0.2, "live_onset": 0.4}}
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -82,9 +84,11 @@ else:
     valid_set = [chorales[i] for i in order[:n_valid]]
     train_set = [chorales[i] for i in order[n_valid:]]
 
+mask_weights = PRESET_MASK_WEIGHTS.get(args.preset, MASK_WEIGHTS)
 valid_rng = np.random.default_rng(10_000)
-valid_pitches = torch.from_numpy(data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0))
-valid_mask, valid_target = map(torch.from_numpy, data.mixed_masks(512, args.crop, valid_rng, MASK_WEIGHTS))
+valid_crops = data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0)
+valid_pitches = torch.from_numpy(valid_crops)
+valid_mask, valid_target = map(torch.from_numpy, data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops))
 
 # ---- model, optimizer, schedule; resume if a checkpoint is there --------------------------------
 config = PRESETS[args.preset]
@@ -109,6 +113,11 @@ if state is not None:
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     print(f"resumed from {resume_from} at step {step} (best valid {best_valid:.4f})")
+    if state.get("mask_weights", MASK_WEIGHTS) != mask_weights:
+        # another question mix: the old validation figure is not comparable, start its record afresh
+        best_valid, stale = math.inf, 0
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+        print(f"mask mix changed to {mask_weights}: validation record restarted")
 print(f"{args.preset}: {config.num_layers} layers x {config.channels} channels"
       f"{' separable' if config.separable else ''}, {count_parameters(model):,} parameters; {source_name}")
 
@@ -118,7 +127,7 @@ def checkpoint(path: Path, valid_loss: float) -> None:
         "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "plateau": plateau.state_dict(), "step": step, "best_valid": best_valid, "stale": stale,
         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "valid_loss": valid_loss, "train_data": source_name,
+        "valid_loss": valid_loss, "train_data": source_name, "mask_weights": mask_weights,
     }, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
 
@@ -143,8 +152,9 @@ started, train_losses = time.monotonic(), []
 bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
 model.train()
 while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes:
-    pitches = torch.from_numpy(data.random_crops(train_set, args.batch, args.crop, rng))
-    mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, MASK_WEIGHTS))
+    crops = data.random_crops(train_set, args.batch, args.crop, rng)
+    pitches = torch.from_numpy(crops)
+    mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops))
     loss = masked_nll(model(pitches, mask), pitches, target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

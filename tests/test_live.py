@@ -37,7 +37,7 @@ def engine(tiny_model):
 class Broken(CoconetEngine):
     """A real engine whose every harmonization fails."""
 
-    def inpaint(self, roll, known, settings):
+    def inpaint(self, roll, known, settings, open_end=False):
         raise RuntimeError("the model fell over")
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.clock import NS_PER_MINUTE
 from bridge.engines import REST, SOPRANO, load_engine
-from bridge.live import (LIVE_SETTINGS, NOTE_MODE_STEPS, Bridge, LiveConfig, LiveStats, NoteMode, PhraseMode,
+from bridge.live import (LIVE_SETTINGS, Bridge, LiveConfig, LiveStats, NoteMode, PhraseMode,
                          Snapshot, Speculator)
 from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
                        harmony_ons, is_note_on, settle, unreleased)
@@ -105,9 +105,9 @@ def test_phrase_mode_decides_phrases_with_the_full_schedule_given_what_it_decide
     calls = []
 
     class Counting(type(engine)):
-        def inpaint(self, roll, known, settings):
+        def inpaint(self, roll, known, settings, open_end=False):
             calls.append((roll.copy(), known.copy(), settings.steps))
-            return super().inpaint(roll, known, settings)
+            return super().inpaint(roll, known, settings, open_end)
 
     counting = Counting(engine.model)
     player, recorder = phrase_player(counting, lookahead=2.0)
@@ -168,7 +168,7 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
         roll, known = upcoming.window()
         known = known.copy()
         known[-1, SOPRANO] = False
-        likeliest = engine.melody_candidates(roll, known, LIVE_SETTINGS.replace(steps=NOTE_MODE_STEPS), 1)[0]
+        likeliest = engine.melody_candidates(roll, known, LIVE_SETTINGS, 1)[0]
         assert mode.rhythm_guesses()[0] in (1, 2)
         hits = stats.speculation_hits
         mode.handle(bytes([NOTE_ON, likeliest, 80]), 3)      # free clock: the next step, gap 1

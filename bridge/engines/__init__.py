@@ -53,13 +53,15 @@ class Engine(ABC):
         return self.model.name
 
     @abstractmethod
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
-        """Fill in every cell not `known`; known cells come back unchanged."""
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+        """Fill in every cell not `known`; known cells come back unchanged. `open_end`: the music
+        goes on after the roll's last step, unknown (the live bridge's windows), rather than ends."""
 
-    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings) -> list[np.ndarray]:
+    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
+                     open_end: bool = False) -> list[np.ndarray]:
         """`inpaint` for several rolls (the live bridge's speculation asks for many at once); an
         engine that can batch them overrides this."""
-        return [self.inpaint(roll, known, settings) for roll, known in zip(rolls, knowns)]
+        return [self.inpaint(roll, known, settings, open_end) for roll, known in zip(rolls, knowns)]
 
     @abstractmethod
     def evaluate(self, data: Path, split: str, limit: int | None = None,
@@ -68,7 +70,7 @@ class Engine(ABC):
 
     def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         """The `count` likeliest soprano pitches (MIDI, likeliest first) for the last step of
-        `roll`, whose soprano is not `known`, given the known cells. The live bridge speculates
+        `roll`, whose soprano is not `known`, given the known cells (the music goes on after it). The live bridge speculates
         on them between notes; an engine that cannot say returns [] (then it does not speculate)."""
         return []
 

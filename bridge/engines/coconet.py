@@ -19,6 +19,8 @@ from bridge.settings import Settings
 
 # blocks of the candidates' pseudo-likelihood: each free cell is masked in exactly one of them
 SCORE_BLOCKS = 4
+# unknown steps shown after an open-ended roll (see _sample): half a bar
+OPEN_END_STEPS = 8
 
 
 class CoconetEngine(Engine):
@@ -42,10 +44,11 @@ class CoconetEngine(Engine):
             scale = keys.scale_pitch_classes(*keys.parse_key(settings.key))
         return kernels.allowed_pitches(settings.voice_ranges, scale, self.min_pitch, self.num_pitches)
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
-        return self.inpaint_many([roll], [known], settings)[0]
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+        return self.inpaint_many([roll], [known], settings, open_end)[0]
 
-    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings) -> list[np.ndarray]:
+    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
+                     open_end: bool = False) -> list[np.ndarray]:
         """Rolls of one length, and one set of allowed pitches, run as one batch (rolls x
         candidates chains); anything else one by one."""
         rolls = [np.asarray(roll) for roll in rolls]
@@ -63,38 +66,70 @@ class CoconetEngine(Engine):
             [self.allowed(rolls[0], settings)] * len(rolls)
         if len(rolls) > 1 and (len({roll.shape for roll in rolls}) > 1
                                or any(not np.array_equal(a, allowed[0]) for a in allowed[1:])):
-            return [self._sample([roll], [known], a, settings)[0] for roll, known, a in zip(rolls, knowns, allowed)]
-        return self._sample(rolls, knowns, allowed[0], settings)
+            return [self._sample([roll], [known], a, settings, open_end)[0]
+                    for roll, known, a in zip(rolls, knowns, allowed)]
+        return self._sample(rolls, knowns, allowed[0], settings, open_end)
 
     def _sample(self, rolls: list[np.ndarray], knowns: list[np.ndarray], allowed: np.ndarray,
-                settings: Settings) -> list[np.ndarray]:
-        """Annealed block Gibbs over N rolls of one shape, K = candidates chains each."""
-        steps, voices = rolls[0].shape
-        if steps == 0:
+                settings: Settings, open_end: bool) -> list[np.ndarray]:
+        """N rolls of one shape, K = candidates chains each: annealed block Gibbs, or, when the free
+        cells all lie in one step, ancestral sampling of that step.
+
+        One step's few cells are drawn top voice first, each from the network's distribution given
+        the voices above it (one call per voice): an exact draw from the chronological
+        factorization the network was trained on, where a couple of Gibbs steps would draw the
+        voices nearly independently of each other. With `open_end` the music goes on after the last
+        step: unknown steps are appended (the network was trained with the future masked, never
+        with silence after the present), seen by the network, never drawn nor returned."""
+        length, voices = rolls[0].shape
+        if length == 0:
             return [roll.astype(np.int16) for roll in rolls]
         n, k = len(rolls), settings.candidates
+        future = min(OPEN_END_STEPS, self.receptive_radius) if open_end else 0
         rng = np.random.default_rng(settings.seed)
         roll = np.stack(rolls)                                   # (N, T, V)
         known = np.stack(knowns)
         given = known & (roll >= 0)
-        pitches = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)
-        pitches = np.repeat(pitches, k, axis=0)                  # (N*K, T, V): roll i's chains at i*K ..
-        free = np.repeat(~known, k, axis=0)
-        mask = np.empty((n * k, steps, voices), dtype=np.float32)
-        uniforms = np.empty((n * k, steps, voices), dtype=np.float64)
+        pitches = np.full((n * k, length + future, voices), REST, dtype=np.int64)
+        pitches[:, :length] = np.repeat(np.where(given, roll.astype(np.int64) - self.min_pitch, REST), k, axis=0)
+        free = np.zeros(pitches.shape, dtype=bool)               # the cells to draw: (N*K, T+F, V)
+        free[:, :length] = np.repeat(~known, k, axis=0)
+        draw = np.empty(pitches.shape, dtype=np.float32)         # the cells drawn this time
+        unknown = np.empty(pitches.shape, dtype=np.float32)      # what the network is told is unknown
+        uniforms = np.empty(pitches.shape, dtype=np.float64)
 
-        # step 0 draws every free cell given only the known ones; then annealed block Gibbs
-        mask[...] = free
-        for step in range(settings.steps):
-            if step > 0:
-                share = kernels.yao_mask_prob(step, settings.steps, settings.pmax, settings.pmin, settings.alpha)
-                rng.random(out=uniforms)
-                kernels.choose_resample_cells(free, share, uniforms, mask)
-            log_probs = self.log_probs(pitches, mask)
+        def drawn_from_the_network(cells: np.ndarray) -> None:
+            draw[...] = cells
+            unknown[...] = draw
+            unknown[:, length:] = 1.0
+            log_probs = self.log_probs(pitches, unknown)
             rng.random(out=uniforms)
-            kernels.sample_masked(log_probs, mask, allowed, settings.temperature, uniforms, pitches,
+            kernels.sample_masked(log_probs, draw, allowed, settings.temperature, uniforms, pitches,
                                   settings.parallel_penalty)
 
+        steps_with_free = np.flatnonzero(free.any(axis=(0, 2)))
+        if len(steps_with_free) == 1:
+            step = steps_with_free[0]
+            for voice in range(voices):
+                if free[:, step, voice].any():
+                    below = free.copy()
+                    below[:, step, :voice] = False              # this voice and those under it unknown ...
+                    drawn_from_the_network(below)
+                    pitches[:, step, voice + 1:] = np.where(free[:, step, voice + 1:], REST, pitches[:, step, voice + 1:])
+                    # ... and only this voice kept: those under it are drawn given it, next
+        else:
+            # step 0 draws every free cell given only the known ones; then annealed block Gibbs
+            cells = free.astype(np.float32)
+            for gibbs_step in range(settings.steps):
+                if gibbs_step > 0:
+                    share = kernels.yao_mask_prob(gibbs_step, settings.steps, settings.pmax, settings.pmin,
+                                                  settings.alpha)
+                    rng.random(out=uniforms)
+                    kernels.choose_resample_cells(free, share, uniforms, cells)
+                drawn_from_the_network(cells)
+
+        pitches = pitches[:, :length]
+        free = free[:, :length]
         out = []
         for i in range(n):
             chains = slice(i * k, (i + 1) * k)
@@ -105,11 +140,15 @@ class CoconetEngine(Engine):
         return out
 
     def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
-        # one network call: the last step's soprano distribution, every unknown cell masked
+        # one network call: the last step's soprano distribution, every unknown cell masked, and
+        # the future unknown (see _sample)
+        future = min(OPEN_END_STEPS, self.receptive_radius)
         given = known & (roll >= 0)
-        pitches = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)[None]
-        mask = (~known)[None].astype(np.float32)
-        log_probs = self.log_probs(pitches, mask)[0, -1, SOPRANO]
+        pitches = np.full((1, len(roll) + future, self.num_voices), REST, dtype=np.int64)
+        pitches[0, :len(roll)] = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)
+        mask = np.ones(pitches.shape, dtype=np.float32)
+        mask[0, :len(roll)] = ~known
+        log_probs = self.log_probs(pitches, mask)[0, len(roll) - 1, SOPRANO]
         low, high = settings.voice_ranges[SOPRANO]  # a melody may leave the key: the range only
         midi = self.min_pitch + np.arange(self.num_pitches)
         log_probs = np.where((midi >= low) & (midi <= high), log_probs, -np.inf)
