@@ -333,7 +333,7 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                         "free: each note is the next 16th (default auto)")
     g.add_argument("--bpm", type=float, default=d.bpm, help=f"internal tempo (default {d.bpm:g})")
     g.add_argument("--context", type=int, default=d.context_steps, metavar="STEPS",
-                   help=f"16ths of the past the model is shown (default {d.context_steps}: two bars)")
+                   help=f"16ths of the past the model is shown (default {d.context_steps}: a bar)")
     g.add_argument("--channels", type=_channel_list, default=d.channels, metavar="A,T,B",
                    help="MIDI channels of alto, tenor, bass, or one for all (default 2,3,4)")
     g.add_argument("--echo-channel", type=_midi_channel, default=d.echo_channel, metavar="N",

@@ -84,7 +84,7 @@ class LiveConfig:
     mode: str = "note"                           # note: answer each onset; phrase: play it all later
     lookahead_beats: float = 2.0                 # phrase mode: how much later, in beats
     speculate: bool = True                       # note mode: work out likely next answers between notes
-    context_steps: int = 32                      # 16ths of past shown to the engine (two bars)
+    context_steps: int = 16                      # 16ths of past shown to the engine (a bar)
     clock: str = "auto"                          # auto, midi, internal, free: see bridge.clock
     bpm: float = 100.0                           # the internal tempo
     channels: tuple[int, int, int] = (1, 2, 3)   # alto, tenor, bass: MIDI channels 2, 3, 4

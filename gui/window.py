@@ -388,7 +388,7 @@ class MainWindow(QMainWindow):
         self._bind("config", "bpm", [self.bpm], self.bpm.value, self.bpm.setValue)
         self.context = self._int(0, 256)
         self.context.setSuffix(" 16ths")
-        self._row(form, "Conte&xt", self.context, "16ths of the past the model is shown (32 = two bars)")
+        self._row(form, "Conte&xt", self.context, "16ths of the past the model is shown (16 = a bar)")
         self._bind("config", "context_steps", [self.context], self.context.value, self.context.setValue)
         return group
 

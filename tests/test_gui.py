@@ -100,7 +100,7 @@ def test_every_control_changes_the_bridges_snapshot(live_window, qtbot, tiny_mod
         ("config", "speculate", False, lambda: w.speculate.setChecked(False)),
         ("config", "clock", "free", lambda: w.clock.setCurrentIndex(w.clock.findData("free"))),
         ("config", "bpm", 132.0, lambda: w.bpm.setValue(132.0)),
-        ("config", "context_steps", 16, lambda: w.context.setValue(16)),
+        ("config", "context_steps", 24, lambda: w.context.setValue(24)),
         ("config", "channels", (4, 2, 3), lambda: w.channel_boxes[0].setValue(5)),
         ("config", "channels", (4, 6, 3), lambda: w.channel_boxes[1].setValue(7)),
         ("config", "channels", (4, 6, 8), lambda: w.channel_boxes[2].setValue(9)),

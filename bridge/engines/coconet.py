@@ -19,8 +19,8 @@ from bridge.settings import Settings
 
 # blocks of the candidates' pseudo-likelihood: each free cell is masked in exactly one of them
 SCORE_BLOCKS = 4
-# unknown steps shown after an open-ended roll (see _sample): half a bar
-OPEN_END_STEPS = 8
+# unknown steps shown after an open-ended roll (see _sample): a beat
+OPEN_END_STEPS = 4
 
 
 class CoconetEngine(Engine):
