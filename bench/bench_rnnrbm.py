@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from bridge import rbm_kernels  # noqa: E402
 from bridge.engines import load_engine  # noqa: E402
-from bridge.live import NOTE_MODE_STEPS  # noqa: E402
 from bridge.settings import Settings  # noqa: E402
 from models.data import find_jsb16, load_jsb16  # noqa: E402
 
@@ -104,11 +103,11 @@ def main() -> int:
     roll = engine.harmonize(soprano, settings.replace(seed=0))
     known = np.ones(roll.shape, dtype=bool)
     known[-1, 1:] = False
-    note_settings = settings.replace(steps=NOTE_MODE_STEPS)
+    note_settings = settings  # the live bridge passes its settings as they are
     times = []
     for seed in range(500):
         started = time.perf_counter()
-        engine.inpaint(roll, known, note_settings.replace(seed=seed))
+        engine.inpaint(roll, known, note_settings.replace(seed=seed), open_end=True)
         times.append(time.perf_counter() - started)
     known[-1, 0] = False
     speculation = []

@@ -115,7 +115,8 @@ class RnnRbmEngine(Engine):
 
     # ---- inpainting ---------------------------------------------------------------------------
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+        # recurrent: a frame depends only on the frames before it, so an open end changes nothing
         roll = np.asarray(roll)
         known = np.asarray(known, dtype=bool)
         if roll.ndim != 2 or roll.shape[1] != VOICES or known.shape != roll.shape:
