@@ -34,6 +34,7 @@ class RnnRbmConfig:
     recurrent: int = 100         # RNN units
     cd_steps: int = 15           # k of CD-k in training
     steps_per_frame: int = 4     # 16th notes per frame (quarter-note frames)
+    dropout: float = 0.0         # training only: share of the previous frame's notes hidden from the RNN
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +77,9 @@ class RnnRbm(nn.Module):
         batch, steps, _ = v.shape
         # inputs from the previous frame, all at once: silence before the first
         previous = torch.cat([v.new_zeros(batch, 1, v.shape[2]), v[:, :-1]], dim=1)
+        # 229 chorales overfit 44k parameters within a few dozen epochs: dropping input notes
+        # makes the RNN rely on more than the last chord (off at run time: eval mode)
+        previous = F.dropout(previous, self.config.dropout, self.training)
         drive = self.state_bias + previous @ self.notes_to_state                # (B, T, U)
         state = v.new_zeros(batch, self.config.recurrent)
         states = []
