@@ -155,6 +155,14 @@ class Daw:
             port.delete()
 
 
+def _wait_until_gone(server: JackServer, port: str, timeout_s: float = 20.0) -> None:
+    """Until a client that exited has left the graph: with --sync, JACK holds the next client's
+    start until then (the next run's ports-up time would count it)."""
+    deadline = time.monotonic() + timeout_s
+    while port in server.ports() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _index(names, port):
     hits = [i for i, n in enumerate(names) if n.split(":", 1)[-1] == port]
     if len(hits) != 1:
@@ -232,6 +240,7 @@ def run_bridge(server: JackServer, melody: list[int], extra: list[str], label: s
     daw.close()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=20)
+    _wait_until_gone(server, "bachbridge in")
     figures = json.loads(stats_path.read_text())
     result = {"label": label, "notes": len(sent), "ports_up_s": ports_up_s, "cpu_percent": 100 * cpu,
               "bridge": {k: figures[k] for k in ("ports_up_s", "warm_up_s", "speculation_lookups",
@@ -258,6 +267,7 @@ def run_echo(server: JackServer, melody: list[int]) -> dict:
     daw.close()
     proc.terminate()
     proc.wait(timeout=5)
+    _wait_until_gone(server, "echo in")
     latencies = first_answers(sent, daw.received)
     return {"label": "echo floor", "notes": len(sent), "latencies_ms": latencies, "answered": len(latencies)}
 
