@@ -49,6 +49,8 @@ def main() -> int:
         if not path.exists():
             print(f"{name:<14} (not built)")
             continue
+        if OnnxModel(path).engine != "coconet":
+            continue  # a Coconet forward pass; the rnnrbm's recurrent step: bench/bench_rnnrbm.py
         for threads in sorted({1, default_threads()}):
             model = OnnxModel(path, threads=threads)
             short = time_forward(model, 32, args.reps)

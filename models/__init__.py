@@ -11,6 +11,7 @@ MODEL_DIR = Path(__file__).resolve().parent
 SHIPPED_MODELS = {
     "coconet": "coconet.onnx",
     "coconet-live": "coconet-live.onnx",
+    "rnnrbm": "rnnrbm.onnx",
 }
 
 

@@ -217,6 +217,7 @@ def test_onnx_step_replays_the_torch_recurrence(tiny_rnnrbm_run, tiny_rnnrbm, js
     checkpoint = torch.load(tiny_rnnrbm_run / "best.pt", weights_only=False)
     model = RnnRbm(RnnRbmConfig.from_dict(checkpoint["config"]))
     model.load_state_dict(checkpoint["model"])
+    model.eval()   # no dropout
     frames = frames_to_roll(load_jsb_quarter(jsb_quarter, "test")[0], 43, 54)
     with torch.no_grad():
         want_visible, want_hidden = model.biases(torch.from_numpy(frames)[None])
@@ -361,3 +362,31 @@ def test_cli_eval_reports_loglikelihood_and_accuracy(tiny_rnnrbm, jsb_quarter, j
     result = run_cli("eval", "--model", tiny_rnnrbm, "--data", jsb_npz, "--split", "test")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"bachbridge: {jsb_npz}")
+
+
+# ------------------------------------------------------------- the shipped model
+
+def test_shipped_rnnrbm_is_there_small_and_described():
+    from bridge.onnxmodel import OnnxModel
+    from models import SHIPPED_MODELS, shipped_model
+
+    assert "rnnrbm" in SHIPPED_MODELS
+    path = shipped_model("rnnrbm")
+    assert path.exists(), f"{path} missing: train and export it (README, 'RNN-RBM')"
+    assert path.stat().st_size < 10 * 1024 * 1024
+    model = OnnxModel(path)
+    assert model.engine == "rnnrbm" and model.name == "rnnrbm"
+    assert model.meta_int("hidden") == 150 and model.meta_int("recurrent") == 100
+    assert "jsb-chorales-quarter.pkl train split (229 chorales)" in model.metadata["train_data"]
+    assert int(model.metadata["train_steps"]) > 1000
+
+
+def test_shipped_rnnrbm_harmonizes_in_three_voices_below_the_melody():
+    engine = load_engine("rnnrbm")
+    soprano = hymn_steps()
+    roll = engine.harmonize(soprano, Settings(seed=0))
+    assert np.array_equal(roll[:, 0], soprano)
+    lower = roll[:, 1:]
+    assert np.all((lower < roll[:, :1]) | (lower == REST))
+    # a trained model sings mostly full chords: three voices under the melody most of the time
+    assert np.mean(np.all(lower >= 0, axis=1)) > 0.7
