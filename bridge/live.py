@@ -854,6 +854,7 @@ class PhraseMode(Player):
             self._at(due, NOTE_OFF, echo[0], echo[1], 0, SOPRANO)
         if self.melody is None or key != self.melody[:2]:
             return  # a note the legato already replaced: its echo was all that sounded
+        self._grow_while_held(t_ns - 1)  # the rows the note sounded in (begun before its end)
         self.melody = None
         if self.rows == 0:
             return
@@ -909,6 +910,13 @@ class PhraseMode(Player):
             self.harmony_rows[row] = REST
             self.rows += 1
             self.last_step += 1
+
+    def _grow_while_held(self, now_ns: int) -> None:
+        """The rows of the grid steps begun by now under the melody note still held (none with
+        the free clock, whose steps are onsets)."""
+        if self.melody is not None and self.rows and self.clock.mode != "free":
+            newest = int(self.start_ns[self.rows - 1])
+            self._grow(max(0, int((now_ns - newest) // step_ns(self.clock.bpm))))
 
     def _trim(self, room: int) -> None:
         """Drop the oldest decided rows the engine no longer sees, to make `room`."""
@@ -986,10 +994,7 @@ class PhraseMode(Player):
     def tick(self, now_ns: int) -> None:
         deadline = self._deadline_ns()
         if deadline is not None and now_ns >= deadline:
-            if self.melody is not None and self.clock.mode != "free":
-                # the held note's rows up to now
-                newest = int(self.start_ns[self.rows - 1])
-                self._grow(max(0, int((now_ns - newest) // step_ns(self.clock.bpm))))
+            self._grow_while_held(now_ns)
             self._decide()
         schedule = self.schedule
         while schedule and schedule[0][0] <= now_ns:

@@ -123,6 +123,35 @@ def test_phrase_mode_decides_phrases_with_the_full_schedule_given_what_it_decide
         assert past.any() and (roll[past, 1:] != REST).any()
 
 
+def test_what_sounds_under_a_held_note_is_what_was_decided(engine):
+    """The harmony may move under a long melody note; each grid step the note sounded through,
+    even one the note-off arrives after, sounds as decided (it once fell silent to the sampler's
+    eyes and lost its changes, and parallels crept in between what sounded)."""
+    player, recorder = phrase_player(engine, lookahead=4.0)   # the notes end before their deadlines
+    player.now_ns = lambda: recorder.now
+    delay = 4 * NS_PER_MINUTE // int(BPM)
+    events = melody_events(MELODY[:8], steps_each=8, legato=True)   # half notes, released at the next onset
+    run_until(player, recorder, events[-1][0] + 2 * delay, events)
+    sounding = {}
+    heard = []
+    for event in player.monitor:
+        if event.voice > 0:
+            if event.velocity:
+                sounding[event.voice] = event.pitch
+            elif sounding.get(event.voice) == event.pitch:
+                del sounding[event.voice]
+        heard.append((event.t_ns, [sounding.get(v, REST) for v in (1, 2, 3)]))
+    checked = 0
+    for row in range(player.rows):
+        if not player.sounding[row]:
+            continue
+        due = int(player.start_ns[row]) + delay
+        now = [voices for t, voices in heard if t <= due]
+        assert now and now[-1] == player.harmony_rows[row].tolist(), row
+        checked += 1
+    assert checked >= 8 * 7   # every step of the notes, not just their onsets
+
+
 def test_a_held_note_is_decided_in_time_and_stop_releases_everything(engine):
     player, recorder = phrase_player(engine, lookahead=1.0)
     delay = NS_PER_MINUTE // int(BPM)
