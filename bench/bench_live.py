@@ -1,6 +1,6 @@
 """The live bridge's figures, through a real JACK server (dummy driver, 48 kHz, 64-frame period).
 
-    python bench/bench_live.py [--notes 250] [--out runs/bench-live.json]
+    python bench/bench_live.py [--notes 250] [--out runs/bench-live.json] [--engine coconet-live]
 
 Starts its own JACK server, then, each in its own process, as a user would run them:
 - the floor: a trivial echo client (polls its input every 0.5 ms like the bridge, sends each
@@ -39,6 +39,7 @@ NOTE_ON, NOTE_OFF = 0x90, 0x80
 BPM = 120.0
 EIGHTH_S = 60.0 / BPM / 2
 IDLE_SLEEP_S = 0.0005   # the bridge's (bridge.live.IDLE_SLEEP_S): the echo client polls alike
+ENGINE = "coconet-live"  # --engine
 
 
 def percentile(values, q):
@@ -225,7 +226,7 @@ def cpu_seconds(pid: int) -> float:
 def run_bridge(server: JackServer, melody: list[int], extra: list[str], label: str) -> dict:
     stats_path = Path(tempfile.mkdtemp()) / "stats.json"
     command = [sys.executable, "-m", "bridge", "live", "--api", "jack", "--clock", "internal",
-               "--bpm", f"{BPM:g}", "--stats-json", str(stats_path), *extra]
+               "--bpm", f"{BPM:g}", "--stats-json", str(stats_path), "--engine", ENGINE, *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     while not {"bachbridge in", "bachbridge out"} <= set(server.ports()):
@@ -289,11 +290,14 @@ def summary(result: dict) -> str:
 
 
 def main() -> int:
+    global ENGINE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--notes", type=int, default=250)
     p.add_argument("--out", default=None, help="write every figure as JSON here")
+    p.add_argument("--engine", default=ENGINE, help=f"the shipped model the bridge runs (default {ENGINE})")
     p.add_argument("--echo-client", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    ENGINE = args.engine
     if args.echo_client:
         echo_client()
         return 0
@@ -314,7 +318,7 @@ def main() -> int:
               f"({', '.join(f'{u * 1e3:.0f}' for u in ups)} ms)")
     finally:
         server.close()
-    print(f"({len(melody)} notes, 8ths at {BPM:g} bpm; coconet-live, 1 onnxruntime thread; {os.cpu_count()} CPUs)")
+    print(f"({len(melody)} notes, 8ths at {BPM:g} bpm; {ENGINE}, 1 onnxruntime thread; {os.cpu_count()} CPUs)")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
