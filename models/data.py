@@ -255,3 +255,24 @@ def voices_to_frames(chorale: np.ndarray, steps_per_frame: int = 4) -> list[tupl
     tonic = estimate_key(notes)[0] if notes.size else 0
     shift = -tonic if tonic <= 6 else 12 - tonic     # the nearer C, up or down
     return [tuple(sorted({int(p) + shift for p in row if p != REST})) for row in chorale[::steps_per_frame]]
+
+
+def load_user_chorales(source: str, midi_dir: str | None = None) -> tuple[list[np.ndarray], str]:
+    """(T, 4) S A T B MIDI rolls (-1 = rest) of music21's Bach chorales (`source` 'music21') or
+    of a folder of four-track MIDI files ('midi'), and a line saying what they are."""
+    if source == "music21":
+        chorales = load_music21_chorales()
+        return chorales, f"music21 Bach chorales ({len(chorales)})"
+    from pathlib import Path
+
+    from bridge.midifile import read_voices  # plain numpy/mido; no torch, no Qt
+    chorales = [read_voices(f) for f in sorted(Path(midi_dir).rglob("*.mid*"))]
+    return chorales, f"MIDI folder {midi_dir} ({len(chorales)} files)"
+
+
+def split_off_validation(items: list) -> tuple[list, list]:
+    """(train, valid): a tenth for validation, chosen by a fixed seed so a resumed run sees the
+    same split."""
+    order = np.random.default_rng(1234).permutation(len(items))
+    n_valid = max(1, len(items) // 10)
+    return [items[i] for i in order[n_valid:]], [items[i] for i in order[:n_valid]]

@@ -71,18 +71,8 @@ if args.source == "jsb":
     train_set, valid_set = data.load_jsb16(npz, "train"), data.load_jsb16(npz, "valid")
     source_name = f"JSB Jsb16thSeparated.npz train split ({len(train_set)} chorales)"
 else:
-    if args.source == "music21":
-        chorales = data.load_music21_chorales()
-        source_name = f"music21 Bach chorales ({len(chorales)})"
-    else:
-        from bridge.midifile import read_voices  # plain numpy/mido; no torch, no Qt
-        chorales = [read_voices(f) for f in sorted(Path(args.midi_dir).rglob("*.mid*"))]
-        source_name = f"MIDI folder {args.midi_dir} ({len(chorales)} files)"
-    # a tenth for validation, chosen by a fixed seed so a resumed run sees the same split
-    order = np.random.default_rng(1234).permutation(len(chorales))
-    n_valid = max(1, len(chorales) // 10)
-    valid_set = [chorales[i] for i in order[:n_valid]]
-    train_set = [chorales[i] for i in order[n_valid:]]
+    chorales, source_name = data.load_user_chorales(args.source, args.midi_dir)
+    train_set, valid_set = data.split_off_validation(chorales)
 
 mask_weights = PRESET_MASK_WEIGHTS.get(args.preset, MASK_WEIGHTS)
 valid_rng = np.random.default_rng(10_000)

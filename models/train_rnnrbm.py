@@ -75,19 +75,8 @@ if args.source == "jsb":
     train_set, valid_set = data.load_jsb_quarter(pickle_path, "train"), data.load_jsb_quarter(pickle_path, "valid")
     source_name = f"JSB jsb-chorales-quarter.pkl train split ({len(train_set)} chorales)"
 else:
-    if args.source == "music21":
-        chorales = data.load_music21_chorales()
-        source_name = f"music21 Bach chorales ({len(chorales)})"
-    else:
-        from bridge.midifile import read_voices  # plain numpy/mido; no torch, no Qt
-        chorales = [read_voices(f) for f in sorted(Path(args.midi_dir).rglob("*.mid*"))]
-        source_name = f"MIDI folder {args.midi_dir} ({len(chorales)} files)"
-    chorales = [data.voices_to_frames(c) for c in chorales]
-    # a tenth for validation, chosen by a fixed seed so a resumed run sees the same split
-    order = np.random.default_rng(1234).permutation(len(chorales))
-    n_valid = max(1, len(chorales) // 10)
-    valid_set = [chorales[i] for i in order[:n_valid]]
-    train_set = [chorales[i] for i in order[n_valid:]]
+    chorales, source_name = data.load_user_chorales(args.source, args.midi_dir)
+    train_set, valid_set = data.split_off_validation([data.voices_to_frames(c) for c in chorales])
 
 # the pitches the data uses, and where its top voice sits (the runtime moves melodies there)
 seen = [q for chorale in train_set + valid_set for frame in chorale for q in frame]
