@@ -145,7 +145,7 @@ class Daw:
             sent.append((pitch, t))
             _sleep_until(start + (k + 0.5) * note_s)
             self.out.send_message([NOTE_OFF, pitch, 0])
-        time.sleep(0.3)
+        time.sleep(1.5)  # the last answers, phrase mode's a lookahead later too
         return sent
 
     def close(self):
