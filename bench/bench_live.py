@@ -105,8 +105,9 @@ def echo_client() -> None:
         data = item[0]
         if data[0] & 0xF0 in (NOTE_ON, NOTE_OFF):
             out.send_message([data[0] & 0xF0 | 1, data[1], data[2]])
-    inp.close_port()
-    out.close_port()
+    for port in (inp, out):
+        port.close_port()
+        port.delete()  # close the JACK client itself: under --sync a client left to exit holds the graph
 
 
 # ---------------------------------------------------------------- the DAW
