@@ -166,9 +166,10 @@ class Clock:
         """The 16th step a note-on at t_ns belongs to (rounded to the nearest), without recording it."""
         return self._place(t_ns)[0]
 
-    def source_at(self, t_ns: int) -> str:
-        """What places an onset at t_ns: 'midi' (the DAW's song position), 'internal' or 'free'."""
-        return self._place(t_ns)[1]
+    @property
+    def last_onset_source(self) -> str | None:
+        """What placed the last onset: 'midi' (the DAW's song position), 'internal' or 'free'."""
+        return None if self._last_onset is None else self._last_onset[2]
 
     def onset(self, t_ns: int) -> int:
         """The step of a melody onset at t_ns, recorded (the free and internal grids count from it)."""

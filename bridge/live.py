@@ -457,7 +457,7 @@ class Player:
             self.stats.notes_in += 1
             step = self.clock.onset(t_ns)
             self.stats.position_steps = step
-            self.stats.clock_source = self.clock.source_at(t_ns)
+            self.stats.clock_source = self.clock.last_onset_source
             self.note_on(channel, pitch, velocity, step, t_ns)
         else:
             # never filtered: a note-off always releases what its note-on started
@@ -1064,19 +1064,13 @@ def render(engine: Engine, soprano: np.ndarray, config: LiveConfig, settings: Se
     clock = [0]
     player.now_ns = lambda: clock[0]
     player.apply(Snapshot(config, settings, engine), 0)
-    events = []
-    t = 0
+    from bridge.midifile import note_runs  # offline only: mido stays out of the live start-up
+
     soprano = np.asarray(soprano)
-    while t < len(soprano):
-        if soprano[t] < 0:
-            t += 1
-            continue
-        end = t + 1
-        while end < len(soprano) and soprano[end] == soprano[t]:
-            end += 1
-        events.append((t * step, bytes((NOTE_ON, int(soprano[t]), 80))))
-        events.append((end * step - 1000, bytes((NOTE_OFF, int(soprano[t]), 0))))  # just before the next
-        t = end
+    events = []
+    for pitch, first, stop in note_runs(soprano):
+        events.append((first * step, bytes((NOTE_ON, pitch, 80))))
+        events.append((stop * step - 1000, bytes((NOTE_OFF, pitch, 0))))  # just before the next
     finish = len(soprano) * step + (player.delay_ns() if config.mode == "phrase" else 0) + step
     for at, data in events + [(finish, b"")]:
         while True:  # the player's own deadlines and schedule up to this event, as the worker ticks
