@@ -287,7 +287,7 @@ def write_chorale(path, roll: np.ndarray, melody: Melody, step_ticks: np.ndarray
     for column in roll[:, 1:].T:
         voices.append([
             Note(pitch, int(step_ticks[t0]), int(step_ticks[t1]), velocity_at(step_ticks[t0]))
-            for pitch, t0, t1 in _runs(column)
+            for pitch, t0, t1 in note_runs(column)
         ])
     end = max([melody.length_ticks, int(step_ticks[-1])] + [tick for tick, _ in melody.meta])
 
@@ -303,7 +303,7 @@ def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity
     """A one-track 4/4 melody file from (T,) MIDI pitches per 16th step (REST = silence)."""
     pitches = np.asarray(pitches_per_step)
     ticks = _grid_ticks(len(pitches), ticks_per_beat / STEPS_PER_BEAT)
-    notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in _runs(pitches)]
+    notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in note_runs(pitches)]
     meta = (
         (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
@@ -327,12 +327,12 @@ def write_voices(path, roll: np.ndarray, ticks_per_beat: int = 480, bpm: float =
     )
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
     for channel, (name, column) in enumerate(zip(VOICE_NAMES, roll.T)):
-        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in _runs(column)]
+        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in note_runs(column)]
         midi.tracks.append(_voice_track(name, channel, notes, meta if channel == 0 else (), int(ticks[-1])))
     midi.save(path)
 
 
-def _runs(column: np.ndarray) -> list[tuple[int, int, int]]:
+def note_runs(column: np.ndarray) -> list[tuple[int, int, int]]:
     """(pitch, first step, stop step) for each run of equal non-rest pitches."""
     runs = []
     start = 0
