@@ -98,9 +98,10 @@ class CoconetEngine(Engine):
         unknown = np.empty(pitches.shape, dtype=np.float32)      # what the network is told is unknown
         uniforms = np.empty(pitches.shape, dtype=np.float64)
 
-        def drawn_from_the_network(cells: np.ndarray) -> None:
+        def drawn_from_the_network(cells: np.ndarray, unknown_cells: np.ndarray | None = None) -> None:
+            """Draw `cells` from the network told that `unknown_cells` (default: those) are unknown."""
             draw[...] = cells
-            unknown[...] = draw
+            unknown[...] = draw if unknown_cells is None else unknown_cells
             unknown[:, length:] = 1.0
             log_probs = self.log_probs(pitches, unknown)
             rng.random(out=uniforms)
@@ -112,11 +113,11 @@ class CoconetEngine(Engine):
             step = steps_with_free[0]
             for voice in range(voices):
                 if free[:, step, voice].any():
-                    below = free.copy()
-                    below[:, step, :voice] = False              # this voice and those under it unknown ...
-                    drawn_from_the_network(below)
-                    pitches[:, step, voice + 1:] = np.where(free[:, step, voice + 1:], REST, pitches[:, step, voice + 1:])
-                    # ... and only this voice kept: those under it are drawn given it, next
+                    this_voice = np.zeros_like(free)
+                    this_voice[:, step, voice] = free[:, step, voice]
+                    unknown_below = free.copy()
+                    unknown_below[:, step, :voice] = False      # this voice and those under it unknown
+                    drawn_from_the_network(this_voice, unknown_below)
         else:
             # step 0 draws every free cell given only the known ones; then annealed block Gibbs
             cells = free.astype(np.float32)
