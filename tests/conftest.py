@@ -45,13 +45,18 @@ def tiny_run(tmp_path_factory, jsb_npz) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tiny_run) -> Path:
-    onnx_path = tiny_run / "tiny.onnx"
-    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), tiny_run / "best.pt",
-                             "-o", onnx_path, "--name", "tiny"], capture_output=True, text=True, cwd=ROOT)
+def export_best(run: Path, name: str) -> Path:
+    """A training run's best.pt exported by export_onnx.py to RUN/NAME.onnx (parity checked)."""
+    onnx_path = run / f"{name}.onnx"
+    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), run / "best.pt",
+                             "-o", onnx_path, "--name", name], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     return onnx_path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run) -> Path:
+    return export_best(tiny_run, "tiny")
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +85,4 @@ def tiny_rnnrbm_run(tmp_path_factory, jsb_quarter) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_rnnrbm(tiny_rnnrbm_run) -> Path:
-    onnx_path = tiny_rnnrbm_run / "tiny-rnnrbm.onnx"
-    result = subprocess.run([sys.executable, str(ROOT / "export_onnx.py"), tiny_rnnrbm_run / "best.pt",
-                             "-o", onnx_path, "--name", "tiny-rnnrbm"], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return onnx_path
+    return export_best(tiny_rnnrbm_run, "tiny-rnnrbm")
