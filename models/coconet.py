@@ -17,6 +17,20 @@ Two flavours of the same stack:
 Both dilate the residual blocks' convolutions along pitch (and the live net along time too): with
 16 undilated layers a cell sees only 16 semitones either way, so the bass could not see the
 melody two octaves above it; dilations 1, 2, 4, 12 let every voice see every pitch at no cost.
+
+Voice heads (`head_channels` > 0, the live model): the live bridge asks for one step's lower
+voices, top down, each given the ones above. The conv stack (the trunk) runs once, with all of
+them unknown; the top unknown voice comes from its softmax, and each voice below from a small
+head on the trunk's features at that step, told the pitches drawn above it since:
+
+    features (B, C, P) at the step, the trunk's log-probs (B, P) of voice v there,
+    drawn (B, V): pitches drawn after the trunk ran (-1: not drawn, the trunk knew it)
+      -> h[p] = relu(in_proj[v] F[:, p] + bias[v]
+                     + sum over drawn voices u above v of interval[v, u][p - q_u] + upper_proj[v, u] F[:, q_u])
+      -> logits[p] = trunk log-prob[p] + out[v] . h[p] -> log_softmax over pitch -> (B, P)
+
+one trunk call per step instead of one per voice; the heads run at the runtime in numba
+(bridge/kernels.py, `voice_head_log_probs`), on their weights exported as graph outputs.
 """
 from __future__ import annotations
 
@@ -38,6 +52,7 @@ class CoconetConfig:
     # residual-block conv i is dilated time_dilations[i % len] x pitch_dilations[i % len]
     time_dilations: tuple[int, ...] = field(default=(1,))
     pitch_dilations: tuple[int, ...] = field(default=(1, 2, 4, 12))
+    head_channels: int = 0       # > 0: voice heads of this width (see the top of the file)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,10 +99,15 @@ class Coconet(nn.Module):
             for b in range(num_blocks)
         )
         self.output_layer = nn.Conv2d(c, v, 3, padding=1)
+        self.heads = VoiceHeads(config) if config.head_channels else None
         self.register_buffer("pitch_ids", torch.arange(config.num_pitches), persistent=False)
 
     def forward(self, pitches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # pitches (B,T,V) int64, mask (B,T,V) float -> log-probs (B,T,V,P)
+        return self.trunk(pitches, mask)[0]
+
+    def trunk(self, pitches: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # -> log-probs (B,T,V,P), and the last block's features (B,C,T,P) the voice heads read
         onehot = (pitches.unsqueeze(-1) == self.pitch_ids).to(mask.dtype)      # (B,T,V,P)
         known = (1.0 - mask).unsqueeze(-1)                                      # (B,T,V,1)
         x = torch.cat([onehot * known, mask.unsqueeze(-1).expand_as(onehot)], dim=2)  # (B,T,2V,P)
@@ -96,7 +116,63 @@ class Coconet(nn.Module):
         for first, second in self.blocks:
             x = F.relu(x + second(F.relu(first(x))))
         logits = self.output_layer(x).permute(0, 2, 1, 3)                      # (B,T,V,P)
+        return F.log_softmax(logits, dim=-1), x
+
+
+class VoiceHeads(nn.Module):
+    """A small head per voice below the top one (see the top of the file). Index v - 1 holds
+    voice v's weights; interval and upper_proj [v - 1, u] those of a drawn voice u above it."""
+
+    def __init__(self, config: CoconetConfig):
+        super().__init__()
+        v, p, c, h = config.num_voices, config.num_pitches, config.channels, config.head_channels
+        self.in_proj = nn.Parameter(torch.randn(v - 1, h, c) / c ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(v - 1, h))
+        self.interval = nn.Parameter(torch.randn(v - 1, v - 1, 2 * p - 1, h) * 0.1)  # [., ., p - q + P - 1]
+        self.upper_proj = nn.Parameter(torch.randn(v - 1, v - 1, h, c) / c ** 0.5)
+        self.out = nn.Parameter(torch.zeros(v - 1, h))   # zero: a new head starts as the trunk's answer
+        self.register_buffer("pitch_ids", torch.arange(p), persistent=False)
+
+    def forward(self, features: torch.Tensor, trunk_log_probs: torch.Tensor, drawn: torch.Tensor,
+                voice: int) -> torch.Tensor:
+        # features (B,C,P) at the step, trunk_log_probs (B,P) of `voice`, drawn (B,V) -> (B,P) log-probs
+        num_pitches = features.shape[-1]
+        h = torch.einsum("hc,bcp->bhp", self.in_proj[voice - 1], features) + self.bias[voice - 1, :, None]
+        for upper in range(voice):
+            q = drawn[:, upper]                                                  # (B,)
+            is_drawn = (q >= 0).to(features.dtype)[:, None, None]
+            q = q.clamp(min=0)
+            offsets = self.pitch_ids - q[:, None] + num_pitches - 1              # (B,P)
+            h = h + self.interval[voice - 1, upper][offsets].transpose(1, 2) * is_drawn
+            at_q = features.gather(2, q[:, None, None].expand(-1, features.shape[1], 1))[..., 0]  # (B,C)
+            h = h + (at_q @ self.upper_proj[voice - 1, upper].T)[:, :, None] * is_drawn
+        logits = trunk_log_probs + torch.einsum("h,bhp->bp", self.out[voice - 1], F.relu(h))
         return F.log_softmax(logits, dim=-1)
+
+    def step_nll(self, features: torch.Tensor, log_probs: torch.Tensor, pitches: torch.Tensor,
+                 steps: torch.Tensor, first_voices: torch.Tensor) -> torch.Tensor:
+        """Mean NLL (nats) of the voices the heads draw in the examples that ask one step's
+        voices from `first_voices[b]` down (`steps[b]` >= 0; -1: another kind of question), each
+        head told the true pitches of the voices drawn above it (the chronological factorization
+        is exact, so teacher forcing is what sampling does). features (B,C,T,P) and log_probs
+        (B,T,V,P) from the trunk, pitches (B,T,V)."""
+        rows = torch.nonzero(steps >= 0)[:, 0]
+        if rows.numel() == 0:
+            return features.new_zeros(())
+        step, first = steps[rows], first_voices[rows]
+        at_step = features[rows, :, step]                                        # (N,C,P)
+        truth = pitches[rows, step]                                              # (N,V)
+        voice_ids = torch.arange(truth.shape[1], device=truth.device)
+        drawn = torch.where(voice_ids >= first[:, None], truth, torch.full_like(truth, -1))
+        total, count = features.new_zeros(()), 0
+        for voice in range(1, truth.shape[1]):
+            asked = (first < voice) & (truth[:, voice] >= 0)
+            if not asked.any():
+                continue
+            head = self(at_step[asked], log_probs[rows[asked], step[asked], voice], drawn[asked], voice)
+            total = total - head.gather(1, truth[asked, voice, None]).sum()
+            count += int(asked.sum())
+        return total / max(count, 1)
 
 
 def masked_nll(log_probs: torch.Tensor, pitches: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

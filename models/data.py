@@ -199,6 +199,26 @@ def mixed_masks(batch: int, length: int, rng: np.random.Generator, weights: dict
     return mask, target
 
 
+def step_questions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, first_voices), each (B,), of a (B, T, V) mask: for an example that asks for one
+    step's voices from a voice down, every earlier step and the voices above known and every
+    later step unknown (the chronological and live-onset kinds), that step and voice, else -1.
+    These are the questions the voice heads answer (models/coconet.py)."""
+    batch, length, voices = mask.shape
+    steps = np.full(batch, -1, dtype=np.int64)
+    first_voices = np.full(batch, -1, dtype=np.int64)
+    unknown = mask > 0.5
+    for b in range(batch):
+        rows_unknown = np.flatnonzero(unknown[b].any(axis=1))
+        if not rows_unknown.size:
+            continue
+        t = int(rows_unknown[0])
+        first = int(np.argmax(unknown[b, t]))
+        if unknown[b, t + 1:].all() and unknown[b, t, first:].all():
+            steps[b], first_voices[b] = t, first
+    return steps, first_voices
+
+
 def fixed_fraction_mask(shape: tuple[int, int, int], fraction: float, seed: int) -> np.ndarray:
     """Each cell unknown with the given probability, from a fixed seed (the fast 50% figure)."""
     rng = np.random.default_rng(seed)

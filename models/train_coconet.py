@@ -4,16 +4,19 @@
     python -m models.train_coconet --out runs/coconet-live --preset live  # fast live model
     python -m models.train_coconet --out runs/mine --source music21       # music21's chorales
     python -m models.train_coconet --out runs/mine --source midi --midi-dir my_chorales/
+    python -m models.train_coconet --out runs/live-heads --resume models/checkpoints/coconet-live.pt --voice-heads 32
 
 Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, step,
 random state); `--resume FILE` starts a new OUT from a checkpoint, such as the shipped models'
-in `models/checkpoints/`. `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
+in `models/checkpoints/`; `--voice-heads N` adds voice heads to a checkpoint that has none (they
+start as the trunk's own answer and train with it). `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
 one row per evaluation. Each checkpoint carries its model config, so export needs nothing else.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -29,7 +32,7 @@ PRESETS = {
     "offline": CoconetConfig(num_layers=16, channels=64, separable=False,
                              time_dilations=(1,), pitch_dilations=(1, 2, 4, 12)),
     "live": CoconetConfig(num_layers=16, channels=48, separable=True,
-                          time_dilations=(1, 2, 4, 8), pitch_dilations=(1, 2, 4, 12)),
+                          time_dilations=(1, 2, 4, 8), pitch_dilations=(1, 2, 4, 12), head_channels=32),
     "tiny": CoconetConfig(num_layers=4, channels=16, separable=False,       # smoke tests
                           time_dilations=(1,), pitch_dilations=(1, 2)),
 }
@@ -43,6 +46,7 @@ p.add_argument("--out", required=True, help="run folder: checkpoints and log")
 p.add_argument("--preset", choices=sorted(PRESETS), default="offline")
 p.add_argument("--layers", type=int, help="override the preset's number of conv layers")
 p.add_argument("--channels", type=int, help="override the preset's channels")
+p.add_argument("--voice-heads", type=int, help="voice heads of this width (also added to a resumed model without them)")
 p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
 p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
 p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
@@ -79,6 +83,7 @@ valid_rng = np.random.default_rng(10_000)
 valid_crops = data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0)
 valid_pitches = torch.from_numpy(valid_crops)
 valid_mask, valid_target = map(torch.from_numpy, data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops))
+valid_questions = tuple(map(torch.from_numpy, data.step_questions(valid_mask.numpy())))
 
 # ---- model, optimizer, schedule; resume if a checkpoint is there --------------------------------
 config = PRESETS[args.preset]
@@ -91,25 +96,50 @@ resume_from = last_path if last_path.exists() else (Path(args.resume) if args.re
 state = torch.load(resume_from, weights_only=False) if resume_from else None
 if state is not None:
     config = CoconetConfig.from_dict(state["config"])
+if args.voice_heads is not None and args.voice_heads != config.head_channels:
+    if config.head_channels:
+        raise SystemExit(f"{resume_from} has voice heads of width {config.head_channels}, not {args.voice_heads}")
+    config = dataclasses.replace(config, head_channels=args.voice_heads)
+heads_added = state is not None and config.head_channels and not state["config"].get("head_channels")
 model = Coconet(config)
-optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+trunk_parameters = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
+optimizer = torch.optim.Adam([{"params": trunk_parameters}]
+                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
 step, best_valid, stale, rng = 0, math.inf, 0, np.random.default_rng(args.seed)
 if state is not None:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    missing, unexpected = model.load_state_dict(state["model"], strict=not heads_added)
+    assert not unexpected and all(name.startswith("heads.") for name in missing), (missing, unexpected)
+    saved = state["optimizer"]
+    if heads_added:  # the trunk's optimizer state goes on; the new heads' group starts fresh
+        saved = {**saved, "param_groups": saved["param_groups"] + optimizer.state_dict()["param_groups"][1:]}
+        saved["param_groups"][1]["lr"] = saved["param_groups"][0]["lr"]
+    optimizer.load_state_dict(saved)
     plateau.load_state_dict(state["plateau"])
     step, best_valid, stale = state["step"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     print(f"resumed from {resume_from} at step {step} (best valid {best_valid:.4f})")
-    if state.get("mask_weights", MASK_WEIGHTS) != mask_weights:
-        # another question mix: the old validation figure is not comparable, start its record afresh
+    if state.get("mask_weights", MASK_WEIGHTS) != mask_weights or heads_added:
+        # another question mix, or heads whose loss now counts too: the old validation figure is
+        # not comparable, start its record afresh
         best_valid, stale = math.inf, 0
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-        print(f"mask mix changed to {mask_weights}: validation record restarted")
+        print(f"{'voice heads added' if heads_added else f'mask mix changed to {mask_weights}'}: "
+              f"validation record restarted")
 print(f"{args.preset}: {config.num_layers} layers x {config.channels} channels"
-      f"{' separable' if config.separable else ''}, {count_parameters(model):,} parameters; {source_name}")
+      f"{' separable' if config.separable else ''}"
+      f"{f', voice heads of {config.head_channels}' if config.head_channels else ''}, "
+      f"{count_parameters(model):,} parameters; {source_name}")
+
+
+def loss_of(pitches, mask, target, questions) -> torch.Tensor:
+    """The masked cells' mean NLL, plus, with voice heads, the mean NLL of the voices they draw."""
+    log_probs, features = model.trunk(pitches, mask)
+    loss = masked_nll(log_probs, pitches, target)
+    if model.heads is not None:
+        loss = loss + model.heads.step_nll(features, log_probs, pitches, *questions)
+    return loss
 
 
 def checkpoint(path: Path, valid_loss: float) -> None:
@@ -125,8 +155,8 @@ def checkpoint(path: Path, valid_loss: float) -> None:
 @torch.no_grad()
 def validation_loss() -> float:
     model.eval()
-    losses = [masked_nll(model(valid_pitches[i:i + 64], valid_mask[i:i + 64]),
-                         valid_pitches[i:i + 64], valid_target[i:i + 64]).item()
+    losses = [loss_of(valid_pitches[i:i + 64], valid_mask[i:i + 64], valid_target[i:i + 64],
+                      [q[i:i + 64] for q in valid_questions]).item()
               for i in range(0, len(valid_pitches), 64)]
     model.train()
     return float(np.mean(losses))
@@ -145,7 +175,7 @@ while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes
     crops = data.random_crops(train_set, args.batch, args.crop, rng)
     pitches = torch.from_numpy(crops)
     mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops))
-    loss = masked_nll(model(pitches, mask), pitches, target)
+    loss = loss_of(pitches, mask, target, tuple(map(torch.from_numpy, data.step_questions(mask.numpy()))))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
