@@ -7,7 +7,9 @@ The ONNX file carries everything the runtime needs in its metadata (engine, pitc
 receptive field, training data and figures), so no side file travels with it. The export is
 written to a temporary file and only moved into place once the parity check holds (max absolute
 difference of log-probabilities <= 1e-4 on random inputs of several batch sizes and lengths; for
-the RNN-RBM, of every output of its recurrent step: state, biases and weights).
+the RNN-RBM, of every output of its recurrent step: state, biases and weights; for a Coconet with
+voice heads, of every output and of the heads' log-probabilities as the runtime computes them,
+onnxruntime's features through bridge.kernels.voice_head_log_probs, against torch's heads).
 """
 from __future__ import annotations
 
@@ -31,23 +33,39 @@ def coconet_receptive_radius(config) -> int:
 
 
 def export_coconet(checkpoint: dict, name: str):
+    """(pitches (B, T, V), mask) -> log_probs (B, T, V, P); with voice heads also the trunk's
+    features (B, C, T, P) and the heads' weights (HEAD_WEIGHTS), which the runtime reads once (as
+    the RNN-RBM's RBM weights)."""
     import torch
+    from bridge.engines.coconet import FEATURES, HEAD_WEIGHTS
     from models.coconet import Coconet, CoconetConfig
 
     config = CoconetConfig.from_dict(checkpoint["config"])
     model = Coconet(config)
     model.load_state_dict(checkpoint["model"])
     model.eval()
+    heads = model.heads
+
+    class WithHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pitches, mask):
+            return (*self.model.trunk(pitches, mask), *(getattr(self.model.heads, w) for w in HEAD_WEIGHTS))
+
+    output_names = ["log_probs", FEATURES, *HEAD_WEIGHTS] if heads else ["log_probs"]
+    dynamic_axes = {"pitches": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
+                    "log_probs": {0: "batch", 1: "time"}, **({FEATURES: {0: "batch", 2: "time"}} if heads else {})}
     example = (torch.zeros(1, 32, config.num_voices, dtype=torch.int64),
                torch.ones(1, 32, config.num_voices))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, example, buffer, dynamo=False, opset_version=17,
-            input_names=["pitches", "mask"], output_names=["log_probs"],
-            dynamic_axes={"pitches": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
-                          "log_probs": {0: "batch", 1: "time"}},
+            WithHeads().eval() if heads else model, example, buffer, dynamo=False, opset_version=17,
+            do_constant_folding=not heads,  # folded, the weights outputs would lose their names
+            input_names=["pitches", "mask"], output_names=output_names, dynamic_axes=dynamic_axes,
         )
     metadata = {
         "engine": "coconet",
@@ -58,6 +76,7 @@ def export_coconet(checkpoint: dict, name: str):
         "voices": "Soprano,Alto,Tenor,Bass",
         "steps_per_beat": 4,
         "receptive_radius": coconet_receptive_radius(config),
+        "voice_heads": config.head_channels,
         "config": json.dumps(config.to_dict()),
     }
 
@@ -67,10 +86,49 @@ def export_coconet(checkpoint: dict, name: str):
         return {"pitches": pitches.astype(np.int64), "mask": mask}
 
     def reference(feeds):
+        pitches = torch.from_numpy(feeds["pitches"])
         with torch.no_grad():
-            return model(torch.from_numpy(feeds["pitches"]), torch.from_numpy(feeds["mask"])).numpy()
+            log_probs, features = model.trunk(pitches, torch.from_numpy(feeds["mask"]))
+            if not heads:
+                return log_probs.numpy()
+            step, questions = head_questions(feeds)
+            told = pitches[:, step]
+            heads_out = [heads(features[:, :, step], log_probs[:, step, voice],
+                               torch.where(torch.arange(config.num_voices) >= first, told, -1), voice)
+                         for first, voice in questions]
+            return [t.detach().numpy() for t in (log_probs, features, *(getattr(heads, w) for w in HEAD_WEIGHTS),
+                                                 *heads_out)]
 
     return buffer.getvalue(), metadata, inputs, reference
+
+
+def head_questions(feeds) -> tuple[int, list[tuple[int, int]]]:
+    """The voice heads' parity questions: at the middle step, each voice told the input's pitches
+    of the voices from `first` down to it (rests among them tell nothing, as at run time)."""
+    voices = feeds["pitches"].shape[2]
+    return feeds["pitches"].shape[1] // 2, [(first, voice) for first in range(voices) for voice in range(first + 1, voices)]
+
+
+def run_as_the_runtime(session, feeds) -> list[np.ndarray]:
+    """What the runtime computes from the graph: every output, and for a Coconet with voice heads
+    (a 'features' output) the heads' log-probabilities of `head_questions`, by the numba kernel
+    bridge.engines.coconet uses."""
+    from bridge.engines.coconet import FEATURES
+    from bridge.kernels import voice_head_log_probs
+
+    outputs = session.run(None, feeds)
+    if FEATURES not in [o.name for o in session.get_outputs()]:
+        return outputs
+
+    log_probs, features, *weights = outputs
+    step, questions = head_questions(feeds)
+    heads_out = []
+    for first, voice in questions:
+        out = np.empty((len(features), log_probs.shape[-1]), dtype=np.float32)
+        voice_head_log_probs(features, step, log_probs[:, step, voice], feeds["pitches"][:, step],
+                             first, voice, *weights, out)
+        heads_out.append(out)
+    return [*outputs, *heads_out]
 
 
 def export_rnnrbm(checkpoint: dict, name: str):
@@ -129,6 +187,8 @@ EXPORTERS = {"coconet": export_coconet, "rnnrbm": export_rnnrbm}
 
 
 def parity(onnx_bytes: bytes, inputs, reference) -> float:
+    """Max |difference| between what the runtime computes from the ONNX graph (run_as_the_runtime)
+    and torch's `reference(feeds)`, over random inputs of several shapes."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -137,9 +197,12 @@ def parity(onnx_bytes: bytes, inputs, reference) -> float:
     for batch, time in [(1, 32), (3, 17), (2, 240), (1, 1)]:
         feeds = inputs(rng, batch, time)
         want = reference(feeds)
-        # a model with several outputs (rnnrbm) is compared on every one of them
+        # a model with several outputs (rnnrbm, coconet with heads) is compared on every one of them
         wanted = list(want) if isinstance(want, (list, tuple)) else [want]
-        for got, want in zip(session.run(None, feeds), wanted):
+        got_all = run_as_the_runtime(session, feeds)
+        if len(got_all) != len(wanted):
+            raise SystemExit(f"parity: {len(got_all)} outputs from onnxruntime, {len(wanted)} from torch")
+        for got, want in zip(got_all, wanted):
             if got.shape != want.shape:
                 raise SystemExit(f"parity: shape {got.shape} from onnxruntime, {want.shape} from torch")
             worst = max(worst, float(np.max(np.abs(got - want))))

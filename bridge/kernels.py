@@ -184,6 +184,99 @@ def masked_log_likelihood(log_probs, pitches, mask, out):
         out[k] = total
 
 
+@njit(cache=True, nogil=True)
+def voice_head_log_probs(features, step, trunk_log_probs, step_pitches, first_voice, voice,
+                         in_proj, bias, interval, upper_proj, out_weights, out):
+    """out[k] := voice `voice`'s log-probabilities at `step`, from its voice head (the live model's
+    fast path; the head is defined in models/coconet.py, VoiceHeads, and this is the same sum).
+
+    features (K, C, T, P) from the trunk, trunk_log_probs (K, P) its log-probs for the voice at the
+    step, step_pitches (K, V) the step's pitch indices: voices first_voice..voice-1 were drawn after
+    the trunk ran and are told to the head (-1, a rest, tells nothing). Weights, index v - 1 for
+    voice v: in_proj (V-1, H, C), bias (V-1, H), interval (V-1, V-1, 2P-1, H), upper_proj
+    (V-1, V-1, H, C), out_weights (V-1, H). `out` (K, P) may be `trunk_log_probs` itself.
+    """
+    num_chains, channels, num_steps, num_pitches = features.shape
+    hidden = in_proj.shape[1]
+    if trunk_log_probs.shape != (num_chains, num_pitches) or out.shape != (num_chains, num_pitches):
+        raise ValueError("voice_head_log_probs: trunk_log_probs and out must be (K, P) like features")
+    if step_pitches.shape[0] != num_chains or not 0 < voice < step_pitches.shape[1] or not 0 <= step < num_steps:
+        raise ValueError("voice_head_log_probs: bad step, voice or step_pitches")
+    if in_proj.shape[2] != channels or interval.shape[2] != 2 * num_pitches - 1:
+        raise ValueError("voice_head_log_probs: head weights do not fit the features")
+    h = np.empty((hidden, num_pitches), dtype=np.float32)
+    told = np.empty(hidden, dtype=np.float32)
+    logits = np.empty(num_pitches, dtype=np.float64)
+    v = voice - 1
+    for k in range(num_chains):
+        # what does not depend on the candidate pitch: the bias and the drawn voices' features
+        for j in range(hidden):
+            told[j] = bias[v, j]
+        for u in range(first_voice, voice):
+            q = step_pitches[k, u]
+            if q < 0:
+                continue
+            for j in range(hidden):
+                total = np.float32(0.0)
+                for c in range(channels):
+                    total += upper_proj[v, u, j, c] * features[k, c, step, q]
+                told[j] += total
+        for j in range(hidden):
+            for p in range(num_pitches):
+                h[j, p] = told[j]
+            for c in range(channels):
+                w = in_proj[v, j, c]
+                for p in range(num_pitches):
+                    h[j, p] += w * features[k, c, step, p]
+        for u in range(first_voice, voice):
+            q = step_pitches[k, u]
+            if q < 0:
+                continue
+            for p in range(num_pitches):
+                for j in range(hidden):
+                    h[j, p] += interval[v, u, p - q + num_pitches - 1, j]
+        top = -np.inf
+        for p in range(num_pitches):
+            z = np.float64(trunk_log_probs[k, p])
+            for j in range(hidden):
+                if h[j, p] > 0.0:
+                    z += out_weights[v, j] * h[j, p]
+            logits[p] = z
+            if z > top:
+                top = z
+        total = 0.0
+        for p in range(num_pitches):
+            total += np.exp(logits[p] - top)
+        norm = top + np.log(total)
+        for p in range(num_pitches):
+            out[k, p] = logits[p] - norm
+
+
+@njit(cache=True, nogil=True)
+def draw_step_with_heads(log_probs, features, step, first_voice, in_proj, bias, interval, upper_proj,
+                         out_weights, allowed, temperature, uniforms, pitches, parallel_penalty, scores):
+    """Draw voices first_voice.. of `step`, top down, in place in `pitches` (K, T, V): the top one
+    from the trunk's `log_probs` (K, T, V, P), each below from its voice head told the voices
+    drawn above it (voice_head_log_probs, written over the trunk's answer for it), each as
+    sample_masked draws a cell. scores (K,) := the log-likelihood of each chain's draw."""
+    num_chains, num_steps, num_voices = pitches.shape
+    if scores.shape[0] != num_chains:
+        raise ValueError("draw_step_with_heads: scores must have one entry per chain")
+    cell = np.zeros(pitches.shape, dtype=np.float32)
+    score = np.empty(num_chains, dtype=np.float64)
+    scores[:] = 0.0
+    for voice in range(first_voice, num_voices):
+        if voice > first_voice:
+            at_step = log_probs[:, step, voice]
+            voice_head_log_probs(features, step, at_step, pitches[:, step], first_voice, voice,
+                                 in_proj, bias, interval, upper_proj, out_weights, at_step)
+        cell[:, step, voice] = 1.0
+        sample_masked(log_probs, cell, allowed, temperature, uniforms, pitches, parallel_penalty)
+        masked_log_likelihood(log_probs, pitches, cell, score)
+        scores += score
+        cell[:, step, voice] = 0.0
+
+
 def allowed_pitches(voice_ranges, scale_pitch_classes, min_pitch: int, num_pitches: int) -> np.ndarray:
     """(V, P) bool: pitch index i is allowed for voice v if MIDI min_pitch + i is in its range (and key)."""
     midi = min_pitch + np.arange(num_pitches)

@@ -4,6 +4,10 @@ Each Gibbs step masks a share of the free cells (Yao et al.'s annealed schedule)
 network for every masked cell's pitch distribution given all the others, and redraws the masked
 cells from it. Several chains (`candidates`) run side by side in one batch; the likeliest under
 the model wins. The network runs in onnxruntime; everything between its calls is a numba kernel.
+
+When the free cells all lie in one step (the live bridge's note mode) the voices are drawn top
+down instead, each given the ones above: with one network call per voice, or, for a model with
+voice heads (models/coconet.py), one call and then a small head per voice in numba.
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ from bridge.settings import Settings
 SCORE_BLOCKS = 4
 # unknown steps shown after an open-ended roll (see _sample): a beat
 OPEN_END_STEPS = 4
+# graph outputs of a model with voice heads: the trunk's features, then the heads' weights
+# (in the order bridge.kernels.voice_head_log_probs takes them; export_onnx.py writes them so)
+FEATURES = "features"
+HEAD_WEIGHTS = ("in_proj", "bias", "interval", "upper_proj", "out")
 
 
 class CoconetEngine(Engine):
@@ -29,20 +37,36 @@ class CoconetEngine(Engine):
         super().__init__(model)
         self.num_voices = model.meta_int("num_voices")
         self.receptive_radius = model.meta_int("receptive_radius")
+        self.head_weights = None
+        if int(model.metadata.get("voice_heads", 0)):
+            # constant outputs of the graph: read once
+            empty = {"pitches": np.zeros((1, 1, self.num_voices), np.int64),
+                     "mask": np.ones((1, 1, self.num_voices), np.float32)}
+            self.head_weights = tuple(np.ascontiguousarray(w) for w in model.session.run(list(HEAD_WEIGHTS), empty))
+        self._allowed_cache: tuple | None = None
 
     def log_probs(self, pitches: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(K, T, V) pitch indices and mask -> (K, T, V, P) log-probabilities."""
-        return self.model.run({"pitches": pitches, "mask": mask})[0]
+        return self.model.session.run(["log_probs"], {"pitches": pitches, "mask": mask})[0]
+
+    def log_probs_and_features(self, pitches: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A model with voice heads: log-probabilities, and the trunk's features (K, C, T, P)."""
+        return tuple(self.model.session.run(["log_probs", FEATURES], {"pitches": pitches, "mask": mask}))
 
     def allowed(self, roll: np.ndarray, settings: Settings) -> np.ndarray:
         """(V, P) pitches each voice may take: its range, and the key's scale when one is set."""
-        scale = None
         if settings.key == "auto":
             melody = roll[:, SOPRANO]
             scale = keys.scale_pitch_classes(*keys.estimate_key(melody[melody >= 0]))
-        elif settings.key != "off":
-            scale = keys.scale_pitch_classes(*keys.parse_key(settings.key))
-        return kernels.allowed_pitches(settings.voice_ranges, scale, self.min_pitch, self.num_pitches)
+            return kernels.allowed_pitches(settings.voice_ranges, scale, self.min_pitch, self.num_pitches)
+        # the same knobs every time (the live bridge asks at each note): remember the last answer
+        cache_key = (settings.voice_ranges, settings.key)
+        cached = self._allowed_cache
+        if cached is None or cached[0] != cache_key:
+            scale = keys.scale_pitch_classes(*keys.parse_key(settings.key)) if settings.key != "off" else None
+            cached = (cache_key, kernels.allowed_pitches(settings.voice_ranges, scale, self.min_pitch, self.num_pitches))
+            self._allowed_cache = cached
+        return cached[1]
 
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
         return self.inpaint_many([roll], [known], settings, open_end)[0]
@@ -76,11 +100,12 @@ class CoconetEngine(Engine):
         cells all lie in one step, ancestral sampling of that step.
 
         One step's few cells are drawn top voice first, each from the network's distribution given
-        the voices above it (one call per voice): an exact draw from the chronological
-        factorization the network was trained on, where a couple of Gibbs steps would draw the
-        voices nearly independently of each other. With `open_end` the music goes on after the last
-        step: unknown steps are appended (the network was trained with the future masked, never
-        with silence after the present), seen by the network, never drawn nor returned."""
+        the voices above it: an exact draw from the chronological factorization the network was
+        trained on, where a couple of Gibbs steps would draw the voices nearly independently of
+        each other. One network call per voice; with voice heads, one call and a head per voice
+        below the top one (`_draw_step_with_heads`). With `open_end` the music goes on after the
+        last step: unknown steps are appended (the network was trained with the future masked,
+        never with silence after the present), seen by the network, never drawn nor returned."""
         length, voices = rolls[0].shape
         if length == 0:
             return [roll.astype(np.int16) for roll in rolls]
@@ -108,8 +133,14 @@ class CoconetEngine(Engine):
             kernels.sample_masked(log_probs, draw, allowed, settings.temperature, uniforms, pitches,
                                   settings.parallel_penalty)
 
+        chain_scores = None  # log-likelihood of each chain's draw, where the draw gives it exactly
         steps_with_free = np.flatnonzero(free.any(axis=(0, 2)))
-        if len(steps_with_free) == 1:
+        first_voice = self._heads_first_voice(free[:, steps_with_free[0]]) if len(steps_with_free) == 1 else None
+        if first_voice is not None:
+            rng.random(out=uniforms)
+            chain_scores = self._draw_step_with_heads(pitches, free, steps_with_free[0], first_voice, length,
+                                                      allowed, settings, uniforms)
+        elif len(steps_with_free) == 1:
             step = steps_with_free[0]
             for voice in range(voices):
                 if free[:, step, voice].any():
@@ -134,11 +165,41 @@ class CoconetEngine(Engine):
         out = []
         for i in range(n):
             chains = slice(i * k, (i + 1) * k)
-            best = i * k + (self.likeliest_chain(pitches[chains], free[chains], rng) if k > 1 else 0)
+            if k == 1:
+                best = i * k
+            elif chain_scores is not None:
+                best = i * k + int(np.argmax(chain_scores[chains]))
+            else:
+                best = i * k + self.likeliest_chain(pitches[chains], free[chains], rng)
             result = np.where(pitches[best] >= 0, pitches[best] + self.min_pitch, REST).astype(np.int16)
             result[known[i]] = roll[i][known[i]]
             out.append(result)
         return out
+
+    def _heads_first_voice(self, free_at_step: np.ndarray) -> int | None:
+        """The top free voice when the voice heads can draw this step: the model has them, and in
+        every chain the free voices are that one and all below it (free_at_step (K, V))."""
+        if self.head_weights is None:
+            return None
+        pattern = free_at_step[0]
+        first = int(np.argmax(pattern))
+        if not pattern[first] or not pattern[first:].all() or not (free_at_step == pattern).all():
+            return None
+        return first
+
+    def _draw_step_with_heads(self, pitches: np.ndarray, free: np.ndarray, step: int, first_voice: int,
+                              length: int, allowed: np.ndarray, settings: Settings,
+                              uniforms: np.ndarray) -> np.ndarray:
+        """Draw voices first_voice.. of `step` top down, in place in `pitches` (K, T+F, V): one
+        network call with them all unknown gives the top one; each below comes from its voice
+        head, told the voices drawn above it. -> (K,) log-likelihood of each chain's draw."""
+        mask = free.astype(np.float32)
+        mask[:, length:] = 1.0
+        log_probs, features = self.log_probs_and_features(pitches, mask)
+        scores = np.empty(len(pitches), dtype=np.float64)
+        kernels.draw_step_with_heads(log_probs, features, step, first_voice, *self.head_weights, allowed,
+                                     settings.temperature, uniforms, pitches, settings.parallel_penalty, scores)
+        return scores
 
     def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         # one network call: the last step's soprano distribution, every unknown cell masked, and
@@ -177,15 +238,18 @@ class CoconetEngine(Engine):
         steps' voices and the voices above v at step t), reading the softmax with that cell and
         everything after it masked. The network sees only `receptive_radius` steps each side, so
         each query runs on that window of the chorale alone: exactly the full-length answer, at a
-        fraction of the cost.
+        fraction of the cost. A model with voice heads also gets `notewise_nll_heads`: the same
+        mean with the alto, tenor and bass read as note mode draws them (see chronological_nll).
         """
         from models.data import fixed_fraction_mask, load_jsb16, to_indices
 
         chorales = [to_indices(c) for c in load_jsb16(data, split)][:limit]
-        note_nll, note_count, masked_nll, masked_count = 0.0, 0, 0.0, 0
+        note_nll, note_count, masked_nll, masked_count, heads_nll = 0.0, 0, 0.0, 0, 0.0
         for index, chorale in enumerate(chorales):
             total, count = self.chronological_nll(chorale)
             note_nll, note_count = note_nll + total, note_count + count
+            if self.head_weights is not None:
+                heads_nll += self.chronological_nll(chorale, batch=64, heads=True)[0]
             pitches = chorale[None].astype(np.int64)
             mask = fixed_fraction_mask(pitches.shape, 0.5, seed=index)
             weight = mask[0] * (chorale >= 0)
@@ -200,13 +264,23 @@ class CoconetEngine(Engine):
             "notes": note_count,
             "notewise_nll": note_nll / max(note_count, 1),
             "masked50_nll": masked_nll / max(masked_count, 1),
+            **({"notewise_nll_heads": heads_nll / max(note_count, 1)} if self.head_weights is not None else {}),
         }
 
-    def chronological_nll(self, chorale: np.ndarray, batch: int = 256) -> tuple[float, int]:
-        """Summed note-wise NLL of one chorale (pitch indices, -1 = rest) and its note count."""
+    def chronological_nll(self, chorale: np.ndarray, batch: int = 256, heads: bool = False) -> tuple[float, int]:
+        """Summed note-wise NLL of one chorale (pitch indices, -1 = rest) and its note count.
+
+        Each query (t, v) masks the cell and everything after it. With `heads` (a model with voice
+        heads), one query per step answers the alto, tenor and bass, as note mode draws them: the
+        alto from the network with the three masked, the tenor and bass from their heads told
+        the true voices above them."""
         steps, voices = chorale.shape
         radius = self.receptive_radius
-        queries = [(t, v) for t in range(steps) for v in range(voices) if chorale[t, v] >= 0]
+        if heads:
+            queries = [(t, v) for t in range(steps) for v in range(2)
+                       if (chorale[t, 0] >= 0 if v == 0 else (chorale[t, 1:] >= 0).any())]
+        else:
+            queries = [(t, v) for t in range(steps) for v in range(voices) if chorale[t, v] >= 0]
         # windows of equal extent share a batch: interior ones are all 2*radius+1 long
         by_extent: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for t, v in queries:
@@ -223,7 +297,23 @@ class CoconetEngine(Engine):
                     pitches[row] = chorale[t + before:t + after]
                     mask[row, -before, v:] = 1.0
                     mask[row, -before + 1:] = 1.0
-                log_probs = self.log_probs(pitches, mask)
+                if not heads:
+                    log_probs = self.log_probs(pitches, mask)
+                    for row, (t, v) in enumerate(chunk):
+                        total -= float(log_probs[row, -before, v, chorale[t, v]])
+                    continue
+                log_probs, features = self.log_probs_and_features(pitches, mask)
+                lower = np.array([row for row, (_, v) in enumerate(chunk) if v == 1], dtype=np.int64)
+                if lower.size:  # each lower voice's log-probs from its head, in place of the network's
+                    at_step = log_probs[lower, -before]                            # (N, V, P)
+                    features_at_step = features[lower, :, -before:1 - before]      # (N, C, 1, P)
+                    for voice in range(2, voices):
+                        kernels.voice_head_log_probs(features_at_step, 0, at_step[:, voice], pitches[lower, -before],
+                                                     1, voice, *self.head_weights, at_step[:, voice])
+                    log_probs[lower, -before] = at_step
                 for row, (t, v) in enumerate(chunk):
-                    total -= float(log_probs[row, -before, v, chorale[t, v]])
-        return total, len(queries)
+                    for voice in (range(1, voices) if v == 1 else (0,)):
+                        if chorale[t, voice] >= 0:
+                            total -= float(log_probs[row, -before, voice, chorale[t, voice]])
+        count = int(np.sum(chorale[:, 0] >= 0)) + int(np.sum(chorale[:, 1:] >= 0)) if heads else len(queries)
+        return total, count
