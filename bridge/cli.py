@@ -279,7 +279,8 @@ def cmd_live(args) -> int:
         in_label = repr(inp.name) + (f" (from {inp.connected_to!r})" if inp.connected_to else "")
         out_label = repr(out.name) + (f" (to {out.connected_to!r})" if out.connected_to else "")
         print(f"ports up in {bridge.ports_up_s * 1e3:.0f} ms: {in_label} -> {out_label} ({inp.api}); "
-              f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms; Ctrl-C to stop", flush=True)
+              f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms"
+              f"{'; realtime worker' if bridge.worker_realtime else ''}; Ctrl-C to stop", flush=True)
         while not stop.wait(0.25):
             pass
     finally:

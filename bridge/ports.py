@@ -10,9 +10,9 @@ validation, note bookkeeping); the backend is python-rtmidi alone.
   runs in JACK's process thread (see MidiInput). `poll()` drains either as (bytes, t_ns) pairs.
   SysEx and active sensing are dropped inside rtmidi; timing clock comes through (the live loop
   follows the DAW's clock).
-- `MidiOutput`: `send()` validates a short MIDI message (ValueError otherwise, nothing sent) under
-  a lock and tracks which notes sound on which channel, so that `all_notes_off()` and `close()`
-  can silence exactly those notes (note-offs, then CC 123).
+- `MidiOutput`: `send()` validates a short MIDI message (ValueError otherwise, nothing sent) and
+  keeps the one record of what sounds (`bridge.sounding`), so that `release()`,
+  `all_notes_off()` and `close()` silence exactly those notes (note-offs, then CC 123).
 
 API names are 'alsa', 'jack', 'coremidi', 'winmm'. `auto_api()` never starts a JACK server.
 """
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bridge.errors import BadInput
+from bridge.sounding import Sounding
 
 DEFAULT_IN = "bachbridge in"
 DEFAULT_OUT = "bachbridge out"
@@ -297,45 +298,6 @@ class _Port:
     def close(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
-    # ---- a port connected to another program's port: watched by the live bridge
-
-    def target_present(self) -> bool:
-        """For a port opened with `connect=`: is the port it connects to there now?"""
-        with self._lock:
-            port = self._port
-            if port is None or self._connect is None:
-                return False
-            names = list(port.get_ports())
-        try:
-            find_port(names, self._connect, self.what)
-        except PortError:
-            return False
-        return True
-
-    def reconnect(self) -> None:
-        """Connect again to the `connect=` port (it went away and came back): our port is closed
-        and opened again on it. PortError when it is not there."""
-        with self._lock:
-            port = self._port
-            if port is None or self._connect is None:
-                return
-            names = list(port.get_ports())
-            index = find_port(names, self._connect, self.what)
-            self._before_reopen(port)
-            port.close_port()
-            with _no_jack_autostart():
-                if self.api == "jack":
-                    time.sleep(JACK_SETTLE_S)  # see JACK_SETTLE_S: never re-register mid graph change
-                port.open_port(index, self.name)
-            self._after_reopen(port)
-            self.connected_to = names[index]
-
-    def _before_reopen(self, port) -> None:
-        pass
-
-    def _after_reopen(self, port) -> None:
-        pass
-
 
 class MidiInput(_Port):
     """A MIDI input: a virtual port `name` (default 'bachbridge in'), or, with `connect=`, our port
@@ -354,9 +316,8 @@ class MidiInput(_Port):
       longer inside a C call) the client overruns its period; with jackd in its default
       asynchronous mode the next cycle then rewrites the buffer rtmidi 5.0 is still reading, and
       rtmidi re-delivers the previous event in place of the ones it can no longer read (duplicated
-      and lost notes). Measured here: 58 of 60 bursts garbled with a callback while another thread
-      held the GIL, none with the queue. (CPU starvation can overrun a period too: run jackd with
-      realtime scheduling, or --sync, as the tests do.)
+      and lost notes). The queue has no such failure (tests/test_ports.py holds the GIL to show
+      it). CPU starvation overruns periods too: see the realtime contract in bridge/live.
       Stamps: the last message of a batch gets the poll time, earlier ones are back-dated by the
       deltas rtmidi measured in the process thread, clamped between the previous batch and now, so
       a stamp is late by at most the time between two polls: poll often (<= 1 ms).
@@ -383,8 +344,9 @@ class MidiInput(_Port):
                 guard_sees.delete()
             raise
         port.ignore_types(sysex=True, timing=False, active_sense=True)
+        self.full_name = None  # JACK: our port's name in the graph ('client:port'), when known
         if guard_sees is not None:
-            self._guard = self._connect_guard(guard_sees, before, name)
+            self._guard, self.full_name = self._connect_guard(guard_sees, before, name)
         if self.uses_callback:
             append = self._queue.append
             now = time.perf_counter_ns
@@ -399,30 +361,22 @@ class MidiInput(_Port):
 
     @staticmethod
     def _connect_guard(guard, before: set, name: str):
-        """Connect the guard to the port just opened (the one new port of our name), or give it
-        up (None) when that port cannot be told apart."""
+        """Connect the guard to the port just opened (the one new port of our name): (guard, our
+        port's full name), or (None, None) when that port cannot be told apart."""
         names = list(guard.get_ports())
         ours = [i for i, n in enumerate(names) if n not in before and n.split(":", 1)[-1] == name]
         if len(ours) != 1:
             guard.delete()
-            return None
+            return None, None
         with _no_jack_autostart():
             guard.open_port(ours[0], "sysex guard")
-        return guard
+        return guard, names[ours[0]]
 
     def _guard_input(self, now_ns: int) -> None:
         """Nothing came for a while: end any unterminated SysEx (see SYSEX_GUARD_S)."""
         if now_ns >= self._guard_due_ns:
             self._guard_due_ns = now_ns + int(SYSEX_GUARD_S * 1e9)
             self._guard.send_message(_END_OF_SYSEX)
-
-    def _before_reopen(self, port) -> None:
-        if self.uses_callback:
-            port.cancel_callback()
-
-    def _after_reopen(self, port) -> None:
-        if self.uses_callback:
-            port.set_callback(self._on_message)
 
     @property
     def closed(self) -> bool:
@@ -540,8 +494,12 @@ class MidiOutput(_Port):
     """A MIDI output: a virtual port `name` (default 'bachbridge out'), or, with `connect=`, our
     port connected to the existing port whose name contains that text.
 
-    Thread-safe. Tracks sounding notes so that nothing is left hanging: `all_notes_off()` releases
-    them (and a held sustain pedal) and sends CC 123; `close()` does that first, always.
+    `send()` validates and writes one short message, keeping the one record of what sounds
+    (`bridge.sounding.Sounding`: unisons sound once, a note-off ends only its own source's
+    note); `release(source)`, `all_notes_off()` and `close()` end what sounds, so nothing is left
+    hanging. Meant for one writing thread (the live bridge's worker); the lock only keeps a
+    `close()` from another thread from deleting the port under a `send()`, and is never held
+    for longer than one write.
     """
 
     kind, what = "out", "output"
@@ -549,97 +507,57 @@ class MidiOutput(_Port):
     def __init__(self, name: str = DEFAULT_OUT, *, api: str | None = None, connect: str | None = None,
                  client_name: str = CLIENT_NAME):
         self._lock = threading.Lock()
-        self._sounding: dict[tuple[int, int], int] = {}  # (channel, note) -> note-ons not yet released
-        self._sustained: set[int] = set()  # channels with the sustain pedal down
-        self._channels: set[int] = set()  # channels this port has sent on
         self._port = None
+        self.notes = Sounding(self._write)
         self._port = self._open(name, api, connect, client_name)
 
     @property
     def closed(self) -> bool:
         return self._port is None
 
-    def sounding(self) -> dict[tuple[int, int], int]:
-        """{(channel 0-15, note): note-ons not yet released} (a copy)."""
+    def sounding(self, source: str | None = None) -> dict[tuple[int, int], int]:
+        """{(channel 0-15, note): note-ons held} (a copy), of every source or of one."""
         with self._lock:
-            return dict(self._sounding)
+            return self.notes.sounding(source)
 
-    def send(self, message) -> None:
-        """Send one short MIDI message. ValueError, and nothing sent, when the port is closed or the
-        message is not a valid short MIDI message (see `check_message`)."""
+    def send(self, message, source: str = "") -> bool:
+        """Send one short MIDI message on behalf of `source`; True when bytes went out (see
+        Sounding.send). ValueError, and nothing sent, when the port is closed or the message is
+        not a valid short MIDI message (see `check_message`)."""
         data = check_message(message)
         with self._lock:
             if self._port is None:
                 raise ValueError(f"MIDI output {self.name!r} is closed")
-            self._send_locked(data)
+            return self.notes.send(data, source)
 
-    def _send_locked(self, data: bytes) -> None:
-        status = data[0]
-        if status < 0xF0:
-            kind, channel = status & 0xF0, status & 0x0F
-            self._channels.add(channel)
-            if kind == 0x90 and data[2] > 0:
-                key = (channel, data[1])
-                self._sounding[key] = self._sounding.get(key, 0) + 1
-            elif kind == 0x80 or kind == 0x90:
-                key = (channel, data[1])
-                left = self._sounding.get(key, 0) - 1
-                if left > 0:
-                    self._sounding[key] = left
-                else:
-                    self._sounding.pop(key, None)
-            elif kind == 0xB0 and data[1] == 64:
-                (self._sustained.add if data[2] >= 64 else self._sustained.discard)(channel)
-            # CC 123 sent by the caller does not clear the bookkeeping: some synths ignore it, and
-            # a note-off for a note already silenced is harmless
-        self._send(data)
+    def release(self, source: str = "") -> int:
+        """Note-offs for the notes `source` holds; the number sent."""
+        with self._lock:
+            return 0 if self._port is None else self.notes.release(source)
 
-    def _send(self, data: bytes) -> None:
+    def all_notes_off(self, channels=()) -> int:
+        """Note-off for every note sounding (once per key), sustain pedal up where it was down,
+        then CC 123 (All Notes Off) on every channel sent on and each of `channels` (0-15).
+        Returns the number of messages sent."""
+        with self._lock:
+            return 0 if self._port is None else self.notes.all_notes_off(channels)
+
+    def _write(self, data: bytes) -> None:
         self._port.send_message(data)
 
-    def all_notes_off(self, channels=None) -> int:
-        """Note-off for every note sent and not released (once per unreleased note-on), sustain
-        pedal up where it was down, then CC 123 (All Notes Off) on each of `channels` (0-15;
-        default: every channel this port has sent on). Returns the number of messages sent."""
-        with self._lock:
-            if self._port is None:
-                return 0
-            return self._all_notes_off_locked(channels)
-
-    def _all_notes_off_locked(self, channels) -> int:
-        chosen = sorted(self._channels) if channels is None else sorted(set(channels))
-        bad = [c for c in chosen if not (isinstance(c, int) and 0 <= c <= 15)]
-        if bad:
-            raise ValueError(f"MIDI channels are 0-15, not {bad}")
-        sent = 0
-        for (channel, note), count in sorted(self._sounding.items()):
-            for _ in range(count):
-                self._send(bytes((0x80 | channel, note, 0)))
-                sent += 1
-        self._sounding.clear()
-        for channel in sorted(self._sustained):
-            self._send(bytes((0xB0 | channel, 64, 0)))
-            sent += 1
-        self._sustained.clear()
-        for channel in chosen:
-            self._send(bytes((0xB0 | channel, 123, 0)))
-            sent += 1
-        return sent
-
-    def close(self, channels=None) -> None:
-        """All notes off (see `all_notes_off`: CC 123 on every channel sent on and on each of
-        `channels`, once), then close; safe to call twice."""
+    def close(self, channels=()) -> None:
+        """All notes off (see `all_notes_off`), then close; safe to call twice."""
         with self._lock:
             port = self._port
             if port is None:
                 return
             try:
-                self._all_notes_off_locked(self._channels.union(channels or ()))
+                self.notes.all_notes_off(channels)
             finally:
                 self._port = None
-                try:
-                    if self.api == "jack":
-                        time.sleep(JACK_SETTLE_S)
-                    port.close_port()  # rtmidi's JACK backend waits (<= 1 s) for queued bytes to go out
-                finally:
-                    port.delete()
+        try:
+            if self.api == "jack":
+                time.sleep(JACK_SETTLE_S)
+            port.close_port()  # rtmidi's JACK backend waits (<= 1 s) for queued bytes to go out
+        finally:
+            port.delete()

@@ -1,5 +1,5 @@
 """Offline work from the window, off the GUI thread: harmonize one file, convert a folder, and play
-a result out of the bridge's output port.
+a result out of the bridge's output port (sent by the bridge's worker).
 
 Each runs in its own Python thread and reports through Qt signals (queued into the GUI thread).
 Offline engines are loaded in the job's thread with one onnxruntime thread, so the live bridge
@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mido
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from bridge.convert import batch_convert, harmonize_file
 from bridge.engines import load_engine
 from bridge.errors import BadInput
+from bridge.live.playback import file_events
 from bridge.settings import Settings
+
+# how often a file playing out of the bridge is looked at (to say when it has ended)
+POLL_MS = 50
 
 
 @dataclass
@@ -96,60 +98,55 @@ class OfflineJob(QObject):
 
 
 class FilePlayer(QObject):
-    """Plays a MIDI file out of a `send(bytes)` (the bridge's output port) in real time, in its own
-    thread; `stop()` ends it and releases every note it started."""
+    """Plays a MIDI file out of the live bridge's output. The bridge's worker sends it (the port
+    has one writer), beside the live harmony; the file is read here, in a thread of its own.
+    `finished` says why it ended; `stop()` ends it and releases every note it started."""
     finished = pyqtSignal(str)   # why it ended, one line
+    _loaded = pyqtSignal(object)  # the events, or the reason they could not be read
 
-    def __init__(self, path: Path, send, parent=None):
+    def __init__(self, path: Path, bridge, parent=None):
         super().__init__(parent)
         self.path = Path(path)
-        self._send = send
-        self._stop = threading.Event()
-        self._sounding: set[tuple[int, int]] = set()
-        self._thread = threading.Thread(target=self._run, name="bachbridge-player", daemon=True)
+        self.bridge = bridge
+        self._state = "loading"   # loading, playing, stopped, done
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._check)
+        self._loaded.connect(self._start)
 
     def start(self) -> None:
-        self._thread.start()
+        threading.Thread(target=self._load, name="bachbridge-file-reader", daemon=True).start()
 
-    def stop(self, wait: bool = True) -> None:
-        self._stop.set()
-        if wait and self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(5.0)
+    def stop(self) -> None:
+        if self._state in ("loading", "playing"):
+            if self._state == "playing":
+                self.bridge.stop_playing()
+            self._finish("stopped", f"stopped playing {self.path.name}")
 
     def playing(self) -> bool:
-        return self._thread.is_alive()
+        return self._state in ("loading", "playing")
 
-    def _run(self) -> None:
-        why = f"played {self.path.name}"
+    def _load(self) -> None:
         try:
-            midi = mido.MidiFile(self.path)
-            next_at = time.perf_counter()
-            for message in midi:  # mido gives each message's delta time in seconds (tempo map applied)
-                next_at += message.time
-                if self._stop.wait(max(0.0, next_at - time.perf_counter())):
-                    why = f"stopped playing {self.path.name}"
-                    break
-                if message.is_meta or message.type == "sysex":
-                    continue
-                self._play(message)
-        except (OSError, ValueError, EOFError) as error:  # a bad file, or the port closed under us
-            why = f"could not play {self.path.name}: {error}"
-        finally:
-            self._release()
+            self._loaded.emit(file_events(self.path))
+        except (OSError, ValueError, EOFError) as error:  # a bad file
+            self._loaded.emit(f"could not play {self.path.name}: {error}")
+
+    def _start(self, events) -> None:
+        if self._state != "loading":
+            return  # stopped while reading
+        if isinstance(events, str):
+            self._finish("done", events)
+            return
+        self.bridge.play(events)
+        self._state = "playing"
+        self._timer.start()
+
+    def _check(self) -> None:
+        if not self.bridge.playing:
+            self._finish("done", f"played {self.path.name}")
+
+    def _finish(self, state: str, why: str) -> None:
+        self._state = state
+        self._timer.stop()
         self.finished.emit(why)
-
-    def _play(self, message: mido.Message) -> None:
-        data = bytes(message.bytes())
-        self._send(data)
-        if message.type == "note_on" and message.velocity > 0:
-            self._sounding.add((message.channel, message.note))
-        elif message.type in ("note_off", "note_on"):
-            self._sounding.discard((message.channel, message.note))
-
-    def _release(self) -> None:
-        for channel, note in sorted(self._sounding):
-            try:
-                self._send(bytes((0x80 | channel, note, 0)))
-            except ValueError:
-                break  # the port is closed: closing it released everything already
-        self._sounding.clear()

@@ -795,7 +795,7 @@ class MainWindow(QMainWindow):
         self.session.panic()
         self.roll.release_all()
         if self.player is not None:
-            self.player.stop(wait=False)
+            self.player.stop()
         self.statusBar().showMessage("Panic: all notes off", 3000)
 
     # ------------------------------------------------------------ the timer: roll and meters
@@ -928,13 +928,13 @@ class MainWindow(QMainWindow):
 
     def toggle_play(self) -> None:
         if self.player is not None and self.player.playing():
-            self.player.stop(wait=False)
+            self.player.stop()
             return
         bridge = self.session.bridge
         if bridge is None or not self.last_outputs:
             self.show_problem("nothing to play, or no output port open")
             return
-        self.player = FilePlayer(self.last_outputs[0], bridge.output.send)
+        self.player = FilePlayer(self.last_outputs[0], bridge)
         self.player.finished.connect(self._play_finished)
         self.player.start()
         self.play_button.setText("Stop")

@@ -10,8 +10,9 @@ import pytest
 
 from bridge.clock import NS_PER_MINUTE
 from bridge.engines import REST, SOPRANO, load_engine
-from bridge.live import (LIVE_SETTINGS, Bridge, LiveConfig, LiveStats, NoteMode, PhraseMode,
-                         Snapshot, Speculator)
+from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig, LiveStats, NoteMode, Outlet, PhraseMode, Snapshot
+from bridge.live.speculation import Speculator
+from bridge.sounding import Sounding
 from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
                        harmony_ons, is_note_on, settle, unreleased)
 from test_ports import Outside, wait_for
@@ -51,7 +52,7 @@ class Recorder:
 
 def phrase_player(engine, lookahead=1.0, clock="internal", settings=PHRASE_SETTINGS, **config):
     recorder = Recorder()
-    player = PhraseMode(recorder, LiveStats())
+    player = PhraseMode(Outlet(Sounding(recorder)), LiveStats())
     player.apply(Snapshot(LiveConfig(mode="phrase", lookahead_beats=lookahead, clock=clock, bpm=BPM, **config),
                           settings, engine), 0)
     return player, recorder
@@ -183,7 +184,7 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
     sent: list[bytes] = []
     stats = LiveStats()
     speculator = Speculator(stats)
-    mode = NoteMode(sent.append, stats, speculator=speculator)
+    mode = NoteMode(Outlet(Sounding(sent.append)), stats, speculator=speculator)
     snapshot = Snapshot(LiveConfig(clock="free"), LIVE_SETTINGS, engine)
     mode.apply(snapshot, 0)
     try:
@@ -217,7 +218,7 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
 def test_speculation_off_never_looks_up(engine):
     stats = LiveStats()
     speculator = Speculator(stats)
-    mode = NoteMode(lambda data: None, stats, speculator=speculator)
+    mode = NoteMode(Outlet(Sounding(lambda data: None)), stats, speculator=speculator)
     mode.apply(Snapshot(LiveConfig(clock="free", speculate=False), LIVE_SETTINGS, engine), 0)
     try:
         for k, pitch in enumerate(MELODY[:5]):

@@ -194,19 +194,23 @@ def test_send_reaches_an_outside_input(midi_out, outside, capsys):
 def test_close_releases_every_sounding_note_then_cc123(jack_server, outside):
     out = MidiOutput(api="jack")
     outside.receiver("bachbridge out")
-    sent = [[NOTE_ON | 1, 60, 80], [NOTE_ON | 2, 55, 70], [NOTE_ON | 3, 48, 60], [NOTE_ON | 3, 48, 61],
+    sent = [[NOTE_ON | 1, 60, 80], [NOTE_ON | 2, 55, 70], [NOTE_ON | 3, 48, 60],
+            [NOTE_ON | 3, 48, 61],  # a second voice on that key: struck again (a note-off goes first)
             [NOTE_OFF | 2, 55, 0], [NOTE_ON | 1, 67, 80], [NOTE_ON | 1, 67, 0],  # velocity 0 releases too
             [CC | 1, 64, 127]]  # sustain pedal down
     for message in sent:
         out.send(message)
     assert out.sounding() == {(1, 60): 1, (3, 48): 2}
+    on_the_wire = len(sent) + 1
+    assert wait_for(lambda: len(outside.received) >= on_the_wire)
+    assert outside.messages()[3:5] == [bytes([NOTE_OFF | 3, 48, 0]), bytes([NOTE_ON | 3, 48, 61])]
     out.close()
     out.close()  # idempotent
     assert out.closed
-    assert wait_for(lambda: len(outside.received) >= len(sent) + 3 + 1 + 3)
+    assert wait_for(lambda: len(outside.received) >= on_the_wire + 2 + 1 + 3)
     time.sleep(0.02)  # nothing more comes
-    tail = outside.messages()[len(sent):]
-    assert tail == [bytes([NOTE_OFF | 1, 60, 0]), bytes([NOTE_OFF | 3, 48, 0]), bytes([NOTE_OFF | 3, 48, 0]),
+    tail = outside.messages()[on_the_wire:]
+    assert tail == [bytes([NOTE_OFF | 1, 60, 0]), bytes([NOTE_OFF | 3, 48, 0]),   # one note-off a key
                     bytes([CC | 1, 64, 0]),
                     bytes([CC | 1, 123, 0]), bytes([CC | 2, 123, 0]), bytes([CC | 3, 123, 0])]
     # every note-on is matched by a note-off, per channel and key
@@ -224,11 +228,11 @@ def test_close_releases_every_sounding_note_then_cc123(jack_server, outside):
 def test_all_notes_off_on_chosen_channels(midi_out, outside):
     outside.receiver("bachbridge out")
     midi_out.send([NOTE_ON, 72, 100])
-    assert midi_out.all_notes_off([1, 2, 3]) == 4
     with pytest.raises(ValueError):
         midi_out.all_notes_off([16])
-    assert wait_for(lambda: len(outside.received) >= 5)
-    assert outside.messages() == [bytes([NOTE_ON, 72, 100]), bytes([NOTE_OFF, 72, 0]),
+    assert midi_out.all_notes_off([1, 2, 3]) == 5   # CC 123 on the channel sent on, and on those asked
+    assert wait_for(lambda: len(outside.received) >= 6)
+    assert outside.messages() == [bytes([NOTE_ON, 72, 100]), bytes([NOTE_OFF, 72, 0]), bytes([CC, 123, 0]),
                                   bytes([CC | 1, 123, 0]), bytes([CC | 2, 123, 0]), bytes([CC | 3, 123, 0])]
 
 

@@ -280,12 +280,13 @@ def test_generate_continues_a_prime_and_keeps_it(engine):
 
 def test_live_note_mode_works_with_the_rnnrbm_engine(engine):
     """The live bridge's note mode, as test_live drives it, with nothing that knows the engine."""
-    from bridge.live import LIVE_SETTINGS, LiveConfig, LiveStats, NoteMode, Snapshot, warm_up
+    from bridge.live import LIVE_SETTINGS, LiveConfig, LiveStats, NoteMode, Outlet, Snapshot, warm_up
+    from bridge.sounding import Sounding
 
     config = LiveConfig(clock="free")
-    warm_up(engine, config, LIVE_SETTINGS)
+    warm_up(Snapshot(config, LIVE_SETTINGS, engine))
     sent: list[bytes] = []
-    mode = NoteMode(sent.append, LiveStats())
+    mode = NoteMode(Outlet(Sounding(sent.append)), LiveStats())
     mode.apply(Snapshot(config, LIVE_SETTINGS, engine), 0)
     times = []
     for k, pitch in enumerate(HYMN * 2):

@@ -1,0 +1,529 @@
+"""The live bridge: ports, engine, the worker (the output's one writer) and the port watcher.
+The realtime contract it keeps is stated in bridge/live/__init__.py."""
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from bridge.clock import Clock
+from bridge.engines import Engine
+from bridge.live.config import LIVE_SETTINGS, LiveConfig, Snapshot, checked_snapshot
+from bridge.live.context import warm_up
+from bridge.live.modes import PLAYERS
+from bridge.live.note_mode import NoteMode
+from bridge.live.playback import FILE_SOURCE, FilePlayback
+from bridge.live.player import Outlet, Player
+from bridge.live.speculation import Speculator
+from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
+from bridge.ports import (DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput, PortError, _quiet_stderr,
+                          jack_running)
+from bridge.settings import Settings
+
+# the worker's sleep when a poll found nothing: a note waits at most this long to be seen
+IDLE_SLEEP_S = 0.0005
+# how often the watcher looks at the ports: a source gone, a connected port gone or back, the
+# JACK server gone or back
+PORT_CHECK_S = 0.1
+# the GIL switch interval while a bridge runs: a thread waiting for the GIL (the worker, when
+# another thread holds it) waits up to this long; Python's default is 5 ms
+LIVE_SWITCH_INTERVAL_S = 0.0002
+# the worker's realtime priority when JACK runs realtime: the lowest, under JACK's own threads and
+# above every thread that is not realtime (a loaded machine's other work)
+WORKER_REALTIME_PRIORITY = 1
+# a port of ours that the watcher leaves out of the input's sources (see bridge.ports.SYSEX_GUARD_S)
+_GUARD_PORT = ":sysex guard"
+
+
+class Bridge:
+    """Ports, engine, worker and watcher of the live bridge.
+
+        with Bridge(engine, LiveConfig(), LIVE_SETTINGS, api="jack") as bridge:  # start()
+            ...   # playing; bridge.update(settings=...) from any thread; bridge.stats.snapshot()
+        # closed on leaving the block (or by close()): every note released
+
+    `start()` warms the engine up before the ports open, so the first note is answered as fast
+    as the rest; `ports_up_s` is the time from `t0` (default: the call) until both ports are up.
+    The watcher reports a port connected to an existing one (`connect_in`, `connect_out`) that
+    went away and connects again when it is back; on JACK it also opens the ports again after
+    the server went away and came back (`stats.ports_reopened`), and ends the melody notes held
+    by a source that disconnected or died (a DAW that crashed mid-note leaves nothing droning).
+    """
+
+    def __init__(self, engine: Engine, config: LiveConfig = LiveConfig(), settings: Settings = LIVE_SETTINGS,
+                 *, api: str | None = None, in_name: str = DEFAULT_IN, out_name: str = DEFAULT_OUT,
+                 connect_in: str | None = None, connect_out: str | None = None):
+        self._snapshot = checked_snapshot(engine, config, settings)
+        self._port_options = dict(api=api, in_name=in_name, out_name=out_name,
+                                  connect_in=connect_in, connect_out=connect_out)
+        self._update_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._requests: collections.deque = collections.deque()   # callables the worker runs
+        self._worker: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self.stats = LiveStats()
+        self.monitor: collections.deque = collections.deque(maxlen=MONITOR_SIZE)
+        self._players: dict[str, Player] = {}
+        self._player: Player | None = None
+        self._live_out: Outlet | None = None
+        self._file_out: Outlet | None = None
+        self._playback: FilePlayback | None = None
+        self.speculator: Speculator | None = None
+        self.input: MidiInput | None = None
+        self.output: MidiOutput | None = None
+        self.warm_up_s: float | None = None
+        self.ports_up_s: float | None = None
+        self._saved_switch_interval: float | None = None
+        self._realtime = False
+        self.worker_realtime = False   # the worker got realtime scheduling (see _jack_realtime)
+        self._closed = False
+
+    # ---- life cycle
+
+    def start(self, t0: float | None = None) -> "Bridge":
+        """Warm up, open the ports, start the worker. `t0`: a time.perf_counter() to count from.
+        An engine that fails its warm-up is reported (stats) and the bridge runs pass-through."""
+        if self._worker is not None:
+            return self
+        t0 = time.perf_counter() if t0 is None else t0
+        snapshot = self._snapshot
+        started = time.perf_counter()
+        try:
+            warm_up(snapshot)
+        except Exception as error:
+            self.stats.engine_errors += 1
+            self.stats.last_engine_error = f"warm-up: {describe(error)}"
+        self.warm_up_s = time.perf_counter() - started
+        self.input, self.output = self._open_ports()
+        self.ports_up_s = time.perf_counter() - t0
+        self._realtime = _jack_realtime(self.input.api)
+        clock = Clock()
+        self._live_out = Outlet(self.output)
+        self._file_out = Outlet(self.output, FILE_SOURCE)
+        self.speculator = Speculator(self.stats)
+        self._players = {mode: cls(self._live_out, self.stats, clock, self.monitor)
+                         for mode, cls in PLAYERS.items()}
+        self._players[NoteMode.mode].speculator = self.speculator
+        self._player = self._players[snapshot.config.mode]
+        self._player.apply(snapshot, time.perf_counter_ns())
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
+        self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
+        self._worker.start()
+        self._running.wait(1.0)  # until the worker has its scheduling (worker_realtime) settled
+        self._watcher = threading.Thread(target=self._watch, name="bachbridge-ports", daemon=True)
+        self._watcher.start()
+        if snapshot.config.mode == NoteMode.mode and snapshot.config.speculate:
+            self.speculator.start()  # else when first asked to speculate
+        return self
+
+    def _open_ports(self) -> tuple[MidiInput, MidiOutput]:
+        inp = self._open_port("input")
+        try:
+            return inp, self._open_port("output", inp.api)
+        except BaseException:
+            inp.close()
+            raise
+
+    def _open_port(self, what: str, api: str | None = None) -> MidiInput | MidiOutput:
+        options = self._port_options
+        api = api or (self.input.api if self.input is not None else options["api"])
+        if what == "input":
+            return MidiInput(options["in_name"], api=api, connect=options["connect_in"])
+        return MidiOutput(options["out_name"], api=api, connect=options["connect_out"])
+
+    def close(self) -> None:
+        """Stop the worker, release every note (note-offs, then CC 123 on every channel the bridge
+        plays on), close the ports. Safe to call twice, and after a failed start."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout=5.0)
+        if self._watcher is not None and self._watcher.is_alive():
+            self._watcher.join(timeout=5.0)
+        try:
+            # the worker is gone, so its bookkeeping is ours now (if it hangs in the engine, the
+            # output's own record below still releases everything)
+            if self._player is not None and (worker is None or not worker.is_alive()):
+                self._player.release_all(time.perf_counter_ns())
+        finally:
+            try:
+                if self.output is not None:
+                    self.output.close(self._channels_in_use())  # note-offs, CC 123 once a channel
+            finally:
+                try:
+                    if self.input is not None:
+                        self.input.close()
+                finally:
+                    for player in self._players.values():
+                        player.close()
+                    if self._saved_switch_interval is not None:
+                        sys.setswitchinterval(self._saved_switch_interval)
+
+    def _channels_in_use(self) -> list[int]:
+        """The channels of the current knobs and of those the players last played by."""
+        channels = set(self._snapshot.config.output_channels())
+        for player in self._players.values():
+            if player.snapshot is not None:
+                channels.update(player.snapshot.config.output_channels())
+        return sorted(channels)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- from any thread
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def update(self, config: LiveConfig | None = None, settings: Settings | None = None,
+               engine: Engine | None = None, warm: bool = True) -> None:
+        """Swap the knobs; the worker plays by them from its next event. A new engine is warmed
+        up here first (in the caller's thread), so the worker never waits on it."""
+        with self._update_lock:
+            old = self._snapshot
+            new = checked_snapshot(old.engine if engine is None else engine,
+                                   old.config if config is None else config,
+                                   old.settings if settings is None else settings)
+            if new.engine is not old.engine and warm:
+                warm_up(new)
+            self._snapshot = new
+
+    def panic(self) -> None:
+        """All notes off: the worker releases everything it plays and sends note-offs for
+        anything else still on, then CC 123 (done here when no worker runs)."""
+        if self._worker is None or not self._worker.is_alive():
+            if self.output is not None and not self.output.closed:
+                self.output.all_notes_off(self._channels_in_use())
+            return
+        self._post(self._panic)
+
+    def play(self, events: list[tuple[int, bytes]]) -> None:
+        """Play [(ns from now, bytes)] (see playback.file_events) out of the output, beside the
+        live harmony, replacing what was playing."""
+        start = time.perf_counter_ns()
+        self._post(lambda: self._play(events, start))
+
+    def stop_playing(self) -> None:
+        self._post(self._stop_playing)
+
+    @property
+    def playing(self) -> bool:
+        playback = self._playback
+        return playback is not None and not playback.done
+
+    def _post(self, request: Callable[[], None]) -> None:
+        self._requests.append(request)
+
+    # ---- the worker: the only thread that touches the players and writes to the output
+
+    def _run(self) -> None:
+        if self._realtime:
+            self.worker_realtime = _realtime_thread()
+        self._running.set()
+        stop = self._stop
+        requests = self._requests
+        while not stop.is_set():
+            while requests:
+                try:
+                    requests.popleft()()
+                except Exception as error:
+                    self._count_error(error)
+            player = self._player
+            try:
+                events = self.input.poll()
+            except Exception as error:  # the port went away under us: report, and keep trying
+                self._count_error(error)
+                events = ()
+            now = time.perf_counter_ns()
+            if not events:
+                # knobs turned while nothing plays: a new engine's release must not wait for a note
+                player = self._follow_knobs(now)
+            for data, t_ns in events:
+                player = self._follow_knobs(t_ns)
+                try:
+                    player.handle(data, t_ns)
+                except Exception as error:
+                    self._count_error(error)
+            try:
+                now = time.perf_counter_ns()
+                player.tick(now)
+                if self._playback is not None:
+                    self._playback.tick(now)
+            except Exception as error:
+                self._count_error(error)
+            if not events and not requests:
+                due = player.next_due_ns()
+                if self._playback is not None and not self._playback.done:
+                    file_due = self._playback.next_due_ns()
+                    due = file_due if due is None else min(due, file_due)
+                wait_s = IDLE_SLEEP_S
+                if due is not None:
+                    wait_s = min(wait_s, max(0.0, (due - time.perf_counter_ns()) / 1e9))
+                time.sleep(wait_s)
+
+    def _follow_knobs(self, t_ns: int) -> Player:
+        """The player of the current knobs, brought up to date with them."""
+        snapshot = self._snapshot  # read once: update() may replace it at any moment
+        player = self._player
+        if snapshot is player.snapshot:
+            return player
+        try:
+            if snapshot.config.mode != player.mode:
+                player.release_all(t_ns)  # what sounds belongs to the old mode
+                player = self._player = self._players[snapshot.config.mode]
+            player.apply(snapshot, t_ns)
+        except Exception as error:
+            self._count_error(error)
+        return player
+
+    def _panic(self) -> None:
+        self._player.release_all(time.perf_counter_ns())
+        self._stop_playing()
+        self.output.all_notes_off(self._channels_in_use())
+
+    def _play(self, events, start_ns: int) -> None:
+        self._stop_playing()
+        self._playback = FilePlayback(self._file_out, events, start_ns)
+
+    def _stop_playing(self) -> None:
+        if self._playback is not None:
+            self._playback.stop()
+            self._playback = None
+
+    def _swap_ports(self, inp: MidiInput, out: MidiOutput) -> None:
+        """Play through new ports from now on (what sounded on the old ones is let go)."""
+        now = time.perf_counter_ns()
+        self._player.release_all(now)
+        self._stop_playing()
+        self.input, self.output = inp, out
+        self._live_out.record = self._file_out.record = out
+
+    def _count_error(self, error: Exception) -> None:
+        self.stats.event_errors += 1
+        self.stats.last_event_error = describe(error)
+
+    # ---- the watcher: everything slow about the ports, off the worker
+
+    def _watch(self) -> None:
+        """Every PORT_CHECK_S: is what our ports are connected to still there, is the JACK server?"""
+        try:
+            lister = _PortLister(self.input.api)
+        except PortError as error:
+            self._count_error(error)
+            return
+        sources: set[str] = set()
+        down = False                       # JACK: the server went away, ports closed
+        away = {"input": False, "output": False}
+        options = self._port_options
+        try:
+            while not self._stop.wait(PORT_CHECK_S):
+                try:
+                    if lister.jack and not lister.server_alive():
+                        if not down:
+                            down = True
+                            self.stats.port_problem = ("the JACK server went away: opening the ports again "
+                                                       "when it is back")
+                            self._replace_ports(None)
+                        continue
+                    if down:
+                        if not jack_running():
+                            continue
+                        lister.reopen()
+                        if self._replace_ports(self._open_ports()):
+                            down, sources = False, set()
+                            self.stats.ports_reopened += 1
+                            self.stats.port_problem = None
+                        continue
+                    sources = self._follow_sources(lister, sources)
+                    self._follow_connected(lister, options, away)
+                except Exception as error:  # the MIDI system itself is in trouble: say so, try again
+                    self._count_error(error)
+        finally:
+            lister.close()
+
+    def _follow_sources(self, lister: "_PortLister", before: set[str]) -> set[str]:
+        """The ports sending into our input; when one went away, its held notes end."""
+        name = getattr(self.input, "full_name", None)
+        if not lister.jack or name is None:
+            return before
+        now = {port for port in lister.connections(name) if not port.endswith(_GUARD_PORT)}
+        if before - now:
+            self._run_in_worker(lambda: self._player.source_gone(time.perf_counter_ns()))
+        return now
+
+    def _follow_connected(self, lister: "_PortLister", options: dict, away: dict) -> None:
+        """Report a port we connect to that went away; connect again when it is back."""
+        for what, port, target in (("input", self.input, options["connect_in"]),
+                                   ("output", self.output, options["connect_out"])):
+            if target is None or port is None:
+                continue
+            present = lister.has(what, target)
+            if present and away[what]:
+                new = self._open_port(what)
+                self._replace_ports((new, self.output) if what == "input" else (self.input, new))
+            away[what] = not present
+        gone = [f"{what} {getattr(self, what).connected_to!r}" for what in away if away[what]]
+        self.stats.port_problem = f"gone: {', '.join(gone)} (connecting again when it is back)" if gone else None
+
+    def _replace_ports(self, new: tuple[MidiInput, MidiOutput] | None) -> bool:
+        """Hand the worker new ports (None: stand-ins, the server is gone), then close the old
+        ones; True when the worker took them (not when the bridge is closing)."""
+        old = (self.input, self.output)
+        if new is None:
+            new = (_DeadInput(self.input), _DeadOutput(self.output))
+        taken = self._run_in_worker(lambda: self._swap_ports(*new))
+        self._retire(*[port for port in (old if taken else new) if port not in (self.input, self.output)])
+        return taken
+
+    def _run_in_worker(self, request: Callable[[], None]) -> bool:
+        """Run `request` in the worker and wait until it has; False if the bridge closed first."""
+        done = threading.Event()
+
+        def run():
+            try:
+                request()
+            finally:
+                done.set()
+        self._post(run)
+        while not done.wait(0.05):
+            if self._stop.is_set():
+                return done.is_set()
+        return True
+
+    @staticmethod
+    def _retire(*ports) -> None:
+        """Close ports the worker no longer uses (a dead server's take ~1 s each: here, not there)."""
+        with _quiet_stderr():
+            for port in ports:
+                try:
+                    port.close()
+                except Exception:
+                    pass
+
+
+def _jack_realtime(api: str) -> bool:
+    """Whether the worker should ask for realtime scheduling: only when the MIDI system is a JACK
+    server that runs its clients realtime at a priority above the worker's (1). Under a server
+    that does not, a realtime worker would take the CPU from the port clients while the engine
+    works: the very starvation the realtime contract forbids."""
+    if api != "jack":
+        return False
+    from bridge.jackgraph import JackGraph
+
+    try:
+        with JackGraph("bachbridge-probe") as graph:
+            priority = graph.realtime_priority()
+    except PortError:
+        return False
+    return priority is not None and priority > WORKER_REALTIME_PRIORITY
+
+
+def _realtime_thread() -> bool:
+    """SCHED_FIFO at WORKER_REALTIME_PRIORITY for the calling thread, when the OS allows it (the
+    rtprio limit, e.g. the audio group, or CAP_SYS_NICE); else it stays as it was."""
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
+                              os.sched_param(WORKER_REALTIME_PRIORITY))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+class _DeadInput:
+    """Stands in for the input while the JACK server is away: nothing comes."""
+
+    def __init__(self, was: MidiInput):
+        self.api, self.name, self.connected_to, self.full_name = was.api, was.name, was.connected_to, None
+
+    @staticmethod
+    def poll() -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class _DeadOutput:
+    """Stands in for the output while the JACK server is away: what is sent goes nowhere."""
+
+    def __init__(self, was: MidiOutput):
+        self.api, self.name, self.connected_to = was.api, was.name, was.connected_to
+        self.closed = False
+
+    @staticmethod
+    def send(message, source: str = "") -> bool:
+        return False
+
+    @staticmethod
+    def release(source: str = "") -> int:
+        return 0
+
+    @staticmethod
+    def all_notes_off(channels=()) -> int:
+        return 0
+
+    def close(self, channels=()) -> None:
+        self.closed = True
+
+
+class _PortLister:
+    """What the watcher asks about ports, without touching the ports the worker uses: on JACK a
+    passive graph client (bridge.jackgraph), elsewhere rtmidi objects of its own."""
+
+    def __init__(self, api: str):
+        self.api = api
+        self.jack = api == "jack"
+        self._graph = None
+        self._rtmidi = {}
+        self.reopen()
+
+    def reopen(self) -> None:
+        self.close()
+        if self.jack:
+            from bridge.jackgraph import JackGraph
+
+            self._graph = JackGraph("bachbridge-watch")
+
+    def server_alive(self) -> bool:
+        return self._graph is not None and self._graph.alive()
+
+    def connections(self, port: str) -> list[str]:
+        return self._graph.connections(port)
+
+    def has(self, what: str, target: str) -> bool:
+        """Is there a port `target` names (see ports.find_port) that our `what` port can use?"""
+        from bridge.ports import _open_rtmidi, find_port
+
+        if self.jack:
+            names = self._graph.ports(outputs=what == "input", inputs=what == "output")
+        else:
+            kind = "in" if what == "input" else "out"
+            if kind not in self._rtmidi:
+                self._rtmidi[kind] = _open_rtmidi(kind, self.api, "bachbridge-watch")
+            names = list(self._rtmidi[kind].get_ports())
+        try:
+            find_port(names, target, what)
+        except PortError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        for client in self._rtmidi.values():
+            client.delete()
+        self._rtmidi.clear()

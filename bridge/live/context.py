@@ -1,0 +1,186 @@
+"""The grid of the recent past as the engine is shown it, and asking the engine.
+
+`Context` keeps the last bar (or what the engine can see) of melody and harmony on the 16th
+grid; `ask_engine` fills in a window of it in the melody's register (`model_view`); `window_key`
+names a window exactly, for the speculator's answers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bridge.engines import REST, SHORTEST_HARMONY_REST, SOPRANO, fold_into_range, octave_shift_into_range
+from bridge.live.config import VOICES, Snapshot
+from bridge.settings import Settings
+
+# a melody note for warm-up calls (inside every soprano range)
+_WARM_PITCH = 72
+# speculation: next pitches tried per onset (the warm-up asks the same question)
+SPECULATED_PITCHES = 8
+
+
+def past_steps_for(snapshot: Snapshot) -> int:
+    """Past steps worth showing the engine: the configured context, but no more than the network
+    can see from the present step (its receptive radius, when the engine has one): cells beyond
+    it cannot change the answer, they only cost time. Not with key 'auto', which estimates the
+    key from all the melody it is shown."""
+    context = snapshot.config.context_steps
+    radius = snapshot.engine.receptive_radius
+    if radius is None or snapshot.settings.key == "auto":
+        return context
+    return min(context, int(radius))
+
+
+def warm_up(snapshot: Snapshot) -> None:
+    """Compile and touch everything the first note will use: the engine's own warm-up, then
+    inpaint calls of the live shapes (the full window, and the short ones of a first phrase),
+    and the speculator's question."""
+    engine, settings = snapshot.engine, snapshot.settings
+    engine.warm_up()
+    past = past_steps_for(snapshot)
+    for steps in sorted({1, 2, past // 2 + 1, past + 1}):
+        roll = np.full((steps, VOICES), REST, dtype=np.int16)
+        roll[:, SOPRANO] = _WARM_PITCH
+        roll[:-1, 1:] = (67, 64, 48)
+        known = np.ones(roll.shape, dtype=bool)
+        known[-1, 1:] = False
+        engine.inpaint(roll, known, settings, open_end=True)
+        known[-1, SOPRANO] = False
+        engine.melody_candidates(roll, known, settings, SPECULATED_PITCHES)
+
+
+# ---------------------------------------------------------------- the grid of the recent past
+
+class Context:
+    """The recent past on the 16th grid and the present step, as the engine is shown it.
+
+    `rows` is (past + 1, 4): S A T B pitches as they sounded (-1 = silent), the present step last.
+    Past rows before the first onset (or before a silence that fills the whole window) are not
+    history: `window()` crops them, so the engine sees what a chorale crop would show it.
+    """
+
+    def __init__(self, past: int):
+        self.past = past
+        self.rows = np.full((past + 1, VOICES), REST, dtype=np.int16)
+        self.known = np.ones((past + 1, VOICES), dtype=bool)
+        self.known[-1, 1:] = False      # the present's alto, tenor, bass: to be filled in
+        self.filled = 0                 # past rows that are history (the last `filled` of them)
+        self.step = None                # the present row's step; None before the first onset
+        self.released_at = None         # step the present melody note ended; None while it sounds
+        self._present = np.empty(VOICES, dtype=np.int16)
+
+    def reset(self) -> None:
+        self.rows.fill(REST)
+        self.filled = 0
+        self.step = None
+        self.released_at = None
+
+    def resized(self, past: int) -> "Context":
+        """A context of another length with the same recent history."""
+        other = Context(past)
+        keep = min(past, self.past) + 1
+        other.rows[-keep:] = self.rows[-keep:]
+        other.filled = min(self.filled, past)
+        other.step, other.released_at = self.step, self.released_at
+        return other
+
+    def onset(self, step: int, pitch: int) -> None:
+        """A melody note starts at `step`: move the grid on, and make it the present row."""
+        if self.step is not None:
+            gap = step - self.step
+            if gap < 0:
+                gap = 1  # the song position jumped back: what was just played is still the past
+            if gap > 0:
+                self._advance(gap)
+        self.step = step
+        self.released_at = None
+        row = self.rows[-1]
+        row[SOPRANO] = pitch
+        row[1:] = REST
+
+    def set_harmony(self, alto: int, tenor: int, bass: int) -> None:
+        row = self.rows[-1]
+        row[1], row[2], row[3] = alto, tenor, bass
+
+    def release(self, step: int) -> None:
+        """The present melody note (and its harmony) ended at `step`."""
+        if self.step is not None and self.released_at is None:
+            self.released_at = max(step, self.step)
+
+    def _advance(self, gap: int) -> None:
+        past, rows = self.past, self.rows
+        self._present[:] = rows[-1]
+        released = self.released_at
+        # melody rests shorter than a beat (detached playing) are held through for the engine,
+        # as Engine.harmonize does offline: the chorales it learnt from have no such gaps
+        if released is not None and self.step + gap - released < SHORTEST_HARMONY_REST:
+            released = None
+        stay = past + 1 - gap  # rows still in sight, the old present the last of them
+        if stay > 0:
+            rows[:stay] = rows[gap:]  # numpy copies overlapping slices correctly
+        # rows between the old present and the new one: the old present held, or silence
+        for i in range(max(stay, 0), past):
+            step = self.step + i - (past - gap)
+            if released is None or step < released:
+                rows[i] = self._present
+            else:
+                rows[i] = REST
+        if released is not None and self.step + gap - released >= past:
+            self.filled = 0  # nothing but silence in sight: no history worth showing
+        else:
+            self.filled = min(past, self.filled + gap)
+
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        """(roll, known) views: the history in sight and the present step, oldest first."""
+        start = self.past - self.filled
+        return self.rows[start:], self.known[start:]
+
+
+def model_view(roll: np.ndarray, settings: Settings, lowest: int, highest: int) -> tuple[np.ndarray, int]:
+    """The roll as the engine must get it, and the octave shift applied: a melody outside the
+    soprano range moved by whole octaves (as Engine.harmonize does), the harmony moved with it,
+    and any given note still outside the soprano range (melody) or the model's pitches [lowest,
+    highest] (harmony) folded into them. Folding happens before the shift, where every sounding
+    pitch is >= 0 (fold_into_range takes negative numbers for rests)."""
+    low, high = settings.voice_ranges[SOPRANO]
+    shift = octave_shift_into_range(roll[:, SOPRANO], low, high)
+    view = np.empty_like(roll)
+    view[:, SOPRANO] = fold_into_range(roll[:, SOPRANO], low - shift, high - shift)
+    view[:, 1:] = fold_into_range(roll[:, 1:], lowest - shift, highest - shift)
+    return np.where(view >= 0, view + shift, REST).astype(np.int16), shift
+
+
+
+def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
+    the melody's register (see model_view), MIDI pitches, -1 = silent."""
+    view, shift = _model_view_for(snapshot, roll)
+    return _from_model_view(snapshot.engine.inpaint(view, known, snapshot.settings, open_end=True), shift)
+
+
+def ask_engine_many(snapshot: Snapshot, rolls: list[np.ndarray], knowns: list[np.ndarray]) -> list[np.ndarray]:
+    """`ask_engine` for several rolls, in one batch where the engine can."""
+    views = [_model_view_for(snapshot, roll) for roll in rolls]
+    results = snapshot.engine.inpaint_many([view for view, _ in views], knowns, snapshot.settings, open_end=True)
+    return [_from_model_view(result, shift) for result, (_, shift) in zip(results, views)]
+
+
+def likely_next_pitches(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> list[int]:
+    """The engine's likeliest melody pitches (MIDI, likeliest first) for the last step of `roll`,
+    whose soprano is not `known`: what the melody may play next."""
+    view, shift = _model_view_for(snapshot, roll)
+    likely = snapshot.engine.melody_candidates(view, known, snapshot.settings, SPECULATED_PITCHES)
+    return [p - shift for p in likely if 0 <= p - shift <= 127]
+
+
+def window_key(roll: np.ndarray) -> tuple:
+    """A window's exact identity: an answer worked out for one window is only taken for it."""
+    return roll.shape, roll.tobytes()
+
+
+def _model_view_for(snapshot: Snapshot, roll: np.ndarray) -> tuple[np.ndarray, int]:
+    lowest = snapshot.engine.min_pitch
+    return model_view(roll, snapshot.settings, lowest, lowest + snapshot.engine.num_pitches - 1)
+
+
+def _from_model_view(result: np.ndarray, shift: int) -> np.ndarray:
+    return fold_into_range(np.where(result[:, 1:] >= 0, result[:, 1:] - shift, REST), 0, 127)

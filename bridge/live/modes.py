@@ -1,0 +1,5 @@
+"""The live modes' players, by `LiveConfig.mode`."""
+from bridge.live.note_mode import NoteMode
+from bridge.live.phrase_mode import PhraseMode
+
+PLAYERS = {NoteMode.mode: NoteMode, PhraseMode.mode: PhraseMode}

@@ -1,0 +1,285 @@
+"""Phrase mode: everything a lookahead later, each phrase's harmony decided by the full sampler."""
+from __future__ import annotations
+
+import collections
+import heapq
+import time
+
+import numpy as np
+
+from bridge.clock import Clock, step_ns
+from bridge.engines import REST, SHORTEST_HARMONY_REST, SOPRANO
+from bridge.live.config import VOICES
+from bridge.live.context import ask_engine, past_steps_for
+from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, Player
+from bridge.live.stats import LiveStats, describe
+
+# phrase mode decides a phrase this long before its first note is due (at most half the delay):
+# the time the sampler may take
+DECISION_MARGIN_NS = 80_000_000
+
+
+class PhraseMode(Player):
+    """Everything `lookahead_beats` later: the melody waits, each phrase's harmony is decided by
+    the full annealed Gibbs sampler (the harmony already decided given, as `Settings` say), and a
+    schedule sends the echo and the harmony exactly one delay after the melody came in.
+
+    The timeline has a row per 16th step, from the oldest step still shown to the engine to the
+    newest the melody reached: the melody (held through short rests for the engine, as offline),
+    whether the melody really sounds there (the harmony sounds only with it, as in note mode),
+    when the step began (the onset's arrival, else the grid's time), the onset's velocity, the
+    melody's note-off when one fell in that step, and the harmony once decided. Rows before
+    `decided` are decided and their messages scheduled. The pending rows are decided together,
+    as one phrase, when the first of them would otherwise be late: at its time + the delay -
+    the decision margin. A held note grows new rows on the grid (not with the `free` clock, where
+    a step is an onset), so that a long note is decided in time too.
+
+    Voices in unison on one channel (or with the echo) sound once and end with the last of them:
+    the output's record (bridge.sounding) sees to that.
+    """
+
+    mode = "phrase"
+    CAPACITY = 1024
+
+    def __init__(self, out: Outlet, stats: LiveStats, clock: Clock | None = None,
+                 monitor: collections.deque | None = None):
+        super().__init__(out, stats, clock, monitor)
+        n = self.CAPACITY
+        self.melody_rows = np.full(n, REST, dtype=np.int16)
+        self.harmony_rows = np.full((n, VOICES - 1), REST, dtype=np.int16)
+        self.sounding = np.zeros(n, dtype=bool)
+        self.start_ns = np.zeros(n, dtype=np.int64)
+        self.velocity = np.zeros(n, dtype=np.int16)
+        self.release_ns = np.full(n, -1, dtype=np.int64)
+        self.rows = 0                   # rows in use
+        self.decided = 0                # rows decided and scheduled
+        self.last_step = None           # the song step of the newest row
+        self.melody = None              # (in channel, pitch, velocity) of the note sounding now
+        self.released_row = None        # the row the last melody note ended in, while it rests
+        self.planned = [REST] * (VOICES - 1)   # the harmony as of the end of the schedule
+        self.echoes: dict[tuple[int, int], tuple[int, int]] = {}  # melody key -> echo key, scheduled
+        self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
+        self._seq = 0
+        self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
+
+    # ---- the knobs and the clock
+
+    def delay_ns(self) -> int:
+        return self.snapshot.config.delay_ns(self.clock.bpm)
+
+    def margin_ns(self) -> int:
+        return min(DECISION_MARGIN_NS, self.delay_ns() // 2)
+
+    def forget_history(self) -> None:
+        self.rows = self.decided = 0
+        self.last_step = None
+        self.released_row = None
+
+    # ---- melody in
+
+    def held_notes(self) -> list[tuple[int, int]]:
+        return list(self.echoes)
+
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        config = self.snapshot.config
+        due = t_ns + self.delay_ns()
+        key = (channel, pitch)
+        previous = self.echoes.pop(key, None)
+        if previous is not None:  # the same key again without a note-off: end the first one
+            self._at(due, NOTE_OFF, previous[0], previous[1], 0, SOPRANO)
+        echo_channel = config.echo_channel if config.echo else None
+        self._at(due, NOTE_ON, echo_channel, pitch, velocity, SOPRANO)
+        self.echoes[key] = (echo_channel, pitch)
+        self._onset_row(step, pitch, velocity, t_ns)
+        self.melody = (channel, pitch, velocity)
+
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+        key = (channel, pitch)
+        due = t_ns + self.delay_ns()
+        echo = self.echoes.pop(key, None)
+        if echo is not None:
+            self._at(due, NOTE_OFF, echo[0], echo[1], 0, SOPRANO)
+        if self.melody is None or key != self.melody[:2]:
+            return  # a note the legato already replaced: its echo was all that sounded
+        self._grow_while_held(t_ns - 1)  # the rows the note sounded in (begun before its end)
+        self.melody = None
+        if self.rows == 0:
+            return
+        last = self.rows - 1
+        self.released_row = last
+        if last < self.decided:
+            self._plan([REST] * (VOICES - 1), 0, due)  # its harmony is scheduled already
+        else:
+            self.release_ns[last] = t_ns
+
+    def _onset_row(self, step: int, pitch: int, velocity: int, t_ns: int) -> None:
+        """Make the row of `step` the onset of `pitch`, growing the timeline up to it."""
+        gap = 0 if self.rows == 0 else step - self.last_step
+        if self.rows and self.released_row is not None and gap > past_steps_for(self.snapshot):
+            self._decide()  # a rest longer than the engine looks back: what came before is not context
+            self.forget_history()
+        if self.rows == 0:
+            self.rows = 1
+            self.harmony_rows[0] = REST
+        elif gap != 0 or self.rows == self.decided:
+            # steps on (no more than the engine looks back: the rows between are context only);
+            # a jump back, or a row already decided, takes the next row. Else two onsets fell in
+            # one 16th, and the later one takes the row.
+            self._grow(min(max(gap, 1), past_steps_for(self.snapshot) + 1))
+        row = self.rows - 1
+        self.last_step = step
+        self.melody_rows[row] = pitch
+        self.sounding[row] = True
+        self.start_ns[row] = t_ns
+        self.velocity[row] = velocity
+        self.release_ns[row] = -1
+        self.released_row = None
+
+    def _grow(self, count: int) -> None:
+        """`count` more rows on the grid after the newest (there is one): the melody held while it
+        sounds, held through (for the engine only) while a rest is shorter than
+        SHORTEST_HARMONY_REST, else a rest."""
+        if count <= 0 or self.rows == 0:
+            return
+        if self.rows + count > self.CAPACITY:
+            self._trim(count)
+        step = step_ns(self.clock.bpm)
+        for _ in range(count):
+            row = self.rows
+            before = row - 1
+            released = self.released_row
+            held = self.melody is not None or (released is not None and row - released < SHORTEST_HARMONY_REST)
+            self.melody_rows[row] = self.melody_rows[before] if held else REST
+            self.sounding[row] = self.melody is not None
+            self.start_ns[row] = self.start_ns[before] + int(step)
+            self.velocity[row] = self.velocity[before]
+            self.release_ns[row] = -1
+            self.harmony_rows[row] = REST
+            self.rows += 1
+            self.last_step += 1
+
+    def _grow_while_held(self, now_ns: int) -> None:
+        """The rows of the grid steps begun by now under the melody note still held (none with
+        the free clock, whose steps are onsets)."""
+        if self.melody is not None and self.rows and self.clock.mode != "free":
+            newest = int(self.start_ns[self.rows - 1])
+            self._grow(max(0, int((now_ns - newest) // step_ns(self.clock.bpm))))
+
+    def _trim(self, room: int) -> None:
+        """Drop the oldest decided rows the engine no longer sees, to make `room`."""
+        keep_from = max(0, self.decided - past_steps_for(self.snapshot))
+        if self.rows - keep_from + room > self.CAPACITY:
+            self._decide()
+            keep_from = max(0, self.decided - past_steps_for(self.snapshot))
+            if self.rows - keep_from + room > self.CAPACITY:
+                raise RuntimeError("phrase timeline full")
+        kept = self.rows - keep_from
+        for array in (self.melody_rows, self.harmony_rows, self.sounding, self.start_ns, self.velocity, self.release_ns):
+            array[:kept] = array[keep_from:self.rows]
+        self.rows, self.decided = kept, self.decided - keep_from
+        if self.released_row is not None:
+            self.released_row -= keep_from
+
+    # ---- deciding
+
+    def _deadline_ns(self) -> int | None:
+        """When the pending rows (or the next row of a held note) must be decided."""
+        if self.snapshot is None or self.rows == 0:
+            return None
+        if self.decided < self.rows:
+            first = int(self.start_ns[self.decided])
+        elif self.melody is not None and self.clock.mode != "free":
+            first = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm))
+        else:
+            return None
+        return first + self.delay_ns() - self.margin_ns()
+
+    def _decide(self) -> None:
+        """Run the sampler over the pending rows, given what came before, and schedule them."""
+        lo, hi = self.decided, self.rows
+        if lo >= hi:
+            return
+        start = max(0, lo - past_steps_for(self.snapshot))
+        roll = np.empty((hi - start, VOICES), dtype=np.int16)
+        roll[:, SOPRANO] = self.melody_rows[start:hi]
+        roll[:, 1:] = self.harmony_rows[start:hi]
+        known = np.ones(roll.shape, dtype=bool)
+        known[lo - start:, 1:] = (roll[lo - start:, SOPRANO] < 0)[:, None]
+        try:
+            self.harmony_rows[lo:hi] = ask_engine(self.snapshot, roll, known)[lo - start:]
+        except Exception as error:  # the engine failed: this phrase is pass-through (echo only)
+            self.stats.engine_errors += 1
+            self.stats.last_engine_error = describe(error)
+            self.harmony_rows[lo:hi] = REST
+        delay = self.delay_ns()
+        silent = [REST] * (VOICES - 1)
+        for row in range(lo, hi):
+            due = int(self.start_ns[row]) + delay
+            self._plan(self.harmony_rows[row].tolist() if self.sounding[row] else silent, int(self.velocity[row]), due)
+            if self.release_ns[row] >= 0:
+                self._plan(silent, 0, int(self.release_ns[row]) + delay)
+        self.decided = hi
+
+    def _plan(self, pitches: list[int], velocity: int, due: int) -> None:
+        """Schedule the harmony to become `pitches` at `due`: voices that change end, then start."""
+        channels = self.snapshot.config.channels
+        for voice, (old, new) in enumerate(zip(self.planned, pitches)):
+            if old != new and old >= 0:
+                self._at(due, NOTE_OFF, channels[voice], old, 0, voice + 1)
+        for voice, (old, new) in enumerate(zip(self.planned, pitches)):
+            if old != new and new >= 0:
+                self._at(due, NOTE_ON, channels[voice], new, velocity, voice + 1)
+        self.planned = list(pitches)
+
+    # ---- sending on time
+
+    def _at(self, due: int, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        """Schedule one note message (channel None: shown in the monitor, not sent)."""
+        self._seq += 1
+        heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
+
+    def tick(self, now_ns: int) -> None:
+        deadline = self._deadline_ns()
+        if deadline is not None and now_ns >= deadline:
+            self._grow_while_held(now_ns)
+            self._decide()
+        schedule = self.schedule
+        while schedule and schedule[0][0] <= now_ns:
+            due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
+            self._send_now(status, channel, pitch, velocity, voice)
+            self.stats.add_timing_error(time.perf_counter_ns() - due)
+
+    def next_due_ns(self) -> int | None:
+        deadline = self._deadline_ns()
+        due = self.schedule[0][0] if self.schedule else None
+        if deadline is None or (due is not None and due < deadline):
+            return due
+        return deadline
+
+    def _send_now(self, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        if status == NOTE_ON:
+            self.showing[voice] = pitch
+            self._show(voice, pitch, velocity)
+        elif self.showing.get(voice) == pitch:
+            del self.showing[voice]
+            self._show(voice, pitch, 0)
+        if channel is None:
+            return
+        wrote = self.out.send(bytes((status | channel, pitch, velocity)))
+        if wrote and status == NOTE_ON and voice != SOPRANO:
+            self.stats.harmony_notes_out += 1
+
+    def release_all(self, t_ns: int) -> None:
+        """Drop what is scheduled and pending (the take stopped), and end every note sounding."""
+        self.schedule.clear()
+        self.out.release()
+        for voice, pitch in sorted(self.showing.items()):
+            self._show(voice, pitch, 0)
+        self.showing.clear()
+        self.planned = [REST] * (VOICES - 1)
+        self.echoes.clear()
+        if self.melody is not None:
+            self.melody = None
+            self.released_row = self.rows - 1 if self.rows else None
+        self.decided = self.rows
+        self.sounding[:self.rows] = False

@@ -1,0 +1,143 @@
+"""What both live modes share: melody events in, the echo and the harmony out.
+
+A player has no thread and no port. The worker hands it each incoming (bytes, t_ns) and calls
+`tick(now)` between messages; it plays into an `Outlet`: its source's view of the output's one
+record of what sounds (bridge.sounding), so that unisons sound once and `release()` ends exactly
+what the live bridge holds.
+"""
+from __future__ import annotations
+
+import collections
+import time
+
+from bridge.clock import CLOCK_STATUSES, START, STOP, Clock
+from bridge.live.config import Snapshot
+from bridge.live.stats import MONITOR_SIZE, LiveStats, MonitorEvent
+
+NOTE_OFF, NOTE_ON = 0x80, 0x90
+LIVE_SOURCE = "live"
+
+
+class Outlet:
+    """One source's way into an output's record: `send(bytes) -> bool` (did bytes go out) and
+    `release()`. `record` is anything with `send(data, source)` and `release(source)`: the
+    bridge's MidiOutput (swapped when the ports are opened again), or a plain Sounding."""
+
+    def __init__(self, record, source: str = LIVE_SOURCE):
+        self.record = record
+        self.source = source
+
+    def send(self, data: bytes) -> bool:
+        return self.record.send(data, self.source)
+
+    def release(self) -> int:
+        return self.record.release(self.source)
+
+
+class Player:
+    """Melody events in, melody echo and harmony out through `out`. One thread only.
+
+    The base does what both modes share: the knobs, the clock, filtering the input, the
+    statistics and the monitor; a mode says what happens on a melody note-on and note-off, what
+    is due when (`tick`, `next_due_ns`), and how to silence everything (`release_all`)."""
+
+    mode = ""
+
+    def __init__(self, out: Outlet, stats: LiveStats, clock: Clock | None = None,
+                 monitor: collections.deque | None = None):
+        self.out = out
+        self.stats = stats
+        self.clock = clock or Clock()
+        self.monitor = monitor if monitor is not None else collections.deque(maxlen=MONITOR_SIZE)
+        self.snapshot: Snapshot | None = None
+        self.now_ns = time.perf_counter_ns  # the time the monitor stamps (render() simulates it)
+
+    def apply(self, new: Snapshot, t_ns: int) -> None:
+        """Play by `new` from now on. A new engine or set of channels releases everything first:
+        what sounds belongs to the old one."""
+        old = self.snapshot
+        # taken even if what follows fails, so that a bad snapshot is not retried on every event
+        self.snapshot = new
+        self.clock.configure(new.config.clock, new.config.bpm)
+        self.stats.bpm = self.clock.bpm
+        if old is not None and (new.engine is not old.engine or new.config.channels != old.config.channels
+                                or new.config.echo_channel != old.config.echo_channel):
+            self.release_all(t_ns)
+
+    def handle(self, data: bytes, t_ns: int) -> None:
+        """One incoming message. Anything that is not a note or a clock message is ignored."""
+        if not data:
+            self.stats.ignored += 1
+            return
+        status = data[0]
+        if status in CLOCK_STATUSES:
+            self._clock_message(data, t_ns)
+            return
+        kind = status & 0xF0
+        if (kind != NOTE_ON and kind != NOTE_OFF) or len(data) != 3 or data[1] > 127 or data[2] > 127:
+            self.stats.ignored += 1  # other channel messages, SysEx, junk
+            return
+        channel, pitch, velocity = status & 0x0F, data[1], data[2]
+        if kind == NOTE_ON and velocity > 0:
+            in_channel = self.snapshot.config.in_channel
+            if in_channel is not None and channel != in_channel:
+                self.stats.ignored += 1
+                return
+            self.stats.notes_in += 1
+            step = self.clock.onset(t_ns)
+            self.stats.position_steps = step
+            self.stats.clock_source = self.clock.last_onset_source
+            self.note_on(channel, pitch, velocity, step, t_ns)
+        else:
+            # never filtered: a note-off always releases what its note-on started
+            self.note_off(channel, pitch, t_ns)
+
+    def _clock_message(self, data: bytes, t_ns: int) -> None:
+        clock = self.clock
+        what = clock.feed(data, t_ns)
+        if what is None:
+            self.stats.ignored += 1
+        elif what == STOP:
+            self.release_all(t_ns)
+        elif what == START:
+            # a new take from the top: nothing sounds on, no history carries over
+            self.release_all(t_ns)
+            self.forget_history()
+            clock.reset_onsets()
+        self.stats.bpm = clock.bpm
+        self.stats.clock_running = clock.running
+
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        raise NotImplementedError
+
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+        raise NotImplementedError
+
+    def held_notes(self) -> list[tuple[int, int]]:
+        """(in channel, pitch) of the melody notes held now (their note-off not yet come)."""
+        raise NotImplementedError
+
+    def source_gone(self, t_ns: int) -> None:
+        """What sent the melody went away: its held notes will get no note-off, so end them."""
+        for channel, pitch in self.held_notes():
+            self.note_off(channel, pitch, t_ns)
+
+    def release_all(self, t_ns: int) -> None:
+        """Note-offs for every note sounding, now."""
+        raise NotImplementedError
+
+    def forget_history(self) -> None:
+        """A new take: the past no longer conditions the harmony."""
+
+    def tick(self, now_ns: int) -> None:
+        """Send what is due by now."""
+
+    def next_due_ns(self) -> int | None:
+        """When `tick` next has something to do; None: only when a message comes."""
+        return None
+
+    def close(self) -> None:
+        """Let go of helpers."""
+
+    def _show(self, voice: int, pitch: int, velocity: int) -> None:
+        self.monitor.append(MonitorEvent(self.now_ns(), voice, pitch, velocity))

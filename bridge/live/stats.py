@@ -1,0 +1,126 @@
+"""What the live bridge reports: counters and latencies (`LiveStats`, read as a consistent
+`StatsSnapshot`), and the notes as they sound (`MonitorEvent`, what a window draws)."""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+# latencies (and phrase timing errors) kept for the percentiles
+LATENCY_WINDOW = 512
+# what the window is sent, at most this many notes behind
+MONITOR_SIZE = 4096
+
+
+class MonitorEvent(NamedTuple):
+    """A note as it sounds: voice 0 is the melody (1, 2, 3: alto, tenor, bass); velocity 0 = off."""
+    t_ns: int
+    voice: int
+    pitch: int
+    velocity: int
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    notes_in: int
+    harmony_notes_out: int
+    engine_errors: int
+    last_engine_error: str | None
+    event_errors: int
+    last_event_error: str | None
+    ignored: int
+    last_latency_ms: float | None
+    p50_latency_ms: float | None
+    p99_latency_ms: float | None
+    latencies: int
+    speculation_lookups: int
+    speculation_hits: int
+    speculation_errors: int
+    p99_phrase_timing_ms: float | None
+    bpm: float
+    clock_running: bool
+    clock_source: str
+    position_steps: int | None
+    port_problem: str | None
+    ports_reopened: int
+
+    @property
+    def speculation_hit_rate(self) -> float | None:
+        return self.speculation_hits / self.speculation_lookups if self.speculation_lookups else None
+
+
+@dataclass
+class LiveStats:
+    """Counters the worker writes and anyone may read (`snapshot()` for a consistent copy).
+
+    Latency: from the melody note-on's arrival stamp (MidiInput's perf_counter_ns) to the first
+    harmony note-on handed to the output port, in ns. Phrase timing: how late a scheduled message
+    was handed to the port, in ns."""
+    notes_in: int = 0
+    harmony_notes_out: int = 0
+    engine_errors: int = 0
+    last_engine_error: str | None = None
+    event_errors: int = 0           # unexpected errors while handling one event (the loop goes on)
+    last_event_error: str | None = None
+    ignored: int = 0                # SysEx, unknown, malformed, clock floods, other channels
+    last_latency_ns: int | None = None
+    speculation_lookups: int = 0    # note mode onsets answered while speculating
+    speculation_hits: int = 0       # ... of them, answered by a lookup
+    speculation_errors: int = 0     # the engine failed while speculating (no note is lost by it)
+    last_speculation_error: str | None = None
+    bpm: float = 0.0
+    clock_running: bool = False
+    clock_source: str = "internal"  # what places the notes: 'midi', 'internal' or 'free'
+    position_steps: int | None = None  # the step of the last onset
+    port_problem: str | None = None    # a port that went away, while it is away
+    ports_reopened: int = 0            # times the ports were opened again (the JACK server came back)
+    _latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    _timing: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_latency(self, ns: int) -> None:
+        with self._lock:
+            self.last_latency_ns = ns
+            self._latencies.append(ns)
+
+    def add_timing_error(self, ns: int) -> None:
+        with self._lock:
+            self._timing.append(ns)
+
+    def latencies_ms(self) -> list[float]:
+        with self._lock:
+            return [ns / 1e6 for ns in self._latencies]
+
+    def timing_errors_ms(self) -> list[float]:
+        with self._lock:
+            return [ns / 1e6 for ns in self._timing]
+
+    def snapshot(self) -> StatsSnapshot:
+        recent = sorted(self.latencies_ms())
+        return StatsSnapshot(
+            notes_in=self.notes_in, harmony_notes_out=self.harmony_notes_out,
+            engine_errors=self.engine_errors, last_engine_error=self.last_engine_error,
+            event_errors=self.event_errors, last_event_error=self.last_event_error, ignored=self.ignored,
+            last_latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
+            p50_latency_ms=_percentile(recent, 50), p99_latency_ms=_percentile(recent, 99),
+            latencies=len(recent), speculation_lookups=self.speculation_lookups,
+            speculation_hits=self.speculation_hits, speculation_errors=self.speculation_errors,
+            p99_phrase_timing_ms=_percentile(sorted(self.timing_errors_ms()), 99),
+            bpm=self.bpm, clock_running=self.clock_running, clock_source=self.clock_source,
+            position_steps=self.position_steps, port_problem=self.port_problem,
+            ports_reopened=self.ports_reopened)
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return None
+    rank = max(1, int(np.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
