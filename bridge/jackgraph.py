@@ -61,6 +61,11 @@ def _libjack():
             lib.jack_get_buffer_size.restype = ctypes.c_uint32
             lib.jack_get_buffer_size.argtypes = [vp]
             lib.jack_is_realtime.argtypes = [vp]
+            lib.jack_frame_time.restype = ctypes.c_uint32
+            lib.jack_frame_time.argtypes = [vp]
+            lib.jack_transport_start.argtypes = [vp]
+            lib.jack_transport_stop.argtypes = [vp]
+            lib.jack_transport_locate.argtypes = [vp, ctypes.c_uint32]
             lib.jack_client_real_time_priority.argtypes = [vp]
             _lib = lib
         return _lib
@@ -137,6 +142,11 @@ class JackGraph:
         if result != 0:
             raise JackGraphError(f"cannot disconnect {source!r} -> {destination!r} (JACK error {result})")
 
+    def frame_time(self) -> int:
+        """JACK's running count of frames, now (wraps at 2**32)."""
+        with self._lock:
+            return int(self._lib.jack_frame_time(self._checked()))
+
     def sample_rate(self) -> int:
         with self._lock:
             return int(self._lib.jack_get_sample_rate(self._checked()))
@@ -144,6 +154,15 @@ class JackGraph:
     def period(self) -> int:
         with self._lock:
             return int(self._lib.jack_get_buffer_size(self._checked()))
+
+    def transport(self, rolling: bool, frame: int | None = None) -> None:
+        """Start or stop JACK's transport (what a DAW's play button does), after moving it to
+        `frame` when given."""
+        with self._lock:
+            client = self._checked()
+            if frame is not None:
+                self._lib.jack_transport_locate(client, int(frame))
+            (self._lib.jack_transport_start if rolling else self._lib.jack_transport_stop)(client)
 
     def realtime_priority(self) -> int | None:
         """The realtime priority JACK gives its clients' process threads; None when the server

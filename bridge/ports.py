@@ -311,13 +311,10 @@ class MidiInput(_Port):
       to a bounded deque (`capacity`, oldest dropped when full): atomic, no lock, never blocks once
       it runs. Right for ALSA, CoreMIDI and WinMM, whose callback threads may wait for the GIL.
     - queue (JACK): rtmidi keeps messages in its own C++ queue (`capacity` messages) and `poll()`
-      drains it. JACK calls rtmidi's input code in its process (audio) thread; a Python callback
-      there must take the GIL, and while another thread holds it (up to the 5 ms switch interval,
-      longer inside a C call) the client overruns its period; with jackd in its default
-      asynchronous mode the next cycle then rewrites the buffer rtmidi 5.0 is still reading, and
-      rtmidi re-delivers the previous event in place of the ones it can no longer read (duplicated
-      and lost notes). The queue has no such failure (tests/test_ports.py holds the GIL to show
-      it). CPU starvation overruns periods too: see the realtime contract in bridge/live.
+      drains it. JACK calls rtmidi's input code in its process thread, realtime when the server
+      is; a Python callback there would have to take the GIL, and a thread that holds it (numba
+      code without nogil, a C extension that keeps it) would stall JACK's process thread for as
+      long. With the queue no Python runs there at all.
       Stamps: the last message of a batch gets the poll time, earlier ones are back-dated by the
       deltas rtmidi measured in the process thread, clamped between the previous batch and now, so
       a stamp is late by at most the time between two polls: poll often (<= 1 ms).

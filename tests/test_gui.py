@@ -20,7 +20,8 @@ from gui import presets, theme
 from gui.session import PortChoice
 from gui.window import MainWindow
 from test_live import ECHO_CHANNEL, MELODY, cc123_channels, connect, harmony_ons, is_note_on, unreleased
-from test_ports import Outside, wait_for
+from jackrig import Outside
+from test_ports import wait_for
 
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 START_TIMEOUT_MS = 120_000   # a loaded 2-core machine: warm-up and ports can take a while

@@ -15,7 +15,8 @@ from bridge.live.speculation import Speculator
 from bridge.sounding import Sounding
 from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
                        harmony_ons, is_note_on, settle, unreleased)
-from test_ports import Outside, wait_for
+from jackrig import Outside
+from test_ports import wait_for
 
 BPM = 120.0
 STEP_NS = NS_PER_MINUTE // (4 * int(BPM))          # a 16th at 120 bpm: 125 ms
@@ -190,7 +191,7 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
     try:
         mode.handle(bytes([NOTE_ON, 72, 80]), 1)
         mode.handle(bytes([NOTE_OFF, 72, 0]), 2)
-        assert speculator.wait_idle(10)
+        assert speculator.wait_idle(60)
         # what the speculator was asked to foresee: the engine's likeliest next pitch, one step on
         roll, known = mode.context.resized(mode.context.past).window()
         upcoming = mode.context.resized(mode.context.past)
@@ -205,7 +206,7 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
         assert stats.speculation_hits == hits + 1 and stats.speculation_lookups == 2
         assert len(harmony_ons(sent)) >= 1
         mode.handle(bytes([NOTE_OFF, likeliest, 0]), 4)
-        assert speculator.wait_idle(10)
+        assert speculator.wait_idle(60)
         unlikely = 127 if likeliest != 127 else 0            # never a candidate: outside the soprano range
         mode.handle(bytes([NOTE_ON, unlikely, 80]), 5)
         assert stats.speculation_hits == hits + 1 and stats.speculation_lookups == 3
@@ -215,16 +216,37 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
         speculator.close()
 
 
-def test_speculation_off_never_looks_up(engine):
-    stats = LiveStats()
-    speculator = Speculator(stats)
-    mode = NoteMode(Outlet(Sounding(lambda data: None)), stats, speculator=speculator)
-    mode.apply(Snapshot(LiveConfig(clock="free", speculate=False), LIVE_SETTINGS, engine), 0)
+def test_speculation_off_never_looks_up_nor_starts_work(engine):
+    for speculate in (True, False):
+        stats = LiveStats()
+        speculator = Speculator(stats)
+        mode = NoteMode(Outlet(Sounding(lambda data: None)), stats, speculator=speculator)
+        mode.apply(Snapshot(LiveConfig(clock="free", speculate=speculate), LIVE_SETTINGS, engine), 0)
+        try:
+            for k, pitch in enumerate(MELODY[:5]):
+                mode.handle(bytes([NOTE_ON, pitch, 80]), 2 * k)
+                mode.handle(bytes([NOTE_OFF, pitch, 0]), 2 * k + 1)
+            started = speculator.pid is not None
+        finally:
+            speculator.close()
+        if speculate:  # the same notes with it on: every onset looked up, work started after each
+            assert stats.speculation_lookups == 5 and speculator.jobs_posted == 5 and started
+        else:
+            assert stats.speculation_lookups == 0 and speculator.jobs_posted == 0 and not started
+
+
+def test_the_speculator_runs_at_idle_priority_in_a_process_of_its_own(engine):
+    """It must never take a core from the port clients, nor the GIL from the worker."""
+    import os
+
+    speculator = Speculator(LiveStats())
     try:
-        for k, pitch in enumerate(MELODY[:5]):
-            mode.handle(bytes([NOTE_ON, pitch, 80]), 2 * k)
-            mode.handle(bytes([NOTE_OFF, pitch, 0]), 2 * k + 1)
-        assert stats.speculation_lookups == 0 and speculator.wait_idle(1)
+        speculator.start()
+        assert speculator.pid not in (None, os.getpid())
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(speculator.pid) == os.SCHED_IDLE
+        else:
+            assert os.getpriority(os.PRIO_PROCESS, speculator.pid) == 19
     finally:
         speculator.close()
 

@@ -2,7 +2,6 @@
 virtual 'bachbridge in' / 'bachbridge out', and an outside rtmidi client playing the DAW."""
 from __future__ import annotations
 
-import ctypes
 import glob
 import os
 import statistics
@@ -15,6 +14,7 @@ import rtmidi
 from bridge.ports import (JACK_SETTLE_S, MidiInput, MidiOutput, PortError, auto_api, check_message, find_port,
                           list_apis, list_ports, pick_api)
 from conftest import run_cli
+from jackrig import Outside
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 
@@ -26,70 +26,6 @@ def wait_for(predicate, timeout=2.0):
             return False
         time.sleep(0.0005)
     return True
-
-
-class Outside:
-    """Another JACK MIDI client (the DAW): sends into our ports, receives from them.
-
-    Its inputs are drained by a thread polling rtmidi's queue every 0.2 ms (no Python callback in
-    JACK's process thread: see MidiInput), so a receive stamp is late by up to ~0.2 ms."""
-
-    def __init__(self):
-        self.clients = []
-        self.inputs = []
-        self.received: list[tuple[bytes, int]] = []
-        self._stop = threading.Event()
-        self._thread = None
-
-    def sender(self, target: str | None = None, *, virtual: str | None = None):
-        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="outside")
-        self.clients.append(out)
-        if virtual:
-            out.open_virtual_port(virtual)
-        else:
-            out.open_port(self._index(out.get_ports(), target), f"to {target}")
-            time.sleep(JACK_SETTLE_S)  # a brand-new connection may miss the next cycle's events
-        return out
-
-    def receiver(self, source: str | None = None, *, virtual: str | None = None):
-        inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="outside", queue_size_limit=4096)
-        self.clients.append(inp)
-        inp.ignore_types(sysex=False, timing=False, active_sense=False)
-        if virtual:
-            inp.open_virtual_port(virtual)
-        else:
-            inp.open_port(self._index(inp.get_ports(), source), f"from {source}")
-            time.sleep(JACK_SETTLE_S)
-        self.inputs.append(inp)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, daemon=True)
-            self._thread.start()
-        return inp
-
-    def _drain(self):
-        while not self._stop.is_set():
-            for inp in list(self.inputs):
-                while (item := inp.get_message()) is not None:
-                    self.received.append((bytes(item[0]), time.perf_counter_ns()))
-            time.sleep(0.0002)
-
-    @staticmethod
-    def _index(names, port):
-        hits = [i for i, name in enumerate(names) if name.split(":", 1)[-1] == port]
-        assert len(hits) == 1, f"{port!r} not (uniquely) among {names}"
-        return hits[0]
-
-    def messages(self):
-        return [m for m, _ in list(self.received)]
-
-    def close(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-        for client in self.clients:
-            time.sleep(JACK_SETTLE_S)  # see bridge.ports.JACK_SETTLE_S: no unregistering mid-notification
-            client.close_port()
-            client.delete()
 
 
 @pytest.fixture
@@ -281,17 +217,37 @@ def test_an_unterminated_sysex_does_not_make_the_input_deaf(jack_server, outside
         assert all(m[0] == NOTE_ON for m, _ in got)  # the guard's 0xF7 never shows
 
 
+def gil_hog(milliseconds: float):
+    """A function that burns a core for about `milliseconds` without letting go of the GIL, like
+    a C extension that keeps it (numba without nogil), calibrated here."""
+    from numba import njit
+
+    @njit(nogil=False)
+    def spin(n):
+        x = 0.0
+        for i in range(n):
+            x = x * 0.999999 + i
+        return x
+
+    spin(10)
+    n = 1_000_000
+    started = time.perf_counter()
+    spin(n)
+    n = max(1, int(n * milliseconds / 1e3 / (time.perf_counter() - started)))
+    return lambda: spin(n)
+
+
 def test_jack_input_survives_a_thread_hogging_the_gil(midi_in, outside):
-    """Bursts arrive whole, in order, without duplicates while another thread holds the GIL
-    (the engine will): the JACK input never runs Python in JACK's process thread."""
+    """Bursts arrive whole, in order, without duplicates while another thread holds the GIL and
+    burns a core (the engine may): the JACK input never runs Python in JACK's process thread."""
     assert not midi_in.uses_callback
     sender = outside.sender("bachbridge in")
     stop = threading.Event()
-    libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held during the call
+    burn = gil_hog(3.0)   # 3 ms at a time: more than two JACK periods
 
-    def hog():  # like a C extension that keeps the GIL: 3 ms at a time (> 2 JACK periods), no CPU burnt
+    def hog():
         while not stop.is_set():
-            libc.usleep(3000)
+            burn()
             time.sleep(0.0001)
 
     threading.Thread(target=hog, daemon=True).start()

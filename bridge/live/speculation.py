@@ -47,6 +47,7 @@ class Speculator:
         self._answers_in = None     # our end of the pipe from it
         self._generation = 0        # bumped by every job and every cancel: older answers are moot
         self._last_job = 0          # the generation of the latest job posted
+        self.jobs_posted = 0
         self._told: Snapshot | None = None   # the snapshot the process was last told of ...
         self._told_id = 0                    # ... and its number
         self._answers: dict = {}    # window key -> harmony, for the job (generation, snapshot id) below
@@ -75,6 +76,11 @@ class Speculator:
         answers_out.close()
         _lowest_priority(self._process.pid)
 
+    @property
+    def pid(self) -> int | None:
+        """The process's id, once it runs."""
+        return None if self._process is None else self._process.pid
+
     def speculate(self, snapshot: Snapshot, context, gaps: list[int]) -> None:
         """Start on the answers for the onset after the one `context` ends with."""
         self.start()
@@ -91,6 +97,7 @@ class Speculator:
         state = (context.past, context.rows, context.filled, context.step, context.released_at)
         if self._post(("job", self._generation, self._told_id, state, list(gaps))):
             self._last_job = self._generation
+            self.jobs_posted += 1
 
     def cancel(self) -> None:
         """What was worked out so far is moot (a new take, a release)."""
