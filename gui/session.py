@@ -1,17 +1,27 @@
 """The window's side of the live bridge: the knobs it wants, the bridge that plays them, and one
 worker thread ("the lane") for everything slow, so the GUI thread never waits on the bridge.
 
+The bridge runs in a process of its own (bridge.live.remote.RemoteBridge): its worker needs the
+GIL for every note it answers, and in the window's process anything may hold the GIL for long
+(a Qt call that keeps it, drawing, an offline harmonization in a thread of the window).
+
 Threading:
 - The GUI thread owns the wanted knobs (`config`, `settings`, `ports`) and only ever replaces
   them whole. The lane alone writes `model`, `engine` and `bridge` (once loaded or started), so
   work queued on it sees what the work before it did. The GUI thread reads `bridge` (stats,
-  monitor) and never blocks on it.
-- The lane runs, one at a time and in order: loading an engine, starting and stopping the bridge,
-  listing ports, and `bridge.update()` (which takes the bridge's update lock, held while a new
-  engine warms up: the GUI thread must not wait for that). A knob change queues one "sync" task
-  that pushes the latest wanted state whenever it runs, so a slider dragged across fifty values
-  costs one or two updates, not fifty.
-- Results come back to the GUI thread through a queued Qt signal.
+  monitor: what the bridge's process last reported) and never blocks on it; panic and a file to
+  play are messages to it that never wait.
+- The lane runs, one at a time and in order: loading an engine (the window's own, for the
+  model's metadata, the offline work and the screenshot), starting and stopping the bridge,
+  listing ports, and `bridge.update()` (which returns once the bridge's process plays by the new
+  knobs, after loading and warming up a new model: the GUI thread must not wait for that). A
+  knob change queues one "sync" task that pushes the latest wanted state whenever it runs, so a
+  slider dragged across fifty values costs one or two updates, not fifty.
+- The first start launches the bridge's process at once, from the GUI thread (a spawn: a few
+  ms), so that it loads and opens its ports while the window builds; a restart closes the old
+  one first, on the lane.
+- Results come back to the GUI thread through a queued Qt signal; so does the news that the
+  bridge's process ended without being asked (`stopped_why`).
 """
 from __future__ import annotations
 
@@ -23,7 +33,8 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from bridge.engines import Engine, load_engine
 from bridge.errors import BadInput
-from bridge.live import Bridge, LiveConfig
+from bridge.live import LiveConfig
+from bridge.live.remote import RemoteBridge
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT, PortError, api_status, list_apis, list_ports, pick_api
 from bridge.settings import Settings
 
@@ -67,11 +78,12 @@ def see_ports() -> PortsSeen:
 
 
 class LiveSession(QObject):
-    bridge_changed = pyqtSignal(object)    # the running Bridge, or None
+    bridge_changed = pyqtSignal(object)    # the running RemoteBridge, or None
     engine_changed = pyqtSignal(object)    # the Engine now wanted (and played, when a bridge runs)
     ports_seen = pyqtSignal(object)        # PortsSeen
     problem = pyqtSignal(str)              # one line for the status bar
     _done = pyqtSignal(object, object, object)  # (on_done, result, error): lane -> GUI thread
+    _ended = pyqtSignal(object, str)       # (bridge, why): its process ended unasked
 
     def __init__(self, model: str, config: LiveConfig, settings: Settings, ports: PortChoice = PortChoice(),
                  parent=None):
@@ -81,12 +93,15 @@ class LiveSession(QObject):
         self.config = config
         self.settings = settings
         self.ports = ports
-        self.bridge: Bridge | None = None
+        self.bridge: RemoteBridge | None = None
         self.starting = False
+        self.stopped_why: str | None = None   # why the bridge's process ended unasked, until the next start
+        self._starts_queued = 0
         self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bachbridge-gui-lane")
         self._sync_queued = threading.Event()
         self._closed = False
         self._done.connect(self._deliver)
+        self._ended.connect(self._bridge_ended)
 
     # ---- the lane
 
@@ -149,8 +164,8 @@ class LiveSession(QObject):
         def load():
             engine = load_engine(model, threads=1)  # one thread: the cores are shared with the DAW
             bridge = self.bridge
-            if bridge is not None:
-                bridge.update(engine=engine, config=self.config, settings=self.settings)  # warms up here
+            if bridge is not None:  # its process loads and warms up its own
+                bridge.update(model=model, config=self.config, settings=self.settings)
             # set here, on the lane, so that a start() queued behind this load uses this engine
             self.model, self.engine = model, engine
             return engine
@@ -164,36 +179,51 @@ class LiveSession(QObject):
 
     def start(self, ports: PortChoice | None = None) -> None:
         """(Re)start the bridge on `ports` (default: the current choice)."""
+        if self._closed:
+            return
         if ports is not None:
             self.ports = ports
         self.starting = True
+        self.stopped_why = None
         choice = self.ports
+        launched = None
+        if self.bridge is None and self._starts_queued == 0:
+            # nothing to close first: the process loads and opens its ports while the lane works
+            try:
+                launched = self._new_bridge(choice).launch()
+            except Exception:  # the lane tries again, and says why if it fails there too
+                launched = None
+        self._starts_queued += 1
 
         def start():
             self._stop_bridge()
-            if self.engine is None:
-                self.engine = load_engine(self.model, threads=1)
-            engine = self.engine
-            bridge = Bridge(engine, self.config, self.settings, api=choice.api, in_name=choice.in_name,
-                            out_name=choice.out_name, connect_in=choice.connect_in,
-                            connect_out=choice.connect_out)
-            bridge.start()
+            bridge = launched or self._new_bridge(choice).launch()
+            bridge.wait_started()
             # the lane alone writes `bridge`, so a second start() queued behind this one stops it
             self.bridge = bridge
-            bridge.update(config=self.config, settings=self.settings)  # knobs turned while it started
-            return engine, bridge
+            # knobs turned, or a model loaded, while it started
+            bridge.update(config=self.config, settings=self.settings, model=self.model)
+            return bridge
 
-        def started(result):
-            _, bridge = result
-            self.starting = False
+        def started(bridge):
+            self._starts_queued -= 1
+            self.starting = self._starts_queued > 0
             self.bridge_changed.emit(bridge)
 
         def failed_start(message):
-            self.starting = False
+            self._starts_queued -= 1
+            self.starting = self._starts_queued > 0
             self.bridge_changed.emit(None)
             self.problem.emit(message)
 
         self._run_start(start, started, failed_start)
+
+    def _new_bridge(self, choice: PortChoice) -> RemoteBridge:
+        bridge = RemoteBridge(self.model, self.config, self.settings, api=choice.api, in_name=choice.in_name,
+                              out_name=choice.out_name, connect_in=choice.connect_in,
+                              connect_out=choice.connect_out)
+        bridge.on_end = lambda why: self._ended.emit(bridge, why)   # from its receiver thread
+        return bridge
 
     def _run_start(self, task, on_done, on_failure) -> None:
         """Like _run, but a failure also resets the 'starting' state (through on_failure)."""
@@ -217,9 +247,26 @@ class LiveSession(QObject):
         self._run(self._stop_bridge, stopped)
 
     def _stop_bridge(self) -> None:  # on the lane
-        bridge, self.bridge = self.bridge, None
+        bridge = self.bridge
         if bridge is not None:
-            bridge.close()
+            bridge.close()      # its ports are closed before `bridge` says there is none
+            self.bridge = None
+
+    def _bridge_ended(self, bridge: RemoteBridge, why: str) -> None:
+        """The bridge's process ended unasked (killed, or stopped by someone else): say so."""
+        def forget():
+            if self.bridge is bridge:
+                self._stop_bridge()
+                return True
+            return False
+
+        def forgotten(was_current):
+            if was_current:
+                self.stopped_why = why
+                self.bridge_changed.emit(None)
+                self.problem.emit(f"{why}; Connect (Ctrl+R) starts it again")
+
+        self._run(forget, forgotten)
 
     def panic(self) -> None:
         """All notes off, now (from the GUI thread: the bridge allows it from any thread)."""

@@ -775,6 +775,8 @@ class MainWindow(QMainWindow):
         self._port_problem = None
         if bridge is None:
             self.roll.release_all()
+        else:
+            self.statusBar().showMessage(f"live: ports up in {bridge.ports_up_s * 1e3:.0f} ms", 5000)
         self._show_bridge_state()
 
     def _show_bridge_state(self) -> None:
@@ -786,7 +788,8 @@ class MainWindow(QMainWindow):
         elif self.session.starting:
             light, text = theme.WARN, f"starting  ·  {self.session.ports.describe()}"
         else:
-            light, text = theme.DANGER, "not live (no ports open): offline work still runs"
+            why = self.session.stopped_why or "no ports open"
+            light, text = theme.DANGER, f"not live ({why}): offline work still runs"
         self.status_light.set_colour(light)
         self.status_label.setText(text)
         self.play_button.setEnabled(bool(self.last_outputs) and bridge is not None)
