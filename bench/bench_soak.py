@@ -1,0 +1,1362 @@
+"""The live soak: a long, hostile evening of playing through a real JACK server.
+
+    python bench/bench_soak.py [--minutes 30] [--engines coconet-live,rnnrbm] [--out runs/bench-soak.json]
+
+Everything runs as a user's machine would run it, each part in its own process:
+- JACK: jackd, dummy driver, 48 kHz, 64-frame period, asynchronous (no --sync), with realtime
+  scheduling when it can get it (the report says whether it did: without it, a client that misses
+  a period on this 2-core machine drops that period's events whatever it runs, so figures from
+  such a server measure the machine, not the bridge).
+- The bridge: this script with `--bridge-process`, a `bridge.live.Bridge` on JACK (note mode to
+  begin with, speculation on, clock `auto`, internal tempo 160, phrase lookahead 2 beats, harmony
+  on MIDI channels 2-4, the melody's echo on channel 5). It takes one knob command per line on
+  its stdin (JSON) and answers each on stdout once the bridge has it; on request it reports
+  `stats.snapshot()`.
+- The DAW: this script with `--daw-process`, a python-rtmidi client with three ports: `melody`
+  (16th notes at 160 bpm on channel 1, each held 3/4 of a 16th, 32 pitches of a chorale-like
+  line over and over), `junk` (every 11th note, 35 ms after its onset, a burst of SysEx, an
+  unterminated SysEx, a clock flood, undefined and truncated messages, data bytes with no
+  status, out-of-range note data and stray channel messages; no note-on) and `marks` (control
+  changes on channel 16 that say in the record when a knob was turned, see below).
+- `jack_midi_clock` (Debian's jack-midi-clock) sends the MIDI clock at 160 bpm while JACK's
+  transport rolls, and Stop and Continue when this script stops it (every 4 bars, for a beat)
+  and starts it again.
+- `jack_midi_dump -a` listens to the DAW's melody and marks, to the clock and to 'bachbridge
+  out': its record (frame, bytes) is what the figures are counted from, by a program nobody
+  here wrote. It is started again with each life of the server.
+
+The evening: every second a knob turns: temperature mostly, the mode (note <-> phrase) and the
+engine (the first <-> the second of --engines) twice each in every 10 seconds. At 25% of the
+run the DAW is killed (SIGKILL) while a note is held, in note mode, and at 45% again in phrase
+mode; 2 s later it starts again and is connected again (no mode or engine change and no Stop
+from just before a kill until a second after the DAW is back: they would release what the kill
+must be seen to release). At 60% the JACK server is killed (SIGKILL) and started again a
+second later: the bridge must open its ports again by itself; this script then connects
+everything again, as a DAW's connection manager would, and the DAW plays on. At the end the DAW stops (its last note-off sent), the record goes on 2 s more, and the
+bridge is asked for its stats before it is closed (closing sends note-offs to everything).
+A knob turn or Stop that a kill made more than half a second late is left out, not made up for.
+
+How answers are counted, from the record, per melody onset (a note-on on channel 1):
+- the state of the knobs at its frame comes from the marks: the DAW sends "state" when it
+  starts, "begin" before the bridge is told of a new mode or engine and "done" once the bridge
+  has it; during a change (between the two) the onset's echo tells which mode took it (at once:
+  note mode);
+- note mode: answered when a harmony note-on (channels 2-4) follows it before the next onset;
+  its latency is the frames between the two (through JACK, both stamped by jack_midi_dump);
+- phrase mode: answered when its echo (channel 5, same pitch and velocity) comes about one
+  lookahead later (2 beats at 160 bpm, +-150 ms: a JACK cycle that ran late, e.g. while jackd
+  removes a dead client, shifts a run of answers in frames, the bridge timing them by the system
+  clock) with a harmony strike of the same velocity (the DAW's velocities go round 5 values, so
+  answers are told apart by them) or with harmony still sounding under it (a voice that keeps
+  its pitch is held, not struck again); their timing errors are their distances from the
+  lookahead, in frames, as heard;
+- not answered, and excused, each reason counted apart: in phrase mode when a release-worthy
+  event (a mode or engine change, Stop) came between the onset and its due time (the bridge
+  drops what phrase mode had scheduled and not yet played: by design); when the server was
+  killed before the answer was due; when the listener itself missed a JACK cycle meanwhile (its
+  frame count advances only by the cycles it ran, and jack_midi_clock's clocks are exactly 750
+  frames apart while the transport rolls, so a gap of another size shows one); and, for onsets
+  the bridge never echoed either, as many as it never took in (the DAW's count of onsets sent,
+  less the bridge's own notes_in: its input client missed that JACK cycle);
+- every other onset with no answer is LOST. Every onset in the record was sent while the DAW,
+  the bridge and the dump were connected (the DAW plays only once all are), so that is every
+  onset that reached the bridge while its ports were up and connected. Each lost onset says
+  whether the bridge itself played it bare (its monitor, what a window draws, shows no harmony
+  for it: the bridge's choice) or sent harmony that the record lacks (lost on the way out).
+Hanging notes: note-ons with no note-off in the record of the last life of the server, on any
+channel, 2 s after the DAW stopped (before the bridge is closed). After each kill of the DAW
+(mid-note: its note-on was 15 ms before the mark that says so, 10 ms before the kill), nothing
+of the bridge's (channels 2-5) may sound 1.5 s later; the time from the kill's mark to the
+bridge's last note-off is reported.
+
+Reported: what jackd's log says of missed cycles, per client; onsets sent, taken in by the
+bridge, in the record; answered, lost (bar: 0), excused by reason; hanging notes at the end
+(bar: 0; a note-off the listener may have missed in a cycle it missed is reported apart);
+per slice of --slice-minutes (default 5) of run time: note mode's p50/p99/max latency (drift
+bar: the last slice's p99 at most 1 ms or 25% above the first's, whichever is more) and phrase
+mode's p99 timing errors, with the bridge's own p50/p99 (its last 512 onsets) at the slice's
+end; the resident memory (VmRSS) of the bridge process and of its speculator process at start
+(one minute into the run, or a quarter of it when shorter: by then every engine and mode has
+played) and at the end (bar: growth <= 5%); the server restart: whether the bridge opened its
+ports again by itself (stats.ports_reopened), the time from the server accepting clients again
+to both of the bridge's ports being back, and the gap in playing; the releases after the DAW's
+kills; the bridge's counters (event_errors must stay 0). Exit status 1 when a bar is missed.
+With --server-signal TERM the server is stopped cleanly instead of killed.
+
+tests/test_soak.py runs the same evening for 30 s (`run_soak`).
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import jackrig  # noqa: E402  (tests/jackrig.py: the JACK rig shared by tests and benches)
+
+RATE, PERIOD = jackrig.RATE, jackrig.PERIOD
+BPM = 160.0
+SIXTEENTH_S = 60.0 / BPM / 4           # 93.75 ms
+NOTE_HELD = 0.75                       # of a 16th: the DAW plays detached, so each onset is struck afresh
+LOOKAHEAD_BEATS = 2.0
+DELAY_FRAMES = round(LOOKAHEAD_BEATS * 60.0 / BPM * RATE)   # phrase mode's lookahead, 36,000 frames
+# phrase mode: an onset's echo and harmony are looked for this close to its due time, the onset +
+# the lookahead (in frames: a JACK cycle that ran late shifts what the bridge, timing by the
+# system clock, sends after it)
+PHRASE_WINDOW_FRAMES = 150 * RATE // 1000
+VELOCITIES = [70, 78, 86, 94, 102]     # the DAW's, note after note: phrase mode's answers are told apart by them
+SLACK_FRAMES = 2 * PERIOD              # a message may land a period or two after another one
+
+MELODY_CHANNEL, HARMONY_CHANNELS, ECHO_CHANNEL, MARK_CHANNEL = 0, (1, 2, 3), 4, 15
+BRIDGE_CHANNELS = (*HARMONY_CHANNELS, ECHO_CHANNEL)
+# the marks (controllers on MARK_CHANNEL): the value is the knobs' state (see State.code)
+MARK_STATE, MARK_BEGIN, MARK_DONE, MARK_KILL = 0x70, 0x71, 0x72, 0x73
+NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
+STOP, START, CONTINUE, TIMING_CLOCK = 0xFC, 0xFA, 0xFB, 0xF8
+CLOCK_FRAMES = round(60.0 / BPM / 24 * RATE)   # 750: jack_midi_clock's clocks are exactly this far apart
+
+# a chorale-like line in the soprano's range, 2 bars of 16ths, played over and over
+MELODY = [67, 69, 71, 72, 74, 72, 71, 69, 67, 71, 74, 79, 78, 76, 74, 72,
+          71, 72, 74, 76, 74, 72, 71, 69, 67, 66, 67, 69, 71, 69, 67, 67]
+JUNK_EVERY = 11                        # notes between two bursts of junk
+JUNK_AFTER_S = 0.035                   # after the onset: done (and any unended SysEx ended) long before the next
+# what the junk port sends, in one burst: nothing the bridge may take for a note
+JUNK = [
+    [0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7],                      # a SysEx identity request
+    [0xF0, 0x43, *([0x11] * 300), 0xF7],                       # a long SysEx
+    [0xF0, 0x41, 0x10, 0x42],                                  # a SysEx that never ends
+    [0xF7], [0xF4], [0xF5], [0xF9], [0xFD], [0xFE], [0xFF],    # stray end, undefined, sensing, reset
+    [0x40], [0x12, 0x34],                                      # data bytes with no status
+    [0x90, 0x40], [0x93],                                      # truncated note-ons
+    [0x90, 0xC8, 0x50], [0x91, 0x40, 0x9F], [0x85, 200, 1],    # note data out of range
+    [0xB0, 7, 100], [0xC3, 12], [0xE0, 0, 64], [0xD2, 30], [0xA0, 60, 10],   # channel messages
+    [0xF2, 0x80, 0x80], [0xF1, 0x71], [0xF6],                  # a bad song position, MTC, tune request
+    *([[0xF8]] * 30),                                          # a clock flood
+]
+
+KNOB_CYCLE = "TETTMTTETM"              # each second's knob: Temperature, Engine, Mode
+TEMPERATURES = [0.3, 0.7, 1.0, 0.5, 0.0, 0.9, 0.2, 1.3]
+STOP_EVERY_S = 4 * 4 * 60.0 / BPM      # every 4 bars ...
+STOP_FOR_S = 60.0 / BPM                # ... the transport stops for a beat
+STATS_EVERY_S = 10.0
+OVERDUE_S = 0.5                        # a knob turn or Stop this late (after a kill) is left out
+KILL_CHECK_S = 1.5                     # after a kill of the DAW, nothing of the bridge's may sound by then
+DAW_BACK_AFTER_S = 2.0                 # the DAW starts again this long after its kill
+SERVER_DOWN_S = 1.0
+PORTS_BACK_TIMEOUT_S = 10.0
+END_LISTEN_S = 2.0                     # after the DAW stopped: phrase mode's last answers, then hanging notes
+DRIFT_MS, DRIFT_SHARE = 1.0, 0.25
+RSS_GROWTH_BAR = 0.05
+COMMAND_TIMEOUT_S = 20.0
+BARE_WINDOW_NS = 50_000_000            # see BareOnsets
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
+# ---------------------------------------------------------------- the bridge's process
+
+def bridge_process(engine_names: list[str]) -> None:
+    """Run a Bridge on JACK and turn its knobs as told on stdin, one JSON object a line:
+    {"temperature": T} | {"mode": "note"|"phrase"} | {"engine": NAME} | {"stats": true}
+    | {"quit": true}; each is answered by one JSON line on stdout once done."""
+    import faulthandler
+
+    from bridge.engines import load_engine
+    from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig, warm_up
+    from bridge.live.config import checked_snapshot
+
+    faulthandler.register(signal.SIGUSR1)   # `kill -USR1 PID`: every thread's stack into the log
+
+    def say(obj) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    engines = {name: load_engine(name, threads=1) for name in engine_names}
+    config = LiveConfig(mode="note", clock="auto", bpm=BPM, lookahead_beats=LOOKAHEAD_BEATS,
+                        echo_channel=ECHO_CHANNEL, channels=HARMONY_CHANNELS)
+    for engine in engines.values():   # every engine warm for both modes before the first note
+        for mode in ("note", "phrase"):
+            warm_up(checked_snapshot(engine, config.replace(mode=mode), LIVE_SETTINGS))
+    bridge = Bridge(engines[engine_names[0]], config, LIVE_SETTINGS, api="jack").start()
+    bare = BareOnsets(bridge.monitor)
+    say({"ready": True, "pid": os.getpid(), "ports_up_s": bridge.ports_up_s,
+         "worker_realtime": bridge.worker_realtime})
+    try:
+        for line in sys.stdin:
+            command = json.loads(line)
+            bare.read()
+            if "temperature" in command:
+                bridge.update(settings=bridge.snapshot.settings.replace(temperature=command["temperature"]))
+            elif "mode" in command:
+                bridge.update(config=bridge.snapshot.config.replace(mode=command["mode"]))
+            elif "engine" in command:
+                bridge.update(engine=engines[command["engine"]])
+            elif "stats" in command:
+                say({"stats": stats_of(bridge, bare)})
+                continue
+            elif "quit" in command:
+                break
+            say({"ok": True})
+    finally:
+        bridge.close()
+    bare.read()
+    say({"closed": True, "stats": stats_of(bridge, bare)})
+
+
+def stats_of(bridge, bare: "BareOnsets") -> dict:
+    snapshot = bridge.stats.snapshot()
+    return {**asdict(snapshot), "speculation_hit_rate": snapshot.speculation_hit_rate, "bare_onsets": bare.found}
+
+
+class BareOnsets:
+    """The melody onsets the bridge itself played bare, from its monitor (what a window draws:
+    in note mode the harmony right after the melody note, in phrase mode each when it sounds): no
+    harmony note-on within BARE_WINDOW_NS of the melody note-on, nor past its neighbours. `found`:
+    [(perf_counter_ns, pitch)]. An answer the record misses and the bridge never sent is the
+    bridge's own doing, not an answer lost on its way out."""
+
+    def __init__(self, monitor):
+        self.monitor = monitor
+        self.found: list[tuple[int, int]] = []
+        self._pending: list[tuple[int, int, int | None]] = []   # (t_ns, pitch, previous melody t_ns)
+        self._harmony: collections.deque = collections.deque(maxlen=256)   # recent harmony note-ons, t_ns
+        self._last_melody: int | None = None
+
+    def read(self) -> None:
+        while True:
+            try:
+                event = self.monitor.popleft()
+            except IndexError:
+                break
+            if event.velocity == 0:
+                continue
+            if event.voice == 0:
+                self._decide(event.t_ns, event.t_ns)
+                self._pending.append((event.t_ns, event.pitch, self._last_melody))
+                self._last_melody = event.t_ns
+            else:
+                self._harmony.append(event.t_ns)
+        self._decide(time.perf_counter_ns() - 2 * BARE_WINDOW_NS, None)
+
+    def _decide(self, now: int, next_melody: int | None) -> None:
+        """Decide the pending melody notes whose window closed by `now` (all, when a next melody
+        note came at `next_melody`)."""
+        keep = []
+        for t, pitch, previous in self._pending:
+            if next_melody is None and t + BARE_WINDOW_NS > now:
+                keep.append((t, pitch, previous))
+                continue
+            lo = t - BARE_WINDOW_NS if previous is None else max(previous + 1, t - BARE_WINDOW_NS)
+            hi = t + BARE_WINDOW_NS if next_melody is None else min(next_melody - 1, t + BARE_WINDOW_NS)
+            if not any(lo <= h <= hi for h in self._harmony) and len(self.found) < 10_000:
+                self.found.append((t, pitch))
+        self._pending = keep
+
+
+# ---------------------------------------------------------------- the DAW's process
+
+def daw_process() -> None:
+    """Ports 'melody', 'junk' and 'marks' (three python-rtmidi JACK clients named 'daw'). Prints
+    'ready'; then on stdin: 'play' (16ths until 'stop'; prints 'on K' after each note-on), 'mark
+    CONTROLLER VALUE' (a CC on MARK_CHANNEL out of 'marks'; prints 'marked'), 'stop' (the held
+    note ends, prints 'stopped', exits)."""
+    import rtmidi
+
+    ports = {}
+    for name in ("melody", "junk", "marks"):
+        port = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
+        port.open_virtual_port(name)
+        ports[name] = port
+    out_lock = threading.Lock()   # stdout: the player's lines and the command replies
+
+    def say(text: str) -> None:
+        with out_lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    stop = threading.Event()
+
+    def play() -> None:
+        melody, junk = ports["melody"], ports["junk"]
+        start = time.perf_counter()
+        k = 0
+        while not stop.is_set():
+            onset = start + k * SIXTEENTH_S
+            _sleep_until(onset)
+            pitch = MELODY[k % len(MELODY)]
+            melody.send_message([NOTE_ON | MELODY_CHANNEL, pitch, VELOCITIES[k % len(VELOCITIES)]])
+            say(f"on {k}")
+            if k % JUNK_EVERY == JUNK_EVERY - 1:
+                _sleep_until(onset + JUNK_AFTER_S)
+                for message in JUNK:
+                    junk.send_message(message)
+            _sleep_until(onset + NOTE_HELD * SIXTEENTH_S)
+            melody.send_message([NOTE_OFF | MELODY_CHANNEL, pitch, 0])
+            k += 1
+
+    player = threading.Thread(target=play, daemon=True)
+    say("ready")
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "play" and not player.is_alive():
+            player.start()
+        elif words[0] == "mark":
+            ports["marks"].send_message([CC | MARK_CHANNEL, int(words[1]), int(words[2])])
+            say("marked")
+        elif words[0] == "stop":
+            break
+    stop.set()
+    if player.is_alive():
+        player.join(1.0)   # the note it holds ends with it
+    time.sleep(0.05)       # the last note-off leaves with the next JACK cycles
+    say("stopped")
+    for port in ports.values():
+        port.close_port()
+        port.delete()
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.perf_counter()) > 0:
+        time.sleep(min(left, 0.002))
+
+
+# ---------------------------------------------------------------- the children, from here
+
+class Child:
+    """A child process of this script, talked to by lines; its stdout read by a thread."""
+
+    def __init__(self, role: str, *args: str, log: Path):
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), role, *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, bufsize=1, cwd=ROOT)
+        self.lines: queue.Queue = queue.Queue()
+        self.last_onset: tuple[int, float] | None = None   # the DAW's: (K, time.monotonic() it was read)
+        self.onsets_sent = 0                                # the DAW's: note-ons it sent
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("on "):
+                self.last_onset = (int(line.split()[1]), time.monotonic())
+                self.onsets_sent += 1
+            else:
+                self.lines.put(line.rstrip("\n"))
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, timeout: float = COMMAND_TIMEOUT_S) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.on_silence()
+            raise RuntimeError(f"{self.proc.args[2]}: no answer in {timeout:g} s (exit status "
+                               f"{self.proc.poll()}; see {self.log.name})") from None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def on_silence(self) -> None:
+        """It did not answer in time: what to leave in its log for the report."""
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait(5)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+class BridgeProcess(Child):
+    def __init__(self, engines: list[str], log: Path):
+        super().__init__("--bridge-process", ",".join(engines), log=log)
+        reply = json.loads(self.expect(120.0))
+        self.pid, self.ports_up_s, self.worker_realtime = reply["pid"], reply["ports_up_s"], reply["worker_realtime"]
+
+    def on_silence(self) -> None:
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGUSR1)   # every thread's stack into the log (see bridge_process)
+            time.sleep(0.5)
+
+    def command(self, **command) -> dict:
+        self.send(json.dumps(command))
+        return json.loads(self.expect())
+
+    def stats(self) -> dict:
+        return self.command(stats=True)["stats"]
+
+    def quit(self) -> dict:
+        self.send(json.dumps({"quit": True}))
+        return json.loads(self.expect())["stats"]
+
+    def speculator_pid(self) -> int | None:
+        """The speculator: the bridge's child started by multiprocessing (not its resource tracker)."""
+        for pid in _children(self.pid):
+            cmdline = _cmdline(pid)
+            if "multiprocessing" in cmdline and "resource_tracker" not in cmdline:
+                return pid
+        return None
+
+
+class DawProcess(Child):
+    def __init__(self, log: Path):
+        super().__init__("--daw-process", log=log)
+        if self.expect() != "ready":
+            raise RuntimeError("the DAW did not start")
+
+    def mark(self, controller: int, value: int) -> None:
+        self.send(f"mark {controller} {value}")
+        if self.expect() != "marked":
+            raise RuntimeError("the DAW did not mark")
+
+    def stop(self) -> None:
+        self.send("stop")
+        if self.expect() != "stopped":
+            raise RuntimeError("the DAW did not stop")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rss_kib(pid: int | None) -> int | None:
+    """VmRSS of a process, KiB."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+# ---------------------------------------------------------------- the JACK server
+
+def own_server(realtime: bool = True, log: Path | None = None) -> jackrig.JackServer:
+    """A JackServer under a rig name no other server holds now (picked here from the names with
+    no JACK socket, so that the server keeps its name when it is started again after a kill),
+    whose own jackd still runs once it answers."""
+    from bridge.ports import _jack_socket_present
+
+    problems = []
+    for slot in reversed(range(jackrig.SERVER_SLOTS)):
+        name = f"bachbridge-rig-{slot}"
+        if _jack_socket_present(name):
+            continue
+        server = jackrig.JackServer(realtime=realtime, log=log)
+        server.name = name
+        try:
+            server.start()
+            if _still_ours(server):
+                return server
+            problems.append(f"{name}: taken meanwhile")
+        except Exception as error:   # e.g. jack_lsp timing out on a loaded machine
+            problems.append(f"{name}: {error}")
+            _end_jackd_children(name)
+        server.close()
+    raise RuntimeError("no JACK server would start: " + ("; ".join(problems) or "every rig name is in use"))
+
+
+def _end_jackd_children(name: str) -> None:
+    """A jackd of ours left running by a start that failed half-way."""
+    for pid in _children(os.getpid()):
+        if _cmdline(pid).split()[:3] == [shutil.which("jackd") or "jackd", "-n", name]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def _still_ours(server: jackrig.JackServer, settle_s: float = 0.3) -> bool:
+    time.sleep(settle_s)
+    return server.proc is not None and server.proc.poll() is None
+
+
+def connect(server: jackrig.JackServer, source: str, destination: str, timeout: float = 10.0) -> None:
+    """server.connect, again until it works: a client's port shows before the client is active,
+    and JACK refuses to connect ports of an inactive client."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            server.connect(source, destination)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the knobs
+
+@dataclass
+class State:
+    """What the marks say about the knobs."""
+    mode: str = "note"
+    engine: int = 0
+
+    def code(self) -> int:
+        return (self.mode == "phrase") | (self.engine << 1)
+
+    @staticmethod
+    def from_code(code: int) -> "State":
+        return State("phrase" if code & 1 else "note", code >> 1)
+
+
+# ---------------------------------------------------------------- the record and its accounting
+
+@dataclass
+class Life:
+    """One life of the JACK server, as jack_midi_dump heard it."""
+    start_s: float                        # run time of frame 0 (about when the server started)
+    events: list[tuple[int, bytes]]
+    ended_by_kill: bool                   # the server was killed (the rest of the record was cut)
+    marks_sent: list[tuple[int, int, float]] = field(default_factory=list)   # (controller, value, monotonic)
+    index: int = 0
+
+    def monotonic_at(self, frame: int) -> float | None:
+        """time.monotonic() at `frame`, from the nearest mark (the DAW's ack of each mark is
+        within a JACK cycle of its frame): the bridge's monitor stamps on the same clock."""
+        heard = [(f, _mark(m)) for f, m in self.events if _mark(m)]
+        pairs = [(f, sent[2]) for (f, mark), sent in zip(heard, self.marks_sent) if mark == sent[:2]]
+        if not pairs:
+            return None
+        mark_frame, mark_time = min(pairs, key=lambda pair: abs(pair[0] - frame))
+        return mark_time + (frame - mark_frame) / RATE
+
+
+@dataclass
+class Accounting:
+    onsets: int = 0
+    answered: int = 0
+    lost: list[dict] = field(default_factory=list)
+    unechoed: list[dict] = field(default_factory=list)   # unanswered and never echoed: see reconcile()
+    excused: dict = field(default_factory=dict)
+    blind_spots: int = 0                                  # stretches in which the listener missed cycles
+    sent: int = 0                                         # onsets the DAW sent (while connected)
+    not_taken_in: int = 0                                 # ... that the bridge's notes_in did not count
+    by_mode: dict = field(default_factory=lambda: {"note": 0, "phrase": 0, "changing": 0})
+    latencies: list[tuple[float, float]] = field(default_factory=list)      # (run time s, ms), note mode
+    echo_errors: list[tuple[float, float]] = field(default_factory=list)     # (run time s, ms), phrase mode ...
+    harmony_errors: list[tuple[float, float]] = field(default_factory=list)  # ... its echo's and harmony's, from due
+    hanging_end: dict = field(default_factory=dict)
+    hanging_unverifiable: dict = field(default_factory=dict)
+
+
+def _is_on(m: bytes) -> bool:
+    return len(m) == 3 and m[0] & 0xF0 == NOTE_ON and m[2] > 0
+
+
+def _is_off(m: bytes) -> bool:
+    return len(m) == 3 and (m[0] & 0xF0 == NOTE_OFF or (m[0] & 0xF0 == NOTE_ON and m[2] == 0))
+
+
+def _channel(m: bytes) -> int:
+    return m[0] & 0x0F
+
+
+def _mark(m: bytes) -> tuple[int, int] | None:
+    if len(m) == 3 and m[0] == CC | MARK_CHANNEL:
+        return m[1], m[2]
+    return None
+
+
+class Timeline:
+    """The knobs' state at any frame of one life, from its marks, and the release-worthy events."""
+
+    def __init__(self, events: list[tuple[int, bytes]]):
+        self.frames, self.states, self.changing = [], [], []   # from frame on: state, in a change
+        self.releases: list[int] = []   # frames of release-worthy events: mode/engine change, Stop, Start
+        state = State()
+        for frame, m in events:
+            mark = _mark(m)
+            if mark is not None:
+                kind, value = mark
+                if kind == MARK_STATE or kind == MARK_DONE:
+                    state = State.from_code(value)
+                    self._add(frame + (SLACK_FRAMES if kind == MARK_DONE else 0), state, False)
+                    if kind == MARK_DONE:   # the worker takes the new knobs by then, releasing
+                        self.releases.append(frame + SLACK_FRAMES)
+                elif kind == MARK_BEGIN:
+                    self._add(frame - SLACK_FRAMES, state, True)
+            elif m and m[0] in (STOP, START):
+                self.releases.append(frame)
+
+    def _add(self, frame: int, state: State, changing: bool) -> None:
+        self.frames.append(frame)
+        self.states.append(state)
+        self.changing.append(changing)
+
+    def at(self, frame: int) -> tuple[State, bool]:
+        k = bisect.bisect_right(self.frames, frame) - 1
+        return (State(), False) if k < 0 else (self.states[k], self.changing[k])
+
+    def release_between(self, lo: int, hi: int) -> bool:
+        return self.next_release(lo) <= hi
+
+    def next_release(self, frame: int) -> int | float:
+        """The frame of the first release-worthy event at or after `frame` (inf: none)."""
+        k = bisect.bisect_left(self.releases, frame)
+        return self.releases[k] if k < len(self.releases) else float("inf")
+
+
+def _harmony_sounding(events: list[tuple[int, bytes]]):
+    """A function of a frame: does any harmony note sound then (every event up to it applied)?"""
+    frames, counts = [], []
+    on: dict[tuple[int, int], int] = {}
+    total = 0
+    for frame, m in events:
+        if len(m) != 3 or _channel(m) not in HARMONY_CHANNELS or m[0] & 0xE0 != NOTE_OFF:
+            continue
+        key = (_channel(m), m[1])
+        if _is_on(m):
+            on[key] = on.get(key, 0) + 1
+            total += 1
+        elif on.get(key, 0) > 0:
+            on[key] -= 1
+            total -= 1
+        if frames and frames[-1] == frame:
+            counts[-1] = total
+        else:
+            frames.append(frame)
+            counts.append(total)
+
+    def at(frame: int) -> bool:
+        k = bisect.bisect_right(frames, frame) - 1
+        return k >= 0 and counts[k] > 0
+    return at
+
+
+def blind_spots(events: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """Where the listener (jack_midi_dump) missed JACK cycles: its frame count advances only by the
+    cycles it ran, and jack_midi_clock's clocks are exactly CLOCK_FRAMES apart while the transport
+    rolls, so two clocks closer or further apart than that (with no Start, Stop or Continue
+    between) have a cycle the listener missed between them (or one the clock missed). [(from, to)]."""
+    spots, previous = [], None
+    for frame, m in events:
+        if not m or m[0] in (START, STOP, CONTINUE):
+            previous = None
+        elif m[0] == TIMING_CLOCK:
+            if previous is not None and frame - previous != CLOCK_FRAMES:
+                spots.append((previous, frame))
+            previous = frame
+    return spots
+
+
+def account_life(life: Life, acc: Accounting) -> None:
+    """Add one life's onsets to `acc` (see the module docstring for the rules)."""
+    events = life.events
+    timeline = Timeline(events)
+    spots = blind_spots(events)
+    acc.blind_spots += len(spots)
+    spot_starts = [a for a, _ in spots]
+
+    def blind(lo: int, hi: int) -> bool:
+        k = bisect.bisect_right(spot_starts, hi) - 1
+        return k >= 0 and spots[k][1] >= lo
+    onsets = [k for k, (_, m) in enumerate(events) if _is_on(m) and _channel(m) == MELODY_CHANNEL]
+    harmony_ons = [k for k, (_, m) in enumerate(events) if _is_on(m) and _channel(m) in HARMONY_CHANNELS]
+    # phrase mode's answers are told apart by velocity (the bridge plays the echo and the harmony
+    # with the melody note's; the DAW's velocities go round 5 values, so the next onset with the
+    # same one is 5 16ths away), the echo by its pitch too
+    echoes: dict[tuple[int, int], list[int]] = {}
+    strikes: dict[int, list[int]] = {}   # velocity -> frames of harmony strikes (a chord's note-ons)
+    for k in harmony_ons:
+        frame, m = events[k]
+        chords = strikes.setdefault(m[2], [])
+        if not chords or frame - chords[-1] > SLACK_FRAMES:
+            chords.append(frame)
+    for frame, m in events:
+        if _is_on(m) and _channel(m) == ECHO_CHANNEL:
+            echoes.setdefault((m[1], m[2]), []).append(frame)
+    last_frame = events[-1][0] if events else 0
+
+    sounding = _harmony_sounding(events)
+
+    def note_answer(n: int) -> int | None:
+        """Frame of the first harmony note-on after onset n, before the next onset."""
+        k = onsets[n]
+        end = onsets[n + 1] if n + 1 < len(onsets) else len(events)
+        j = bisect.bisect_right(harmony_ons, k)
+        return events[harmony_ons[j]][0] if j < len(harmony_ons) and harmony_ons[j] < end else None
+
+    def near(frames: list[int], lo: int, hi: int, target: int) -> int | None:
+        j = bisect.bisect_left(frames, lo)
+        found = [f for f in frames[j:j + 3] if f <= hi]
+        return min(found, key=lambda f: abs(f - target)) if found else None
+
+    def echoed(frame: int, pitch: int, velocity: int, mode: str) -> bool:
+        """Did the bridge echo the onset at all (so it took it in)?"""
+        lo, hi = ((frame, frame + RATE // 20) if mode == "note" else
+                  (frame + DELAY_FRAMES - PHRASE_WINDOW_FRAMES, frame + DELAY_FRAMES + PHRASE_WINDOW_FRAMES))
+        return near(echoes.get((pitch, velocity), []), lo, hi, lo) is not None
+
+    def phrase_answer(frame: int, pitch: int, velocity: int) -> tuple[int, int] | None:
+        """(echo, harmony strike) frames - due for the onset at `frame`, or None when either is
+        missing: the echo (its pitch and velocity) and the strike (its velocity) nearest to its
+        due time, within PHRASE_WINDOW_FRAMES of it (in frames, a JACK cycle that ran late
+        shifts what the bridge, timing by the system clock, sends after it) and before the next
+        release-worthy event (what that dropped never came: what comes after it belongs to the
+        knobs after it)."""
+        due = frame + DELAY_FRAMES
+        lo = due - PHRASE_WINDOW_FRAMES
+        hi = min(due + PHRASE_WINDOW_FRAMES, timeline.next_release(frame - SLACK_FRAMES))
+        echo = near(echoes.get((pitch, velocity), []), lo, hi, due)
+        if echo is None:
+            return None
+        strike = near(strikes.get(velocity, []), lo, hi, due)
+        if strike is None:
+            # a voice that keeps its pitch is held, not struck again: when the melody's note-off
+            # between two notes is missed, the harmony under the first sounds on under the second
+            return (echo - due, echo - due) if sounding(echo + SLACK_FRAMES) else None
+        return echo - due, strike - due
+
+    for n, k in enumerate(onsets):
+        frame, m = events[k]
+        run_s = life.start_s + frame / RATE
+        state, changing = timeline.at(frame)
+        acc.onsets += 1
+        acc.by_mode["changing" if changing else state.mode] += 1
+        # during a change, the echo says which mode took the onset
+        mode = ("note" if echoed(frame, m[1], m[2], "note") else "phrase") if changing else state.mode
+        now = note_answer(n) if mode == "note" else None
+        later = phrase_answer(frame, m[1], m[2]) if mode == "phrase" else None
+        if now is not None:
+            acc.answered += 1
+            acc.latencies.append((run_s, (now - frame) * 1000 / RATE))
+            continue
+        if later is not None:
+            acc.answered += 1
+            acc.echo_errors.append((run_s, later[0] * 1000 / RATE))
+            acc.harmony_errors.append((run_s, later[1] * 1000 / RATE))
+            continue
+        next_onset = events[onsets[n + 1]][0] if n + 1 < len(onsets) else last_frame
+        due_end = frame + DELAY_FRAMES + PHRASE_WINDOW_FRAMES if mode != "note" else next_onset
+        if mode != "note" and timeline.release_between(frame - SLACK_FRAMES, due_end):
+            reason = "dropped by a knob change or Stop in phrase mode (by design)"
+        elif life.ended_by_kill and due_end >= last_frame - RATE // 20:
+            reason = "cut off by the server's death"
+        elif blind(frame - SLACK_FRAMES, due_end):
+            reason = "unverifiable: the listener missed a JACK cycle meanwhile"
+        else:
+            lost = {"run_s": round(run_s, 3), "frame": frame, "pitch": m[1], "mode": mode, "engine": state.engine,
+                    "life": life.index, "echoed": echoed(frame, m[1], m[2], mode)}
+            (acc.lost if lost["echoed"] else acc.unechoed).append(lost)
+            continue
+        acc.excused[reason] = acc.excused.get(reason, 0) + 1
+
+
+def reconcile(acc: Accounting, sent: int, taken_in: int) -> None:
+    """The unanswered onsets the bridge never echoed either: as many as the DAW sent and the
+    bridge's notes_in did not count never reached it (its input client missed that JACK cycle:
+    the machine's doing, reported apart); any beyond that are LOST."""
+    acc.sent, acc.not_taken_in = sent, max(0, sent - taken_in)
+    explained = min(acc.not_taken_in, len(acc.unechoed))
+    if explained:
+        acc.excused["never reached the bridge (its input missed a JACK cycle)"] = explained
+    for lost in acc.unechoed[explained:]:   # which of them is moot: the count is what matters
+        lost["why"] = "neither echo nor harmony, beyond what the bridge's input missed"
+        acc.lost.append(lost)
+
+
+def why_lost(life: Life, lost: dict, bare: list[tuple[float, int]]) -> str:
+    """'bare': the bridge itself played that onset with no harmony (its monitor says so, within
+    80 ms of when it would have sounded); else 'lost on the way out'."""
+    at = life.monotonic_at(lost["frame"])
+    if at is None:
+        return "unknown (no marks to place it)"
+    if lost["mode"] == "phrase":
+        at += DELAY_FRAMES / RATE
+    if any(pitch == lost["pitch"] and abs(t - at) <= 0.08 for t, pitch in bare):
+        return "bare: the bridge itself sent no harmony for it (its monitor shows none)"
+    return "lost on the way out"
+
+
+def hanging_at_end(events: list[tuple[int, bytes]]) -> tuple[dict, dict]:
+    """(hanging, unverifiable): note-ons with no note-off in the record; a note of the DAW's (it
+    ends every note) or one after whose note-on the listener missed a cycle may have had its
+    note-off missed by the listener: those are unverifiable."""
+    spots = blind_spots(events)
+    hanging, unverifiable = {}, {}
+    for key, count in jackrig.hanging([m for _, m in events]).items():
+        channel, pitch = key
+        last_on = max(f for f, m in events if _is_on(m) and _channel(m) == channel and m[1] == pitch)
+        missed = channel == MELODY_CHANNEL or any(b >= last_on for _, b in spots)
+        (unverifiable if missed else hanging)[key] = count
+    return hanging, unverifiable
+
+
+def bridge_hanging(events, channels=BRIDGE_CHANNELS) -> dict:
+    """{(channel, pitch): count} of the bridge's note-ons with no note-off in `events`."""
+    return {key: n for key, n in jackrig.hanging([m for _, m in events]).items() if key[0] in channels}
+
+
+def kill_check(events: list[tuple[int, bytes]], since: int = 0) -> dict:
+    """After the DAW's kill (its last MARK_KILL in `events`): was its note held, what of the
+    bridge's sounded then, when did the last of it end, and what still sounds at the end. Only
+    notes begun from frame `since` on count (what an earlier kill left sounding was reported then)."""
+    events = [(f, m) for f, m in events if f >= since]
+    kill_at = max((k for k, (_, m) in enumerate(events) if _mark(m) and _mark(m)[0] == MARK_KILL), default=None)
+    if kill_at is None:
+        return {"error": "no kill mark in the record"}
+    kill_frame = events[kill_at][0]
+    before = [m for _, m in events[:kill_at]]
+    melody_held = {key: n for key, n in jackrig.hanging(before).items() if key[0] == MELODY_CHANNEL}
+    sounding_then = bridge_hanging(events[:kill_at])
+    offs = [f for f, m in events[kill_at:] if _is_off(m) and _channel(m) in BRIDGE_CHANNELS]
+    hanging_after = bridge_hanging(events)
+    return {"kill_frame": kill_frame,
+            "melody_note_held": bool(melody_held),
+            "bridge_notes_sounding_at_kill": sum(sounding_then.values()),
+            "release_s": round((max(offs) - kill_frame) / RATE, 3) if offs else None,
+            "hanging_after": {f"{c + 1}:{p}": n for (c, p), n in hanging_after.items()}}
+
+
+# ---------------------------------------------------------------- the evening
+
+@dataclass
+class SoakReport:
+    seconds: float
+    engines: list[str]
+    server: dict
+    accounting: Accounting
+    notes_in: int
+    slices: list[dict]
+    rss: dict
+    restart: dict
+    source_kills: list[dict]
+    completed: bool                 # the evening reached its end (else: the bridge's ports did not come back)
+    bridge_stats: dict
+    samples: list[dict]
+    verdict: dict
+
+    @property
+    def lost(self) -> int:
+        return len(self.accounting.lost)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for key in ("hanging_end", "hanging_unverifiable"):
+            out["accounting"][key] = {f"{c + 1}:{p}": n for (c, p), n in getattr(self.accounting, key).items()}
+        return out
+
+
+class Soak:
+    """The evening, run by `run()`: see the module docstring."""
+
+    def __init__(self, seconds: float, engines: list[str], workdir: Path, slice_s: float,
+                 progress=print, realtime: bool = True, server_signal: str = "KILL",
+                 require_realtime: bool = False):
+        self.seconds, self.engines, self.workdir, self.slice_s = seconds, engines, workdir, slice_s
+        self.progress = progress
+        self.realtime = realtime
+        self.server_signal = server_signal
+        self.require_realtime = require_realtime
+        self.server: jackrig.JackServer | None = None
+        self.bridge: BridgeProcess | None = None
+        self.daw: DawProcess | None = None
+        self.dump: jackrig.MidiDump | None = None
+        self.clock: jackrig.MidiClock | None = None
+        self.lives: list[Life] = []
+        self.life_start_s = 0.0
+        self.state = State()
+        self.temperature_index = 0
+        self.samples: list[dict] = []
+        self.source_kills: list[dict] = []
+        self.restart: dict = {}
+        self.t0 = 0.0
+        self.quiet_until = 0.0       # no release-worthy change, no Stop, until then (run time)
+        self.stopped_at: float | None = None
+        self.checked_until, self.checked_life = 0, 0   # the record up to this frame of this life was checked
+        self.onsets_sent = 0                           # by every DAW, while connected
+        self.marks_sent: list[tuple[int, int, float]] = []   # this life's marks: (controller, value, monotonic)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    # ---- setting up and tearing down the DAW side
+
+    def _start_life(self) -> None:
+        """After the server (re)started and the bridge's ports are there: the dump, the clock and
+        the DAW, connected; the DAW marks the knobs' state and plays."""
+        server = self.server
+        self.dump = jackrig.MidiDump(server, "dump")
+        connect(server, "bachbridge out", r"^dump:input$")
+        self.clock = jackrig.MidiClock(server, BPM)
+        connect(server, r"^jack_midi_clock:mclk_out$", "bachbridge in")
+        connect(server, r"^jack_midi_clock:mclk_out$", r"^dump:input$")
+        server.graph().transport(True, 0)
+        self._start_daw()
+
+    def _start_daw(self) -> None:
+        server = self.server
+        self.daw = DawProcess(self.workdir / "daw.log")
+        connect(server, "melody", r"^dump:input$")
+        connect(server, "marks", r"^dump:input$")
+        connect(server, "melody", "bachbridge in")
+        connect(server, "junk", "bachbridge in")
+        time.sleep(0.05)  # a brand-new connection may miss the next cycle's events
+        self.mark(self.daw, MARK_STATE, self.state.code())
+        self.daw.send("play")
+
+    def _end_life(self, killed: bool, daw_sent: int | None = None) -> None:
+        """Keep what the dump heard in this life; end the DAW side's programs. `daw_sent`: the
+        DAW's onsets to count (default: all it sent)."""
+        if self.daw is not None:
+            self.onsets_sent += self.daw.onsets_sent if daw_sent is None else daw_sent
+            self.daw.kill()
+            self.daw.close()
+            self.daw = None
+        for program in (self.clock, self.dump):
+            if program is not None:
+                program.kill() if killed else program.close()
+        if self.dump is not None:
+            time.sleep(0.2)  # the dump's reader takes its last lines
+            life = Life(self.life_start_s, self.dump.events(), killed, self.marks_sent, len(self.lives))
+            self.marks_sent = []
+            self.lives.append(life)
+            with open(self.workdir / f"record-{len(self.lives)}.txt", "w") as record:
+                record.writelines(f"{frame} {m.hex(' ')}\n" for frame, m in life.events)
+        self.dump = self.clock = None
+
+    # ---- what happens during the evening
+
+    def turn_knob(self, second: int) -> None:
+        kind = KNOB_CYCLE[second % len(KNOB_CYCLE)]
+        if kind != "T" and self.now() < self.quiet_until:
+            kind = "T"
+        if kind == "T":
+            self.temperature_index += 1
+            self.bridge.command(temperature=TEMPERATURES[self.temperature_index % len(TEMPERATURES)])
+        elif kind == "M":
+            self.change(State("phrase" if self.state.mode == "note" else "note", self.state.engine))
+        else:
+            self.change(State(self.state.mode, (self.state.engine + 1) % len(self.engines)))
+
+    def mark(self, daw: DawProcess, controller: int, value: int) -> None:
+        daw.mark(controller, value)
+        self.marks_sent.append((controller, value, time.monotonic()))
+
+    def change(self, new: State) -> None:
+        """A release-worthy knob change (mode or engine), marked in the record before and after."""
+        daw = self.daw if self.daw is not None and self.daw.alive() else None
+        if daw is not None:
+            self.mark(daw, MARK_BEGIN, new.code())
+        if new.mode != self.state.mode:
+            self.bridge.command(mode=new.mode)
+        if new.engine != self.state.engine:
+            self.bridge.command(engine=self.engines[new.engine])
+        self.state = new
+        if daw is not None:
+            self.mark(daw, MARK_DONE, new.code())
+
+    def transport_stop(self) -> None:
+        if self.now() < self.quiet_until or self.daw is None:
+            return
+        self.server.graph().transport(False)
+        self.stopped_at = self.now()
+
+    def transport_continue(self) -> None:
+        if self.stopped_at is not None:
+            self.server.graph().transport(True)
+            self.stopped_at = None
+
+    def kill_source(self, mode: str) -> None:
+        """Kill the DAW (SIGKILL) while it holds a note, in `mode`; check that nothing of the
+        bridge's sounds KILL_CHECK_S later; start the DAW again."""
+        if self.state.mode != mode:
+            self.change(State(mode, self.state.engine))
+        self.quiet_until = self.now() + KILL_CHECK_S + DAW_BACK_AFTER_S + 1.0
+        time.sleep(2 * SIXTEENTH_S)   # a few onsets in this mode first
+        daw = self.daw
+        seen = daw.last_onset
+        while daw.last_onset is seen or time.monotonic() - daw.last_onset[1] > 0.005:
+            time.sleep(0.0005)        # just after a note-on (it is held 70 ms) ...
+        time.sleep(0.015)             # ... and its answer (note mode)
+        self.mark(daw, MARK_KILL, 0)
+        time.sleep(0.01)              # the mark is out of the DAW's port
+        daw.kill()
+        self.onsets_sent += daw.onsets_sent
+        killed_at = self.now()
+        daw.close()
+        self.daw = None
+        time.sleep(KILL_CHECK_S)
+        record = self.dump.events()
+        check = kill_check(record, self.checked_until if self.checked_life == len(self.lives) else 0)
+        self.checked_until, self.checked_life = record[-1][0] + 1, len(self.lives)
+        check.update(mode=mode, run_s=round(killed_at, 2))
+        self.source_kills.append(check)
+        self.progress(f"  DAW killed mid-note in {mode} mode at {killed_at:.1f} s: bridge notes released "
+                      f"{check.get('release_s')} s after, hanging {check.get('hanging_after')}")
+        time.sleep(max(0.0, DAW_BACK_AFTER_S - KILL_CHECK_S))
+        self._start_daw()
+
+    def kill_server(self) -> None:
+        """Kill JACK (SIGKILL; SIGTERM with server_signal 'TERM'), start it again, wait for the
+        bridge to open its ports by itself, connect the DAW side again."""
+        killed_at = time.monotonic()
+        before = self.bridge.stats()["ports_reopened"]
+        daw_sent = self.daw.onsets_sent   # what it sends into a dead server reaches nobody
+        if self.server_signal == "TERM":
+            self.server.stop()
+        else:
+            self.server.kill()
+        self._end_life(killed=True, daw_sent=daw_sent)
+        time.sleep(SERVER_DOWN_S)
+        try:
+            self.server.start()
+        except Exception:
+            _end_jackd_children(self.server.name)
+            raise
+        if not _still_ours(self.server, 0.0):
+            raise RuntimeError(f"JACK server {self.server.name!r} could not start again")
+        back_at = time.monotonic()
+        self.life_start_s = back_at - self.t0
+        ports_back_s = None
+        while time.monotonic() - back_at < PORTS_BACK_TIMEOUT_S:
+            found = self.server.graph().ports(r":bachbridge (in|out)$")
+            if len(found) == 2:
+                ports_back_s = time.monotonic() - back_at
+                break
+            time.sleep(0.01)
+        self.restart = {"signal": self.server_signal, "run_s": round(killed_at - self.t0, 2),
+                        "down_s": round(back_at - killed_at, 3),
+                        "ports_back_s": None if ports_back_s is None else round(ports_back_s, 3),
+                        "ports_reopened_before": before}
+        if ports_back_s is None:
+            self.progress(f"  JACK restarted: the bridge's ports did not come back in {PORTS_BACK_TIMEOUT_S:g} s")
+            return
+        time.sleep(0.2)   # the bridge's ports are up; let it finish taking them (its watcher swaps them in)
+        self._start_life()
+        self.restart["gap_s"] = round(time.monotonic() - killed_at, 3)
+        self.restart["ports_reopened"] = self.bridge.stats()["ports_reopened"]
+        self.progress(f"  JACK killed at {self.restart['run_s']} s and started again: bridge ports back "
+                      f"{ports_back_s * 1000:.0f} ms after the server, playing again after "
+                      f"{self.restart['gap_s']:.2f} s")
+
+    def sample(self) -> None:
+        stats = self.bridge.stats()
+        spec = self.bridge.speculator_pid()
+        self.samples.append({"run_s": round(self.now(), 2), "bridge_rss_kib": rss_kib(self.bridge.pid),
+                             "speculator_rss_kib": rss_kib(spec), "speculator_pid": spec,
+                             "notes_in": stats["notes_in"], "p50_ms": stats["p50_latency_ms"],
+                             "p99_ms": stats["p99_latency_ms"], "event_errors": stats["event_errors"],
+                             "engine_errors": stats["engine_errors"], "ports_reopened": stats["ports_reopened"]})
+
+    # ---- the run
+
+    def run(self) -> SoakReport:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.server = own_server(realtime=self.realtime, log=self.workdir / "jackd.log")
+        try:
+            return self._run()
+        finally:
+            for child in (self.daw, self.bridge):
+                if child is not None:
+                    child.kill()
+                    child.close()
+            for program in (self.clock, self.dump):
+                if program is not None:
+                    program.close()
+            self.server.close()
+
+    def _run(self) -> SoakReport:
+        server = self.server
+        if self.require_realtime and not server.realtime_granted:
+            raise NoRealtime("jackd could not get realtime scheduling here: a JACK server without it "
+                             "drops the events of a client that misses a period, whatever that client runs")
+        server_info = {"name": server.name, "log": str(self.workdir / "jackd.log"), "realtime_requested": self.realtime,
+                       "realtime_granted": server.realtime_granted, "sync": server.sync,
+                       "rate": RATE, "period": PERIOD}
+        self.progress(f"JACK {server.name}: realtime {'granted' if server_info['realtime_granted'] else 'NOT granted'}"
+                      f", asynchronous, {RATE} Hz, {PERIOD} frames")
+        self.bridge = BridgeProcess(self.engines, self.workdir / "bridge.log")
+        self.progress(f"bridge pid {self.bridge.pid}: ports up in {self.bridge.ports_up_s:.2f} s, "
+                      f"worker realtime {self.bridge.worker_realtime}")
+        self.t0 = time.monotonic()
+        self._start_life()
+        seconds = self.seconds
+        plan = [(s, "knob", s) for s in range(1, int(seconds))]
+        stop = STOP_EVERY_S
+        while stop < seconds - 1:
+            plan += [(stop + 0.5, "stop", None), (stop + 0.5 + STOP_FOR_S, "continue", None)]
+            stop += STOP_EVERY_S
+        plan += [(0.25 * seconds, "kill source", "note"), (0.45 * seconds, "kill source", "phrase"),
+                 (0.6 * seconds, "kill server", None)]
+        plan += [(s, "sample", None) for s in np.arange(0.0, seconds, STATS_EVERY_S)]
+        plan.sort(key=lambda item: (item[0], item[1]))
+        for due, what, arg in plan:
+            _sleep_until_monotonic(self.t0 + due)
+            if what in ("knob", "stop") and self.now() - due > OVERDUE_S:
+                continue   # after a kill: on with the evening, not a burst of what was missed
+            if what == "knob":
+                self.turn_knob(arg)
+            elif what == "stop":
+                self.transport_stop()
+            elif what == "continue":
+                self.transport_continue()
+            elif what == "kill source":
+                self.kill_source(arg)
+            elif what == "kill server":
+                self.kill_server()
+                if self.restart.get("ports_back_s") is None:
+                    break
+            elif what == "sample":
+                self.sample()
+        _sleep_until_monotonic(self.t0 + seconds)
+        self.transport_continue()
+        if self.daw is not None:
+            self.sample()
+            self.daw.stop()
+            self.onsets_sent += self.daw.onsets_sent
+            self.daw.close()
+            self.daw = None
+            time.sleep(END_LISTEN_S)
+        final = self.bridge.stats()
+        self._end_life(killed=False)
+        closing = self.bridge.quit()
+        self.bridge.close()
+        self.bridge = None
+        return self._report(server_info, final, closing)
+
+    def _report(self, server_info: dict, final: dict, closing: dict) -> SoakReport:
+        server_info["xruns"] = jack_xruns(Path(server_info["log"]))
+        acc = Accounting()
+        bare = [(t_ns / 1e9, pitch) for t_ns, pitch in closing["bare_onsets"]]
+        for life in self.lives:
+            lost_before = len(acc.lost)
+            account_life(life, acc)
+            for lost in acc.lost[lost_before:]:
+                lost["why"] = why_lost(life, lost, bare)
+        reconcile(acc, self.onsets_sent, final["notes_in"])
+        last = self.lives[-1] if self.lives else None
+        completed = last is not None and not last.ended_by_kill
+        if completed:
+            acc.hanging_end, acc.hanging_unverifiable = hanging_at_end(last.events)
+        slices = []
+        bounds = np.arange(0.0, self.seconds + 1e-9, self.slice_s)
+        if bounds[-1] < self.seconds:
+            bounds = np.append(bounds, self.seconds)
+        for lo, hi in zip(bounds, bounds[1:]):
+            latencies = [ms for t, ms in acc.latencies if lo <= t < hi]
+            echo = [abs(ms) for t, ms in acc.echo_errors if lo <= t < hi]
+            harmony = [abs(ms) for t, ms in acc.harmony_errors if lo <= t < hi]
+            at_end = [s for s in self.samples if s["run_s"] <= hi + 1]
+            slices.append({"from_s": round(float(lo), 1), "to_s": round(float(hi), 1),
+                           "note_onsets": len(latencies), "p50_ms": _round(percentile(latencies, 50)),
+                           "p99_ms": _round(percentile(latencies, 99)), "max_ms": _round(max(latencies, default=None)),
+                           "phrase_onsets": len(echo), "phrase_echo_error_p99_ms": _round(percentile(echo, 99)),
+                           "phrase_harmony_error_p99_ms": _round(percentile(harmony, 99)),
+                           "bridge_p50_ms": _round(at_end[-1]["p50_ms"]) if at_end else None,
+                           "bridge_p99_ms": _round(at_end[-1]["p99_ms"]) if at_end else None})
+        rss = self._rss()
+        verdict = self._verdict(acc, slices, rss, final, completed)
+        return SoakReport(self.seconds, self.engines, server_info, acc, final["notes_in"], slices, rss,
+                          self.restart, self.source_kills, completed, {"before_close": final, "after_close": closing},
+                          self.samples, verdict)
+
+    def _rss(self) -> dict:
+        playing = [s for s in self.samples if s["bridge_rss_kib"] is not None]
+        if not playing:
+            return {}
+        start_at = min(60.0, self.seconds / 4)
+        start = next((s for s in playing if s["run_s"] >= start_at), playing[-1])
+        end = playing[-1]
+        out = {"first": playing[0], "start": start, "end": end}
+        for who in ("bridge", "speculator"):
+            a, b = start[f"{who}_rss_kib"], end[f"{who}_rss_kib"]
+            out[f"{who}_growth"] = None if not a or b is None else round(b / a - 1, 4)
+            out[f"{who}_max_kib"] = max((s[f"{who}_rss_kib"] or 0) for s in playing)
+        return out
+
+    def _verdict(self, acc: Accounting, slices: list[dict], rss: dict, final: dict, completed: bool) -> dict:
+        p99s = [s["p99_ms"] for s in slices if s["p99_ms"] is not None]
+        drift = None if len(p99s) < 2 else p99s[-1] - p99s[0]
+        kills_ok = all(not k.get("hanging_after") and k.get("melody_note_held") and "error" not in k
+                       for k in self.source_kills) and len(self.source_kills) == 2
+        verdict = {
+            "no_answer_lost": not acc.lost,
+            "no_answer_lost_on_the_way_out": not [lost for lost in acc.lost if not lost["why"].startswith("bare")],
+            "evening_completed": completed,
+            "no_hanging_note_at_the_end": completed and not acc.hanging_end,
+            "released_after_the_source_died": kills_ok,
+            "ports_reopened_by_the_bridge": bool(self.restart.get("ports_back_s") is not None
+                                                 and final["ports_reopened"] >= 1),
+            "no_event_errors": final["event_errors"] == 0,
+            "no_p99_drift": drift is None or drift <= max(DRIFT_MS, DRIFT_SHARE * p99s[0]),
+            "rss_growth_within_5_percent": all(rss.get(f"{who}_growth") is None or rss[f"{who}_growth"] <= RSS_GROWTH_BAR
+                                               for who in ("bridge", "speculator")),
+        }
+        verdict["all"] = all(verdict.values())
+        return verdict
+
+
+def jack_xruns(log: Path) -> dict:
+    """What jackd's log says of missed cycles: xruns in all, and per client the cycles it was late
+    for ('client = NAME was not finished'): a client late for a cycle loses that cycle's input."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return {}
+    late = collections.Counter(re.findall(r"client = (\S+) was not finished", text))
+    return {"total": text.count("XRun"), "late_clients": dict(late.most_common())}
+
+
+def _round(x, digits=2):
+    return None if x is None else round(float(x), digits)
+
+
+def _sleep_until_monotonic(t: float) -> None:
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+
+
+class NoRealtime(RuntimeError):
+    """The JACK server did not get realtime scheduling (and it was required)."""
+
+
+def run_soak(seconds: float, engines: list[str], workdir: Path | None = None, slice_s: float = 300.0,
+             progress=print, realtime: bool = True, server_signal: str = "KILL",
+             require_realtime: bool = False) -> SoakReport:
+    """The evening for `seconds` of playing (the test's entry point). NoRealtime when
+    `require_realtime` and the JACK server did not get realtime scheduling."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    return Soak(seconds, engines, workdir, slice_s, progress, realtime, server_signal, require_realtime).run()
+
+
+# ---------------------------------------------------------------- the command line
+
+def print_report(report: SoakReport) -> None:
+    acc = report.accounting
+    print(f"\n{report.seconds / 60:g} minutes, engines {', '.join(report.engines)}; JACK realtime "
+          f"{'granted' if report.server['realtime_granted'] else 'NOT granted (figures measure the machine)'}")
+    xruns = report.server.get("xruns", {})
+    print(f"JACK: {xruns.get('total', '?')} xruns; cycles missed by client: {xruns.get('late_clients', {})}")
+    print(f"the DAW sent {acc.sent} onsets, the bridge took in {report.notes_in} (notes_in), the record has "
+          f"{acc.onsets} (note {acc.by_mode['note']}, phrase {acc.by_mode['phrase']}, during a change "
+          f"{acc.by_mode['changing']}); the listener missed cycles in {acc.blind_spots} places")
+    print(f"answered {acc.answered}, LOST {len(acc.lost)}, excused {sum(acc.excused.values())} {acc.excused}")
+    print(f"onsets the bridge itself played with no harmony struck near them (its monitor): "
+          f"{len(report.bridge_stats['after_close']['bare_onsets'])}")
+    for lost in acc.lost[:10]:
+        print(f"  lost: {lost}")
+    print(f"hanging at the end: {sum(acc.hanging_end.values())} {acc.hanging_end or ''}"
+          + (f" (and unverifiable, the listener having missed cycles since: {acc.hanging_unverifiable})"
+             if acc.hanging_unverifiable else ""))
+    print("                  note mode: latency, ms               phrase mode: |error| p99, ms   the bridge's own")
+    print("slice, s          onsets   p50     p99     max      onsets  echo    harmony       p50/p99 ms")
+    for s in report.slices:
+        print(f"{s['from_s']:6.0f}-{s['to_s']:<6.0f}    {s['note_onsets']:6d}  {_fmt(s['p50_ms'])}  {_fmt(s['p99_ms'])}"
+              f"  {_fmt(s['max_ms'])}   {s['phrase_onsets']:6d}  {_fmt(s['phrase_echo_error_p99_ms'])}"
+              f"  {_fmt(s['phrase_harmony_error_p99_ms'])}    {_fmt(s['bridge_p50_ms'])}/{_fmt(s['bridge_p99_ms'])}")
+    rss = report.rss
+    if rss:
+        for who in ("bridge", "speculator"):
+            growth = rss[f"{who}_growth"]
+            print(f"{who} RSS: first {_mib(rss['first'][who + '_rss_kib'])}, start ({rss['start']['run_s']:.0f} s) "
+                  f"{_mib(rss['start'][who + '_rss_kib'])}, end ({rss['end']['run_s']:.0f} s) "
+                  f"{_mib(rss['end'][who + '_rss_kib'])}, max {_mib(rss[who + '_max_kib'])}, growth "
+                  + ("-" if growth is None else f"{growth * 100:+.2f}%"))
+    print(f"JACK restart: {report.restart}" + ("" if report.completed else
+          "\nthe evening ENDED at the server restart: the bridge's ports did not come back"))
+    for kill in report.source_kills:
+        print(f"DAW killed mid-note: {kill}")
+    final = report.bridge_stats["before_close"]
+    print(f"bridge: event_errors {final['event_errors']}, engine_errors {final['engine_errors']}, ignored "
+          f"{final['ignored']}, speculation hits {final['speculation_hits']}/{final['speculation_lookups']}, "
+          f"ports_reopened {final['ports_reopened']}, port_problem {final['port_problem']}")
+    print("verdict: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report.verdict.items()))
+
+
+def _fmt(x) -> str:
+    return "   -  " if x is None else f"{x:6.2f}"
+
+
+def _mib(kib) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="minutes of playing (default 30)")
+    parser.add_argument("--engines", default="coconet-live,rnnrbm",
+                        help="two engines (shipped names or .onnx paths), the first one to begin with")
+    parser.add_argument("--slice-minutes", type=float, default=5.0, help="latency figures per slice of this long")
+    parser.add_argument("--no-realtime", action="store_true", help="run JACK without realtime scheduling")
+    parser.add_argument("--server-signal", choices=("KILL", "TERM"), default="KILL",
+                        help="how the JACK server is ended mid-evening (default KILL: it dies, as in a crash)")
+    parser.add_argument("--out", type=Path, help="write the report as JSON here")
+    parser.add_argument("--workdir", type=Path, help="logs of jackd, the bridge and the DAW (default: a temp dir)")
+    parser.add_argument("--bridge-process", metavar="ENGINES", help=argparse.SUPPRESS)
+    parser.add_argument("--daw-process", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bridge_process:
+        bridge_process(args.bridge_process.split(","))
+        return 0
+    if args.daw_process:
+        daw_process()
+        return 0
+    missing = jackrig.missing_programs()
+    if missing:
+        sys.exit(f"bench_soak: missing {', '.join(missing)} (Debian: jackd2, jack-midi-clock)")
+    engines = args.engines.split(",")
+    report = run_soak(args.minutes * 60, engines, args.workdir, args.slice_minutes * 60,
+                      realtime=not args.no_realtime, server_signal=args.server_signal)
+    print_report(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report.to_json(), indent=1, default=str))
+        print(f"report: {args.out}")
+    return 0 if report.verdict["all"] else 1
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.exit(main())
