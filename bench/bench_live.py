@@ -1,93 +1,68 @@
-"""The live bridge's figures, through a real JACK server (dummy driver, 48 kHz, 64-frame period).
+"""The live bridge's figures through a real JACK server (dummy driver, 48 kHz, 64-frame period),
+asynchronous (no --sync), as a desktop runs one: answers lost, latency, CPU, ports-up time.
 
-    python bench/bench_live.py [--notes 250] [--out runs/bench-live.json] [--engine coconet-live]
+    python bench/bench_live.py [--notes 250] [--load 2] [--stock-seconds 130] [--engine coconet-live]
+                               [--out runs/bench-live.json]
 
-Starts its own JACK server, then, each in its own process, as a user would run them:
-- the floor: a trivial echo client (polls its input every 0.5 ms like the bridge, sends each
-  note-on straight back): the bare JACK round trip this machine allows;
-- `bachbridge live` (coconet-live, note mode) with speculation, then without (`--no-speculate`);
-- `bachbridge live --mode phrase --lookahead 1`.
-This process plays the DAW: JSB test sopranos (the bundled example melody when ../shared is not
-there), one note every 8th at 120 bpm, each released half-way, and stamps what comes back.
-Reported: melody note-on sent -> first harmony note-on received, p50/p99 (and the bridge's own
-figures: speculation hit rate); phrase mode's timing error (echo received - (sent + delay)), p99
-of its size; the bridge process's CPU use while playing (% of one core); and the time from
-starting `bachbridge live` to both its ports being visible in JACK (median of 3 starts).
+1. Latency, side by side in one run, on a server with realtime scheduling, `--load` processes
+   burning a core each (default 2: both cores busy): a trivial echo client (the floor: the bare
+   JACK round trip, polling like the bridge), then `bachbridge live` speculating, without
+   speculation, and in phrase mode (lookahead 1 beat). This process plays the DAW through
+   python-rtmidi: JSB test sopranos (the bundled melody when ../shared is not there), one note
+   every 8th at 120 bpm, each released half-way; it stamps what comes back. Latency: melody
+   note-on sent -> first harmony note-on received (phrase mode: echo received - (sent + delay)).
+2. The stock reproduction of issue 9, on a server without realtime scheduling and no extra load:
+   jack_midiseq loops 67 69 71 72 74 72 71 69 (8ths, 12,000 frames apart, 11,000 long) into
+   `bachbridge live --no-echo`; jack_midi_dump listens to the sequencer and to 'bachbridge out'.
+   With speculation and without, and a trivial echo client in the bridge's place (the floor),
+   `--stock-seconds` each (130 s: over 500 onsets).
+Lost: a melody onset with no harmony note-on before the next one (a legato onset under sounding
+harmony counts as answered). Lost answers are split into those in whose span the JACK server
+reported an xrun (a cycle it could not complete: what was sent in it is JACK's to lose; a VM
+reports them every few seconds) and the others, the bridge's: any of those fails the bench
+(exit status 1). Also: the bridge process's CPU (% of one core) while playing, its speculation
+hit rate, and the time from starting `bachbridge live` to both ports in JACK (median of 3).
+Background jobs at nice 19 (training) are paused while it runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-JACKD_ARGS = ["--sync", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"]
+from jackrig import (CpuLoad, JackServer, MidiDump, MidiSeq, Outside, XrunMonitor, answers,  # noqa: E402
+                     eighths, missing_programs)
+
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 BPM = 120.0
 EIGHTH_S = 60.0 / BPM / 2
 IDLE_SLEEP_S = 0.0005   # the bridge's (bridge.live.IDLE_SLEEP_S): the echo client polls alike
-ENGINE = "coconet-live"  # --engine
+STOCK_PATTERN = [67, 69, 71, 72, 74, 72, 71, 69]
+ENGINE = "coconet-live"
 
 
 def percentile(values, q):
-    return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf")) if values else None
-
-
-# ---------------------------------------------------------------- the JACK server
-
-class JackServer:
-    """jackd with the dummy driver under a private name (exported as JACK_DEFAULT_SERVER)."""
-
-    def __init__(self):
-        jackd = shutil.which("jackd")
-        if jackd is None:
-            sys.exit("bench_live: jackd is not installed (Debian: apt-get install jackd2; `make test` does it)")
-        self.name = f"bachbridge-bench-{uuid.uuid4().hex[:6]}"
-        os.environ["JACK_DEFAULT_SERVER"] = self.name
-        os.environ["JACK_NO_START_SERVER"] = "1"
-        self.proc = subprocess.Popen([jackd, "-n", self.name, *JACKD_ARGS], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        import rtmidi
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._probes = [rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-probe"),
-                                rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-probe")]
-                break
-            except rtmidi.RtMidiError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    sys.exit("bench_live: jackd did not start")
-                time.sleep(0.05)
-
-    def ports(self) -> list[str]:
-        """Every MIDI port's name (without its client's) in the graph (jack_lsp would do, but it can hang while clients come and go)."""
-        return [name.split(":", 1)[-1] for probe in self._probes for name in probe.get_ports()]
-
-    def close(self):
-        for probe in self._probes:
-            probe.delete()
-        self.proc.terminate()
-        self.proc.wait(timeout=5)
+    return float(np.percentile(np.asarray(values, dtype=float), q, method="inverted_cdf")) if len(values) else None
 
 
 # ---------------------------------------------------------------- the echo client (the floor)
 
 def echo_client() -> None:
-    """Run as its own process: 'echo in' -> 'echo out', each note-on sent back on channel 2."""
+    """Run as its own process: 'echo in' -> 'echo out', each note answered on channels 2-4, as
+    the bridge answers (one JACK client per port, polled every 0.5 ms)."""
     import rtmidi
 
     inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="echo", queue_size_limit=4096)
@@ -96,6 +71,7 @@ def echo_client() -> None:
     out.open_virtual_port("echo out")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print("ready", flush=True)
     while not stop.is_set():
         item = inp.get_message()
@@ -104,72 +80,59 @@ def echo_client() -> None:
             continue
         data = item[0]
         if data[0] & 0xF0 in (NOTE_ON, NOTE_OFF):
-            out.send_message([data[0] & 0xF0 | 1, data[1], data[2]])
+            for channel in (1, 2, 3):
+                out.send_message([data[0] & 0xF0 | channel, data[1] - 5 * channel, data[2]])
     for port in (inp, out):
         port.close_port()
-        port.delete()  # close the JACK client itself: under --sync a client left to exit holds the graph
+        port.delete()
 
 
-# ---------------------------------------------------------------- the DAW
-
-class Daw:
-    """Sends into `target`, receives from `source`; received messages stamped by a polling thread."""
-
-    def __init__(self, target: str, source: str):
-        import rtmidi
-
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="daw")
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="daw", queue_size_limit=8192)
-        self.inp.ignore_types(sysex=False, timing=False, active_sense=False)
-        self.out.open_port(_index(self.out.get_ports(), target))
-        self.inp.open_port(_index(self.inp.get_ports(), source))
-        time.sleep(0.05)
-        self.received: list[tuple[bytes, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self):
-        while not self._stop.is_set():
-            while (item := self.inp.get_message()) is not None:
-                self.received.append((bytes(item[0]), time.perf_counter_ns()))
-            time.sleep(0.0002)
-
-    def play(self, melody: list[int], note_s: float = EIGHTH_S) -> list[tuple[int, int]]:
-        """Each pitch for note_s (released half-way), on a steady grid; [(pitch, sent_ns)]."""
-        sent = []
-        start = time.perf_counter()
-        for k, pitch in enumerate(melody):
-            _sleep_until(start + k * note_s)
-            t = time.perf_counter_ns()
-            self.out.send_message([NOTE_ON, pitch, 80])
-            sent.append((pitch, t))
-            _sleep_until(start + (k + 0.5) * note_s)
-            self.out.send_message([NOTE_OFF, pitch, 0])
-        time.sleep(1.5)  # the last answers, phrase mode's a lookahead later too
-        return sent
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        for port in (self.out, self.inp):
-            port.close_port()
-            port.delete()
+def start_echo(server: JackServer) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, __file__, "--echo-client"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    server.port("echo out")
+    return proc
 
 
-def _wait_until_gone(server: JackServer, port: str, timeout_s: float = 20.0) -> None:
-    """Until a client that exited has left the graph: with --sync, JACK holds the next client's
-    start until then (the next run's ports-up time would count it)."""
-    deadline = time.monotonic() + timeout_s
-    while port in server.ports() and time.monotonic() < deadline:
-        time.sleep(0.02)
+def start_live(server: JackServer, extra: list[str], stats: Path) -> tuple[subprocess.Popen, float]:
+    """`bachbridge live` as a user runs it; (process, seconds until both its ports are in JACK)."""
+    command = [sys.executable, "-m", "bridge", "live", "--api", "jack", "--engine", ENGINE,
+               "--stats-json", str(stats), *extra]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    while len(server.graph().ports(r":bachbridge (in|out)$")) < 2:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench_live: bachbridge live exited: {proc.stderr.read()}")
+        time.sleep(0.005)
+    return proc, time.perf_counter() - started
 
 
-def _index(names, port):
-    hits = [i for i, n in enumerate(names) if n.split(":", 1)[-1] == port]
-    if len(hits) != 1:
-        raise SystemExit(f"bench_live: port {port!r} not found among {names}")
-    return hits[0]
+def stop_live(proc: subprocess.Popen, stats: Path) -> dict:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    return json.loads(stats.read_text()) if stats.exists() else {}
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- 1. latency, a python-rtmidi DAW
+
+def play(outside: Outside, sender, melody: list[int]) -> list[int]:
+    """Each pitch an 8th, released half-way, on a steady grid; the send times (perf_counter_ns)."""
+    sent = []
+    start = time.perf_counter()
+    for k, pitch in enumerate(melody):
+        _sleep_until(start + k * EIGHTH_S)
+        sent.append(time.perf_counter_ns())
+        sender.send_message([NOTE_ON, pitch, 80])
+        _sleep_until(start + (k + 0.5) * EIGHTH_S)
+        sender.send_message([NOTE_OFF, pitch, 0])
+    time.sleep(1.5)  # the last answers, phrase mode's a lookahead later too
+    return sent
 
 
 def _sleep_until(t: float) -> None:
@@ -177,24 +140,105 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.002))
 
 
-def first_answers(sent, received, echo_channel=None, delay_ns=0, early_ns=0) -> list[float]:
-    """ms from each note-on sent (+ delay_ns) to the first note-on received after it (on a harmony
-    channel, or on echo_channel), looking from early_ns before; negative when early. A note with no
-    answer before the next note's window counts as missing."""
-    out = []
+def first_answers(sent, received, xrun_times, echo_channel=None, delay_ns=0, early_ns=0):
+    """For each note-on sent: ms to the first note-on received after it (on a harmony channel, or
+    on echo_channel), looking from early_ns before (+ delay_ns); None when none came before the
+    next note's window. Returns (latencies, lost indices, lost indices with a JACK xrun in their span)."""
     ons = [t for m, t in received if m[0] & 0xF0 == NOTE_ON and m[2] > 0
            and ((m[0] & 0x0F) == echo_channel if echo_channel is not None else (m[0] & 0x0F) != 0)]
+    starts = [t + delay_ns - early_ns for t in sent]
+    latencies, lost, at_xruns = [], [], []
     j = 0
-    starts = [t + delay_ns - early_ns for _, t in sent]
-    for k, (_, t_sent) in enumerate(sent):
+    for k, t_sent in enumerate(sent):
         while j < len(ons) and ons[j] < starts[k]:
             j += 1
-        if j < len(ons) and (k + 1 == len(sent) or ons[j] < starts[k + 1]):
-            out.append((ons[j] - t_sent - delay_ns) / 1e6)
-    return out
+        end = starts[k + 1] if k + 1 < len(sent) else float("inf")
+        if j < len(ons) and ons[j] < end:
+            latencies.append((ons[j] - t_sent - delay_ns) / 1e6)
+        else:
+            lost.append(k)
+            if any(starts[k] - 5_000_000 <= x <= min(end, starts[k] + 500_000_000) for x in xrun_times):
+                at_xruns.append(k)
+    return latencies, lost, at_xruns
 
 
-# ---------------------------------------------------------------- the runs
+def run_latency(server: JackServer, melody: list[int], label: str, extra: list[str] | None) -> dict:
+    """One run: the echo floor (extra None) or `bachbridge live EXTRA`, the DAW playing `melody`."""
+    stats_path = Path(tempfile.mkdtemp()) / "stats.json"
+    if extra is None:
+        proc, ports_up = start_echo(server), None
+        port_in, port_out = "echo in", "echo out"
+    else:
+        proc, ports_up = start_live(server, ["--clock", "internal", "--bpm", f"{BPM:g}", *extra], stats_path)
+        port_in, port_out = "bachbridge in", "bachbridge out"
+    outside = Outside(realtime=server.realtime_granted)
+    xruns = XrunMonitor(server)
+    try:
+        outside.receiver(port_out)
+        sender = outside.sender(port_in)
+        cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
+        sent = play(outside, sender, melody)
+        cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+    finally:
+        xruns.close()
+        outside.close()
+    if extra is None:
+        proc.terminate()
+        proc.wait(10)
+        bridge = {}
+    else:
+        bridge = stop_live(proc, stats_path)
+    phrase = extra is not None and "--mode" in extra
+    delay_ns = int(float(extra[extra.index("--lookahead") + 1]) * 60e9 / BPM) if phrase else 0
+    latencies, lost, at_xruns = first_answers(sent, outside.received, xruns.times_ns,
+                                              echo_channel=0 if phrase else None, delay_ns=delay_ns,
+                                              early_ns=20_000_000 if phrase else 0)
+    return {"label": label, "notes": len(sent), "latencies_ms": latencies, "lost": lost, "lost_at_xruns": at_xruns,
+            "xruns": len(xruns.frames), "cpu_percent": 100 * cpu, "ports_up_s": ports_up,
+            "bridge": {k: bridge.get(k) for k in ("speculation_lookups", "speculation_hits", "p50_latency_ms",
+                                                   "p99_latency_ms", "engine_errors", "event_errors", "notes_in")}}
+
+
+# ---------------------------------------------------------------- 2. the stock reproduction
+
+def run_stock(server: JackServer, label: str, extra: list[str] | None, seconds: float) -> dict:
+    """jack_midiseq -> the bridge (or the echo floor) -> jack_midi_dump, for `seconds`."""
+    stats_path = Path(tempfile.mkdtemp()) / "stats.json"
+    if extra is None:
+        proc, port_in, port_out = start_echo(server), "echo in", "echo out"
+    else:
+        proc, _ = start_live(server, ["--no-echo", *extra], stats_path)
+        port_in, port_out = "bachbridge in", "bachbridge out"
+    xruns = XrunMonitor(server)
+    dump = MidiDump(server, "dump")
+    seq = None
+    try:
+        server.connect(port_out, "dump:input")
+        seq = MidiSeq(server, "seq", eighths(STOCK_PATTERN), loop_frames=len(STOCK_PATTERN) * 12_000)
+        server.connect("seq:out", port_in)
+        server.connect("seq:out", "dump:input")
+        time.sleep(seconds)
+    finally:
+        if seq is not None:
+            seq.close()
+        time.sleep(0.5)
+        xruns.close()
+    bridge = {}
+    if extra is None:
+        proc.terminate()
+        proc.wait(10)
+    else:
+        bridge = stop_live(proc, stats_path)
+    time.sleep(0.3)
+    events = dump.events()
+    dump.close()
+    got = answers(events, onset_grid=12_000, xruns=[x - dump.start_frame for x in xruns.frames])
+    return {"label": label, "onsets": got.onsets, "lost": got.lost, "lost_by_sender": got.lost_by_sender,
+            "latencies_ms": got.latencies, "xruns": len(xruns.frames), "line": got.line(),
+            "speculation": (bridge.get("speculation_hits"), bridge.get("speculation_lookups"))}
+
+
+# ---------------------------------------------------------------- reporting
 
 def melodies(limit: int) -> list[int]:
     """Soprano note onsets (pitches) of the JSB test chorales, up to `limit` notes."""
@@ -210,7 +254,7 @@ def melodies(limit: int) -> list[int]:
             if len(pitches) >= limit:
                 return pitches[:limit]
         return pitches
-    except (FileNotFoundError, OSError):
+    except (FileNotFoundError, OSError, TypeError):
         import mido
 
         example = mido.MidiFile(ROOT / "bridge" / "examples" / "chorale_melody.mid")
@@ -218,110 +262,101 @@ def melodies(limit: int) -> list[int]:
         return (notes * (limit // len(notes) + 1))[:limit]
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_bridge(server: JackServer, melody: list[int], extra: list[str], label: str) -> dict:
-    stats_path = Path(tempfile.mkdtemp()) / "stats.json"
-    command = [sys.executable, "-m", "bridge", "live", "--api", "jack", "--clock", "internal",
-               "--bpm", f"{BPM:g}", "--stats-json", str(stats_path), "--engine", ENGINE, *extra]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    while not {"bachbridge in", "bachbridge out"} <= set(server.ports()):
-        if proc.poll() is not None:
-            raise SystemExit(f"bench_live: bachbridge live exited: {proc.stderr.read()}")
-        time.sleep(0.005)
-    ports_up_s = time.perf_counter() - started
-    daw = Daw("bachbridge in", "bachbridge out")
-    cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
-    sent = daw.play(melody)
-    cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
-    daw.close()
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=20)
-    _wait_until_gone(server, "bachbridge in")
-    figures = json.loads(stats_path.read_text())
-    result = {"label": label, "notes": len(sent), "ports_up_s": ports_up_s, "cpu_percent": 100 * cpu,
-              "bridge": {k: figures[k] for k in ("ports_up_s", "warm_up_s", "speculation_lookups",
-                                                 "speculation_hits", "p50_latency_ms", "p99_latency_ms",
-                                                 "p99_phrase_timing_ms", "engine_errors", "event_errors")}}
-    if "--mode" in extra:
-        lookahead = float(extra[extra.index("--lookahead") + 1])
-        delay_ns = int(lookahead * 60e9 / BPM)
-        errors = first_answers(sent, daw.received, echo_channel=0, delay_ns=delay_ns, early_ns=20_000_000)
-        result.update(timing_error_ms=errors, answered=len(errors))
-    else:
-        latencies = first_answers(sent, daw.received)
-        result.update(latencies_ms=latencies, answered=len(latencies))
-    return result
-
-
-def run_echo(server: JackServer, melody: list[int]) -> dict:
-    proc = subprocess.Popen([sys.executable, __file__, "--echo-client"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    while not {"echo in", "echo out"} <= set(server.ports()):
-        time.sleep(0.005)
-    daw = Daw("echo in", "echo out")
-    sent = daw.play(melody)
-    daw.close()
-    proc.terminate()
-    proc.wait(timeout=5)
-    _wait_until_gone(server, "echo in")
-    latencies = first_answers(sent, daw.received)
-    return {"label": "echo floor", "notes": len(sent), "latencies_ms": latencies, "answered": len(latencies)}
-
-
-def summary(result: dict) -> str:
-    line = f"{result['label']:<28} {result['answered']:>4}/{result['notes']} answered"
-    if "latencies_ms" in result:
-        lat = result["latencies_ms"]
-        line += f"  latency p50 {percentile(lat, 50):6.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
-    if "timing_error_ms" in result:
-        err = [abs(e) for e in result["timing_error_ms"]]
-        line += f"  timing error p50 {percentile(err, 50):6.2f} ms  p99 {percentile(err, 99):6.2f} ms"
-    if "cpu_percent" in result:
-        line += f"  CPU {result['cpu_percent']:5.1f}%  ports up {result['ports_up_s'] * 1e3:5.0f} ms"
+def latency_line(result: dict) -> str:
+    lat = result["latencies_ms"]
+    line = (f"{result['label']:<28} {len(lat):>4}/{result['notes']} answered, {len(result['lost'])} lost "
+            f"({len(result['lost_at_xruns'])} at xruns; {result['xruns']} xruns)")
+    if lat:
+        line += f"  p50 {percentile(lat, 50):6.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
+    if result["ports_up_s"] is not None:
+        line += f"  CPU {result['cpu_percent']:5.1f}%"
         b = result["bridge"]
-        if b["speculation_lookups"]:
+        if b.get("speculation_lookups"):
             line += f"  speculation hits {b['speculation_hits'] / b['speculation_lookups']:.0%}"
     return line
+
+
+class PausedBackground:
+    """Background jobs at nice 19 (a training run) stopped while the bench measures."""
+
+    def __enter__(self):
+        self.pids = [int(p) for p, ni in (line.split() for line in subprocess.run(
+            ["ps", "-eo", "pid=,ni="], capture_output=True, text=True).stdout.splitlines()) if ni == "19"]
+        for pid in self.pids:
+            _signal(pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        for pid in self.pids:
+            _signal(pid, signal.SIGCONT)
+        return False
+
+
+def _signal(pid: int, signum) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def main() -> int:
     global ENGINE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--notes", type=int, default=250)
-    p.add_argument("--out", default=None, help="write every figure as JSON here")
+    p.add_argument("--notes", type=int, default=250, help="notes per latency run")
+    p.add_argument("--load", type=int, default=2, help="processes burning a core during the latency runs")
+    p.add_argument("--stock-seconds", type=float, default=130.0, help="seconds per stock run (0: skip them)")
     p.add_argument("--engine", default=ENGINE, help=f"the shipped model the bridge runs (default {ENGINE})")
+    p.add_argument("--out", default=None, help="write every figure as JSON here")
     p.add_argument("--echo-client", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    ENGINE = args.engine
     if args.echo_client:
         echo_client()
         return 0
+    missing = missing_programs()
+    if missing:
+        sys.exit(f"bench_live: missing {', '.join(missing)} (Debian: jackd2, jack-midi-clock; `make test` installs them)")
+    ENGINE = args.engine
     melody = melodies(args.notes)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` stops jackd
-    server = JackServer()
-    results = []
-    try:
-        results.append(run_echo(server, melody))
-        print(summary(results[-1]), flush=True)
-        for label, extra in (("note, speculating", []),
-                             ("note, no speculation", ["--no-speculate"]),
-                             ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
-            results.append(run_bridge(server, melody, extra, label))
-            print(summary(results[-1]), flush=True)
-        ups = [run_bridge(server, melody[:4], [], f"ports up {k}")["ports_up_s"] for k in range(3)]
-        print(f"bachbridge live start -> both ports in JACK: median {sorted(ups)[1] * 1e3:.0f} ms "
-              f"({', '.join(f'{u * 1e3:.0f}' for u in ups)} ms)")
-    finally:
-        server.close()
-    print(f"({len(melody)} notes, 8ths at {BPM:g} bpm; {ENGINE}, 1 onnxruntime thread; {os.cpu_count()} CPUs)")
+    results = {"latency": [], "stock": [], "ports_up_s": []}
+    with PausedBackground():
+        with JackServer(realtime=True) as server:
+            print(f"1. latency: asynchronous JACK, realtime scheduling {'granted' if server.realtime_granted else 'NOT granted'}"
+                  f", {args.load} processes burning a core; {len(melody)} notes, 8ths at {BPM:g} bpm, {ENGINE}", flush=True)
+            with CpuLoad(args.load):
+                for label, extra in (("echo client (the floor)", None),
+                                     ("note, speculating", []),
+                                     ("note, no speculation", ["--no-speculate"]),
+                                     ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
+                    results["latency"].append(run_latency(server, melody, label, extra))
+                    print("   " + latency_line(results["latency"][-1]), flush=True)
+            for _ in range(3):
+                proc, up = start_live(server, [], Path(tempfile.mkdtemp()) / "stats.json")
+                stop_live(proc, Path("/nonexistent"))
+                results["ports_up_s"].append(up)
+            ups = sorted(results["ports_up_s"])
+            print(f"   bachbridge live start -> both ports in JACK: median {ups[1] * 1e3:.0f} ms "
+                  f"({', '.join(f'{u * 1e3:.0f}' for u in results['ports_up_s'])} ms)", flush=True)
+        if args.stock_seconds > 0:
+            with JackServer(realtime=False) as server:
+                print(f"2. stock reproduction: asynchronous JACK without realtime scheduling, no extra load, "
+                      f"{args.stock_seconds:g} s each", flush=True)
+                for label, extra in (("echo client (the floor)", None),
+                                     ("note, speculating", []),
+                                     ("note, no speculation", ["--no-speculate"])):
+                    results["stock"].append(run_stock(server, label, extra, args.stock_seconds))
+                    r = results["stock"][-1]
+                    print(f"   {label:<28} {r['line']}; {r['xruns']} xruns"
+                          + (f"; speculation hits {r['speculation'][0]} of {r['speculation'][1]}" if r["speculation"][1] else ""),
+                          flush=True)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
+    bridge_losses = [(r["label"], k) for r in results["latency"][1:] for k in r["lost"] if k not in r["lost_at_xruns"]]
+    bridge_losses += [(r["label"], k) for r in results["stock"][1:] for k in r["lost_by_sender"]]
+    if bridge_losses:
+        print(f"FAILED: {len(bridge_losses)} answers lost with no JACK xrun to blame: {bridge_losses[:10]}")
+        return 1
     return 0
 
 

@@ -279,8 +279,7 @@ def cmd_live(args) -> int:
         in_label = repr(inp.name) + (f" (from {inp.connected_to!r})" if inp.connected_to else "")
         out_label = repr(out.name) + (f" (to {out.connected_to!r})" if out.connected_to else "")
         print(f"ports up in {bridge.ports_up_s * 1e3:.0f} ms: {in_label} -> {out_label} ({inp.api}); "
-              f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms"
-              f"{'; realtime worker' if bridge.worker_realtime else ''}; Ctrl-C to stop", flush=True)
+              f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms; Ctrl-C to stop", flush=True)
         while not stop.wait(0.25):
             pass
     finally:
@@ -290,8 +289,9 @@ def cmd_live(args) -> int:
                if s.latencies else "")
     speculation = (f"; speculation hits {s.speculation_hits} of {s.speculation_lookups}"
                    if s.speculation_lookups else "")
+    realtime = "; realtime worker" if bridge.worker_realtime else ""
     print(f"stopped: {s.notes_in} notes in, {s.harmony_notes_out} harmony notes out, "
-          f"{s.engine_errors} engine errors, {s.ignored} messages ignored{latency}{speculation}", flush=True)
+          f"{s.engine_errors} engine errors, {s.ignored} messages ignored{latency}{speculation}{realtime}", flush=True)
     if s.last_engine_error:
         print(f"bachbridge: last engine error: {s.last_engine_error}", file=sys.stderr)
     if args.stats_json:

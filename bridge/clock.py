@@ -7,8 +7,10 @@ times (perf_counter_ns), and asks which 16th step a note-on belongs to.
   interval over the last quarter note (the span between the oldest and newest of the last 25
   clocks, so arrival jitter does not add up), clamped to 20..400 bpm. A clock that comes sooner
   than 400 bpm allows after the one before (a flood, a duplicate) is ignored altogether: it moves
-  neither the tempo nor the song position. A gap longer than 20 bpm allows (the clock paused)
-  starts the tempo estimate afresh.
+  neither the tempo nor the song position; except the clocks a late one owes: a clock that came
+  k intervals after the one before (a sender or a JACK cycle that stalled) may be followed at once
+  by k - 1 more, which count. A gap longer than 20 bpm allows (the clock paused) starts the tempo
+  estimate afresh.
 - Start (0xFA): song position 0, running; the first clock after it is clock 0. Stop (0xFC):
   stopped, position kept. Continue (0xFB): running from the position kept. Song Position Pointer
   (0xF2 lsb msb): the position in 16ths (MIDI's "MIDI beats", 6 clocks each).
@@ -70,6 +72,7 @@ class Clock:
         self._last_clock_index = None    # song position of the last clock; None: none since Start/SPP
         self._last_clock_ns = None       # arrival of the last clock accepted
         self._tempo_window = deque(maxlen=TEMPO_WINDOW)  # arrival times of the recent clocks
+        self._owed_clocks = 0  # clocks that may still come at once after a late one (see _tick)
         self._midi_interval_ns = None    # the DAW's clock interval, once measured
         self._last_onset = None          # (t_ns, step, source, bpm) of the last onset
         self._anchor = None              # internal grid: (t_ns, step) it is anchored at
@@ -113,7 +116,12 @@ class Clock:
         if last is not None:
             interval = t_ns - last
             if interval < MIN_CLOCK_INTERVAL_NS:
-                return False  # a flood or a duplicate: neither tempo nor position
+                if self._owed_clocks <= 0:
+                    return False  # a flood or a duplicate: neither tempo nor position
+                self._owed_clocks -= 1  # the clocks a stalled sender delivers together
+            else:
+                expected = self._midi_interval_ns
+                self._owed_clocks = max(0, round(interval / expected) - 1) if expected else 0
             if interval > MAX_CLOCK_INTERVAL_NS:
                 self._tempo_window.clear()  # the clock paused: measure afresh
         self._last_clock_ns = t_ns

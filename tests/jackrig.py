@@ -306,11 +306,13 @@ class XrunMonitor:
         self._client = lib.jack_client_open(name.encode(), 0x01, ctypes.byref(status))
         if not self._client:
             raise RuntimeError(f"cannot open the xrun monitor (status {status.value:#x})")
-        self.frames: list[int] = []
+        self.frames: list[int] = []   # JACK frame time of each xrun
+        self.times_ns: list[int] = []  # ... and time.perf_counter_ns() when it was reported
         callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
         def on_xrun(_arg):
             self.frames.append(int(lib.jack_frame_time(self._client)))
+            self.times_ns.append(time.perf_counter_ns())
             return 0
 
         self._callback = callback_type(on_xrun)  # kept: libjack holds only the pointer
@@ -331,10 +333,11 @@ class Outside:
     them. Its inputs are drained by a thread polling rtmidi's queue every 0.2 ms (no Python in
     JACK's process thread), so a receive stamp is late by up to ~0.2 ms."""
 
-    def __init__(self):
+    def __init__(self, realtime: bool = False):
         self.clients = []
         self.inputs = []
         self.received: list[tuple[bytes, int]] = []
+        self.realtime = realtime   # drain in a realtime thread (priority 1), as a DAW's MIDI thread runs
         self._stop = threading.Event()
         self._thread = None
 
@@ -368,6 +371,11 @@ class Outside:
         return inp
 
     def _drain(self):
+        if self.realtime:
+            try:
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(1))
+            except (OSError, AttributeError):
+                pass
         while not self._stop.is_set():
             for inp in list(self.inputs):
                 while (item := inp.get_message()) is not None:

@@ -112,6 +112,21 @@ def test_clock_flood_is_ignored_and_tempo_stays_sane():
     assert clock.position_steps == position + 4
 
 
+def test_clocks_bunched_after_a_stall_still_move_the_position():
+    """A sender (or a JACK cycle) that stalls delivers the clocks it owes together: they count."""
+    clock = Clock("midi")
+    clock.feed(START_B, 0)
+    t = send_clocks(clock, 25, 120.0, 1e9)                # clocks 0..24: a quarter note
+    interval = clock_interval_ns(120.0)
+    late = t + 2 * interval                               # clocks 25, 26, 27 stalled, then together
+    for k in range(3):
+        assert clock.feed(CLOCK, int(late + k * 10_000)) == TIMING_CLOCK
+    assert clock.feed(CLOCK, int(late + 40_000)) is None  # one more would be a flood
+    send_clocks(clock, 3, 120.0, t + 3 * interval)        # 28..30 on time again
+    assert clock.position_steps == 30 // 6
+    assert clock.bpm == pytest.approx(120.0, rel=0.05)
+
+
 def test_absurd_clock_tempi_are_clamped_or_forgotten():
     clock = Clock("midi")
     send_clocks(clock, 10, 500.0, 1e9)  # faster than 400 bpm: every other clock is refused

@@ -447,16 +447,27 @@ def test_midi_start_and_clock_place_the_notes(bridge, outside):
 
 
 def send_clocks_at(sender, bpm: float, count: int) -> None:
-    """`count` MIDI clocks on an absolute schedule (no drift), the last ~2 ms of each wait spun."""
+    """`count` MIDI clocks on an absolute schedule (no drift), the last ~2 ms of each wait spun;
+    with realtime scheduling where the OS allows it, as a DAW's clock runs (else a busy machine
+    delays the sender, not the bridge)."""
     interval = 60 / (bpm * 24)
-    start = time.perf_counter()
-    for k in range(count):
-        deadline = start + k * interval
-        while (left := deadline - time.perf_counter()) > 0.002:
-            time.sleep(left - 0.002)
-        while time.perf_counter() < deadline:
-            pass
-        sender.send_message([CLOCK])
+    me = threading.get_native_id()
+    policy, param = os.sched_getscheduler(me), os.sched_getparam(me)
+    try:
+        os.sched_setscheduler(me, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        pass
+    try:
+        start = time.perf_counter()
+        for k in range(count):
+            deadline = start + k * interval
+            while (left := deadline - time.perf_counter()) > 0.002:
+                time.sleep(left - 0.002)
+            while time.perf_counter() < deadline:
+                pass
+            sender.send_message([CLOCK])
+    finally:
+        os.sched_setscheduler(me, policy, param)
 
 
 def test_clock_through_jack_followed_within_one_percent_and_song_position_moves(bridge, outside):

@@ -78,8 +78,8 @@ class Bridge:
         self.warm_up_s: float | None = None
         self.ports_up_s: float | None = None
         self._saved_switch_interval: float | None = None
-        self._realtime = False
-        self.worker_realtime = False   # the worker got realtime scheduling (see _jack_realtime)
+        self._worker_id: int | None = None
+        self.worker_realtime = False   # the worker got realtime scheduling (see _go_realtime)
         self._closed = False
 
     # ---- life cycle
@@ -100,7 +100,6 @@ class Bridge:
         self.warm_up_s = time.perf_counter() - started
         self.input, self.output = self._open_ports()
         self.ports_up_s = time.perf_counter() - t0
-        self._realtime = _jack_realtime(self.input.api)
         clock = Clock()
         self._live_out = Outlet(self.output)
         self._file_out = Outlet(self.output, FILE_SOURCE)
@@ -114,7 +113,7 @@ class Bridge:
         sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
         self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
         self._worker.start()
-        self._running.wait(1.0)  # until the worker has its scheduling (worker_realtime) settled
+        self._running.wait(1.0)
         self._watcher = threading.Thread(target=self._watch, name="bachbridge-ports", daemon=True)
         self._watcher.start()
         if snapshot.config.mode == NoteMode.mode and snapshot.config.speculate:
@@ -230,8 +229,7 @@ class Bridge:
     # ---- the worker: the only thread that touches the players and writes to the output
 
     def _run(self) -> None:
-        if self._realtime:
-            self.worker_realtime = _realtime_thread()
+        self._worker_id = threading.get_native_id()
         self._running.set()
         stop = self._stop
         requests = self._requests
@@ -324,6 +322,7 @@ class Bridge:
         except PortError as error:
             self._count_error(error)
             return
+        self._go_realtime(lister)
         sources: set[str] = set()
         down = False                       # JACK: the server went away, ports closed
         away = {"input": False, "output": False}
@@ -353,6 +352,21 @@ class Bridge:
                     self._count_error(error)
         finally:
             lister.close()
+
+    def _go_realtime(self, lister: "_PortLister") -> None:
+        """Realtime scheduling for the worker (SCHED_FIFO, WORKER_REALTIME_PRIORITY), only when
+        the ports are a JACK server's that runs its clients realtime at a higher priority: under
+        one that does not, a realtime worker would take the CPU from the port clients while the
+        engine works (the very starvation the realtime contract forbids). Where the OS refuses
+        (no rtprio limit, e.g. not in the audio group), the worker stays as it is."""
+        priority = lister.realtime_priority()
+        if priority is None or priority <= WORKER_REALTIME_PRIORITY or self._worker_id is None:
+            return
+        try:
+            os.sched_setscheduler(self._worker_id, os.SCHED_FIFO, os.sched_param(WORKER_REALTIME_PRIORITY))
+        except (OSError, AttributeError):
+            return
+        self.worker_realtime = True
 
     def _follow_sources(self, lister: "_PortLister", before: set[str]) -> set[str]:
         """The ports sending into our input; when one went away, its held notes end."""
@@ -414,34 +428,6 @@ class Bridge:
                     pass
 
 
-def _jack_realtime(api: str) -> bool:
-    """Whether the worker should ask for realtime scheduling: only when the MIDI system is a JACK
-    server that runs its clients realtime at a priority above the worker's (1). Under a server
-    that does not, a realtime worker would take the CPU from the port clients while the engine
-    works: the very starvation the realtime contract forbids."""
-    if api != "jack":
-        return False
-    from bridge.jackgraph import JackGraph
-
-    try:
-        with JackGraph("bachbridge-probe") as graph:
-            priority = graph.realtime_priority()
-    except PortError:
-        return False
-    return priority is not None and priority > WORKER_REALTIME_PRIORITY
-
-
-def _realtime_thread() -> bool:
-    """SCHED_FIFO at WORKER_REALTIME_PRIORITY for the calling thread, when the OS allows it (the
-    rtprio limit, e.g. the audio group, or CAP_SYS_NICE); else it stays as it was."""
-    try:
-        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO,
-                              os.sched_param(WORKER_REALTIME_PRIORITY))
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
 class _DeadInput:
     """Stands in for the input while the JACK server is away: nothing comes."""
 
@@ -495,10 +481,15 @@ class _PortLister:
         if self.jack:
             from bridge.jackgraph import JackGraph
 
-            self._graph = JackGraph("bachbridge-watch")
+            with _quiet_stderr():
+                self._graph = JackGraph("bachbridge-watch")
 
     def server_alive(self) -> bool:
         return self._graph is not None and self._graph.alive()
+
+    def realtime_priority(self) -> int | None:
+        """JACK's clients' realtime priority, None when not realtime (or not JACK)."""
+        return self._graph.realtime_priority() if self._graph is not None else None
 
     def connections(self, port: str) -> list[str]:
         return self._graph.connections(port)

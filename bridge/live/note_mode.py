@@ -14,6 +14,8 @@ from bridge.live.stats import LiveStats, describe
 # speculation: the rhythms (gaps to the next onset) tried for each likely pitch
 SPECULATED_GAPS = 2
 _SILENT = (REST,) * (VOICES - 1)
+# how often the speculator's answers are read between notes
+COLLECT_EVERY_NS = 2_000_000
 
 
 class NoteMode(Player):
@@ -35,6 +37,7 @@ class NoteMode(Player):
         # melody key in -> echo key out (channel None: not echoed), for every melody note held
         self.echoed: dict[tuple[int, int], tuple[int | None, int]] = {}
         self.onset_steps: collections.deque = collections.deque(maxlen=9)  # for the rhythm guesses
+        self._collect_due_ns = 0
 
     def apply(self, new: Snapshot, t_ns: int) -> None:
         super().apply(new, t_ns)
@@ -73,7 +76,8 @@ class NoteMode(Player):
             self.melody = None
 
     def tick(self, now_ns: int) -> None:
-        if self.speculator is not None:
+        if self.speculator is not None and now_ns >= self._collect_due_ns:
+            self._collect_due_ns = now_ns + COLLECT_EVERY_NS
             self.speculator.collect()  # between notes: the next lookup then finds it all read
 
     def rhythm_guesses(self) -> list[int]:
