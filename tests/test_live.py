@@ -309,6 +309,29 @@ def test_stop_releases_every_sounding_note(bridge, outside):
     assert wait_for(lambda: not unreleased(outside.messages()))
 
 
+def test_a_source_that_dies_mid_note_leaves_nothing_sounding(bridge, outside, jack_server):
+    """A DAW that crashes holding a note sends no note-off: its harmony ends when it goes."""
+    import rtmidi
+
+    outside.receiver("bachbridge out")
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="crashing daw")
+    keyboard.open_port(Outside._index(keyboard.get_ports(), "bachbridge in"), "out")
+    time.sleep(0.05)
+    keyboard.send_message([NOTE_ON, 67, 80])
+    assert wait_for(lambda: harmony_ons(outside.messages()))
+    time.sleep(0.3)
+    assert unreleased(outside.messages())          # held: no note-off came
+    keyboard.close_port()                          # the program is gone, without a note-off
+    keyboard.delete()
+    started = time.monotonic()
+    assert wait_for(lambda: not unreleased(outside.messages()), timeout=3), unreleased(outside.messages())
+    assert time.monotonic() - started < 1.0
+    sender = outside.sender("bachbridge in")       # another source plays on
+    play(sender, outside, 69)
+    sender.send_message([NOTE_OFF, 69, 0])
+    assert wait_for(lambda: not unreleased(outside.messages()))
+
+
 def test_close_while_a_note_is_held_releases_it_then_cc123_everywhere(jack_server, engine, outside):
     bridge = Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack").start()
     try:
