@@ -127,7 +127,7 @@ class Clock:
         self._last_clock_ns = t_ns
         window = self._tempo_window
         window.append(t_ns)
-        if len(window) >= 2:
+        if len(window) >= 2 and window[-1] > window[0]:
             self._midi_interval_ns = (window[-1] - window[0]) / (len(window) - 1)
         if self.running:
             self._last_clock_index = self._next_clock

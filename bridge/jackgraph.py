@@ -10,8 +10,8 @@ woken every period), it only reads the graph and changes connections.
         graph.connections("daw:out")    # full names of the ports connected to it
         graph.connect("seq:out", "bachbridge-01:bachbridge in")
 
-A server that went away leaves the client dead: `alive()` says so (the server's socket is gone,
-or the client was told it is shut down), and every other call then raises PortError.
+A server that went away leaves the client dead: `alive()` says so (libjack told it so, or the
+server's socket is gone); other calls on it then give what the dead client last knew.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ _MIDI_TYPE = b"8 bit raw midi"
 
 _lib = None
 _lib_lock = threading.Lock()
+_SHUTDOWN_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class JackGraphError(PortError):
@@ -61,6 +62,9 @@ def _libjack():
             lib.jack_get_buffer_size.restype = ctypes.c_uint32
             lib.jack_get_buffer_size.argtypes = [vp]
             lib.jack_is_realtime.argtypes = [vp]
+            lib.jack_on_shutdown.argtypes = [vp, vp, vp]
+            lib.jack_port_uuid.restype = ctypes.c_uint64
+            lib.jack_port_uuid.argtypes = [vp]
             lib.jack_frame_time.restype = ctypes.c_uint32
             lib.jack_frame_time.argtypes = [vp]
             lib.jack_transport_start.argtypes = [vp]
@@ -101,6 +105,11 @@ class JackGraph:
                                  f"(status {status.value:#x})")
         self._lib, self._client, self._lock = lib, client, threading.Lock()
         self._server = jack_server_name()
+        # libjack says so, from its own thread, as soon as the server is gone (also when a new
+        # one of the same name is up again before anyone looked)
+        self._shut_down = threading.Event()
+        self._on_shutdown = _SHUTDOWN_CALLBACK(lambda _arg: self._shut_down.set())
+        lib.jack_on_shutdown(client, ctypes.cast(self._on_shutdown, ctypes.c_void_p), None)
 
     def _checked(self):
         if self._client is None:
@@ -108,8 +117,9 @@ class JackGraph:
         return self._client
 
     def alive(self) -> bool:
-        """False once the server is gone (its socket removed) or this client was closed."""
-        return self._client is not None and _jack_socket_present(self._server)
+        """False once the server is gone (libjack said so, or its socket was removed) or this
+        client was closed."""
+        return self._client is not None and not self._shut_down.is_set() and _jack_socket_present(self._server)
 
     def ports(self, pattern: str = "", *, inputs: bool = False, outputs: bool = False) -> list[str]:
         """Full names of MIDI ports whose name matches the regular expression `pattern` (search,
@@ -123,11 +133,25 @@ class JackGraph:
     def connections(self, port: str) -> list[str]:
         """Full names of the ports connected to `port` (a full name); [] when it does not exist."""
         with self._lock:
+            return self._connections(self._checked(), port)
+
+    def connected_ports(self, port: str) -> set[tuple[str, int]]:
+        """The ports connected to `port`, as (full name, JACK's id of that port): a program that
+        died and came back under the same name has ports of new ids."""
+        with self._lock:
             client = self._checked()
-            handle = self._lib.jack_port_by_name(client, port.encode())
-            if not handle:
-                return []
-            return _names(self._lib, self._lib.jack_port_get_all_connections(client, handle))
+            found = set()
+            for name in self._connections(client, port):
+                handle = self._lib.jack_port_by_name(client, name.encode())
+                if handle:
+                    found.add((name, int(self._lib.jack_port_uuid(handle))))
+            return found
+
+    def _connections(self, client, port: str) -> list[str]:
+        handle = self._lib.jack_port_by_name(client, port.encode())
+        if not handle:
+            return []
+        return _names(self._lib, self._lib.jack_port_get_all_connections(client, handle))
 
     def connect(self, source: str, destination: str) -> None:
         """Connect an output port to an input port (full names); connected already is fine."""
@@ -178,7 +202,7 @@ class JackGraph:
         closing it would wait on a socket nobody answers."""
         with self._lock:
             client, self._client = self._client, None
-        if client is not None and _jack_socket_present(self._server):
+        if client is not None and not self._shut_down.is_set() and _jack_socket_present(self._server):
             self._lib.jack_client_close(client)
 
     def __enter__(self):

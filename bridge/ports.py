@@ -532,6 +532,11 @@ class MidiOutput(_Port):
         with self._lock:
             return 0 if self._port is None else self.notes.release(source)
 
+    def silence(self, keys) -> int:
+        """Note-offs once more for those of `keys` that sound no more (see Sounding.silence)."""
+        with self._lock:
+            return 0 if self._port is None else self.notes.silence(keys)
+
     def all_notes_off(self, channels=()) -> int:
         """Note-off for every note sounding (once per key), sustain pedal up where it was down,
         then CC 123 (All Notes Off) on every channel sent on and each of `channels` (0-15).

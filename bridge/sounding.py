@@ -75,6 +75,18 @@ class Sounding:
         held = [(key, holders[source]) for key, holders in sorted(self._holders.items()) if source in holders]
         return sum(self._end(key, source, count) for key, count in held)
 
+    def silence(self, keys) -> int:
+        """Note-offs, once more, for those of `keys` that sound no more: for a listener that may
+        have missed the first ones (a JACK cycle dropped while the graph changed). A note-off for
+        a note already ended is harmless; one for a key that sounds again would not be, so those
+        are left out. Returns the number written."""
+        written = 0
+        for channel, pitch in sorted(keys):
+            if (channel, pitch) not in self._holders:
+                self._write(bytes((NOTE_OFF | channel, pitch, 0)))
+                written += 1
+        return written
+
     def all_notes_off(self, channels=()) -> int:
         """Note-off for every sounding key, sustain pedal up where it was down, then CC 123 on
         every channel written on and each of `channels` (0-15). Returns the messages written."""

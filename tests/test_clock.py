@@ -125,6 +125,10 @@ def test_clocks_bunched_after_a_stall_still_move_the_position():
     send_clocks(clock, 3, 120.0, t + 3 * interval)        # 28..30 on time again
     assert clock.position_steps == 30 // 6
     assert clock.bpm == pytest.approx(120.0, rel=0.05)
+    late = t + 3 * interval + 0.2e9                       # a pause, then clocks owed in one instant:
+    for k in range(4):                                    # no tempo to tell from them, nor a crash
+        assert clock.feed(CLOCK, int(late)) == TIMING_CLOCK
+    assert MIN_BPM <= clock.bpm <= MAX_BPM
 
 
 def test_absurd_clock_tempi_are_clamped_or_forgotten():

@@ -51,3 +51,15 @@ def test_all_notes_off_ends_every_key_once_lifts_the_pedal_then_cc123():
     assert wire == [bytes([OFF | 2, 50, 0]), bytes([CC | 3, 64, 0]),
                     bytes([CC | 2, 123, 0]), bytes([CC | 3, 123, 0]), bytes([CC | 5, 123, 0])]
     assert notes.sounding() == {}
+
+
+def test_silence_repeats_note_offs_only_for_keys_that_sound_no_more():
+    notes, wire = record()
+    notes.send(bytes([ON, 60, 90]), "live")
+    notes.send(bytes([ON, 64, 90]), "live")
+    ended = notes.sounding("live")
+    notes.release("live")
+    notes.send(bytes([ON, 64, 70]), "live")                   # struck again meanwhile: it must go on
+    del wire[:]
+    assert notes.silence(ended) == 1
+    assert wire == [bytes([OFF, 60, 0])] and notes.sounding() == {(0, 64): 1}

@@ -16,7 +16,7 @@ from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
 from bridge.live.note_mode import NoteMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
-from bridge.live.player import Outlet, Player
+from bridge.live.player import LIVE_SOURCE, Outlet, Player
 from bridge.live.speculation import Speculator
 from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
 from bridge.ports import (DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput, PortError, _quiet_stderr,
@@ -34,6 +34,8 @@ LIVE_SWITCH_INTERVAL_S = 0.0002
 # the worker's realtime priority when JACK runs realtime: the lowest, under JACK's own threads and
 # above every thread that is not realtime (a loaded machine's other work)
 WORKER_REALTIME_PRIORITY = 1
+# a source's notes released when it went away are released once more this much later (see _follow_sources)
+SOURCE_GONE_REPEAT_S = 0.15
 # a port of ours that the watcher leaves out of the input's sources (see bridge.ports.SYSEX_GUARD_S)
 _GUARD_PORT = ":sysex guard"
 
@@ -114,8 +116,15 @@ class Bridge:
         self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
         self._worker.start()
         self._running.wait(1.0)
-        self._watcher = threading.Thread(target=self._watch, name="bachbridge-ports", daemon=True)
-        self._watcher.start()
+        try:
+            lister = _PortLister(self.input.api)
+        except PortError as error:  # no watching (a server that went away would not be followed)
+            self._count_error(error)
+        else:
+            self._go_realtime(lister)
+            self._watcher = threading.Thread(target=self._watch, args=(lister,), name="bachbridge-ports",
+                                             daemon=True)
+            self._watcher.start()
         if snapshot.config.mode == NoteMode.mode and snapshot.config.speculate:
             self.speculator.start()  # else when first asked to speculate
         return self
@@ -315,39 +324,29 @@ class Bridge:
 
     # ---- the watcher: everything slow about the ports, off the worker
 
-    def _watch(self) -> None:
+    def _watch(self, lister: "_PortLister") -> None:
         """Every PORT_CHECK_S: is what our ports are connected to still there, is the JACK server?"""
-        try:
-            lister = _PortLister(self.input.api)
-        except PortError as error:
-            self._count_error(error)
-            return
-        self._go_realtime(lister)
-        sources: set[str] = set()
-        down = False                       # JACK: the server went away, ports closed
+        sources: set = set()
+        down = False                       # JACK: the server went away, our ports are stand-ins
         away = {"input": False, "output": False}
         options = self._port_options
         try:
             while not self._stop.wait(PORT_CHECK_S):
                 try:
-                    if lister.jack and not lister.server_alive():
-                        if not down:
-                            down = True
-                            self.stats.port_problem = ("the JACK server went away: opening the ports again "
-                                                       "when it is back")
-                            self._replace_ports(None)
-                        continue
                     if down:
-                        if not jack_running():
-                            continue
-                        lister.reopen()
-                        if self._replace_ports(self._open_ports()):
-                            down, sources = False, set()
-                            self.stats.ports_reopened += 1
-                            self.stats.port_problem = None
-                        continue
-                    sources = self._follow_sources(lister, sources)
-                    self._follow_connected(lister, options, away)
+                        if jack_running():
+                            lister.reopen()
+                            if self._replace_ports(self._open_ports()):
+                                down, sources = False, set()
+                                self.stats.ports_reopened += 1
+                                self.stats.port_problem = None
+                    elif lister.jack and not lister.server_alive():
+                        down = True
+                        self.stats.port_problem = "the JACK server went away: opening the ports again when it is back"
+                        self._replace_ports(None)
+                    else:
+                        sources = self._follow_sources(lister, sources)
+                        self._follow_connected(lister, options, away)
                 except Exception as error:  # the MIDI system itself is in trouble: say so, try again
                     self._count_error(error)
         finally:
@@ -368,14 +367,24 @@ class Bridge:
             return
         self.worker_realtime = True
 
-    def _follow_sources(self, lister: "_PortLister", before: set[str]) -> set[str]:
-        """The ports sending into our input; when one went away, its held notes end."""
+    def _follow_sources(self, lister: "_PortLister", before: set) -> set:
+        """The ports sending into our input (by name and JACK's id, so that a program that died
+        and came back between two looks is seen to have gone); when one went away, the melody
+        notes it held end, and their note-offs go out once more a moment later: while JACK
+        removes a client that died, it may drop the cycle that carried them."""
         name = getattr(self.input, "full_name", None)
         if not lister.jack or name is None:
             return before
-        now = {port for port in lister.connections(name) if not port.endswith(_GUARD_PORT)}
+        now = {port for port in lister.connected_ports(name) if not port[0].endswith(_GUARD_PORT)}
         if before - now:
-            self._run_in_worker(lambda: self._player.source_gone(time.perf_counter_ns()))
+            released: dict = {}
+
+            def release():
+                released.update(self.output.sounding(LIVE_SOURCE))
+                self._player.source_gone(time.perf_counter_ns())
+            self._run_in_worker(release)
+            if released and not self._stop.wait(SOURCE_GONE_REPEAT_S):
+                self._run_in_worker(lambda: self.output.silence(released))
         return now
 
     def _follow_connected(self, lister: "_PortLister", options: dict, away: dict) -> None:
@@ -461,6 +470,14 @@ class _DeadOutput:
     def all_notes_off(channels=()) -> int:
         return 0
 
+    @staticmethod
+    def sounding(source: str | None = None) -> dict:
+        return {}
+
+    @staticmethod
+    def silence(keys) -> int:
+        return 0
+
     def close(self, channels=()) -> None:
         self.closed = True
 
@@ -491,8 +508,8 @@ class _PortLister:
         """JACK's clients' realtime priority, None when not realtime (or not JACK)."""
         return self._graph.realtime_priority() if self._graph is not None else None
 
-    def connections(self, port: str) -> list[str]:
-        return self._graph.connections(port)
+    def connected_ports(self, port: str) -> set[tuple[str, int]]:
+        return self._graph.connected_ports(port)
 
     def has(self, what: str, target: str) -> bool:
         """Is there a port `target` names (see ports.find_port) that our `what` port can use?"""
