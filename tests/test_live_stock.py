@@ -90,6 +90,12 @@ def test_a_stock_sequencer_gets_every_onset_answered_under_cpu_load(realtime_jac
     assert stats["notes_in"] >= got.onsets and stats["event_errors"] == 0 and stats["engine_errors"] == 0
 
 
+def heard_bpm(listener: Outside) -> float:
+    """The tempo of the last quarter note of clocks a listener received (its own stamps)."""
+    stamps = [t for m, t in list(listener.received) if m == b"\xf8"][-25:]
+    return 60e9 / ((stamps[-1] - stamps[0]) / (len(stamps) - 1) * 24)
+
+
 def test_jack_midi_clock_drives_the_grid_and_its_stop_releases_everything(jack_rig, tiny_model):
     from bridge.engines import load_engine
     from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig
@@ -101,23 +107,29 @@ def test_jack_midi_clock_drives_the_grid_and_its_stop_releases_everything(jack_r
         with Bridge(load_engine(tiny_model, threads=1), LiveConfig(clock="auto"), LIVE_SETTINGS, api="jack") as bridge:
             server.connect("jack_midi_clock:mclk_out", "bachbridge in")
             outside.receiver("bachbridge out")
+            listener = Outside(realtime=True)                       # hears the clock as the bridge does
+            listener.receiver("mclk_out")
             sender = outside.sender("bachbridge in")
             server.graph().transport(True, 0)                       # the DAW's play button
             assert wait_for(lambda: bridge.stats.clock_running, timeout=5)
-            readings = []
-            for _ in range(5):   # over a few beats: one late stamp on a busy machine moves one reading
+            pairs = []
+            for _ in range(5):
                 time.sleep(0.4)
-                readings.append(bridge.stats.bpm)
-            assert sorted(readings)[2] == pytest.approx(120, rel=0.01), readings   # jack_midi_clock's tempo
+                pairs.append((bridge.stats.bpm, heard_bpm(listener)))
+            listener.close()
+            # the dummy driver loses cycles on a busy machine, and jack_midi_clock counts JACK's
+            # frames: the tempo that comes is the one heard, not always 120 bpm of wall time
+            errors = sorted(abs(ours - heard) / heard for ours, heard in pairs)
+            assert errors[2] < 0.01, pairs
             steps = []
-            for pitch in PATTERN:                                   # an 8th apart: 2 steps of the grid
+            for pitch in PATTERN:                                   # an 8th apart at 120 bpm
                 sender.send_message([NOTE_ON, pitch, 80])
                 time.sleep(0.2)
                 steps.append(bridge.stats.position_steps)
                 sender.send_message([NOTE_OFF, pitch, 0])
                 time.sleep(0.05)
             gaps = [b - a for a, b in zip(steps, steps[1:])]
-            assert sorted(gaps)[len(gaps) // 2] == 2, steps
+            assert sorted(gaps)[len(gaps) // 2] == round(0.25 * 4 * sorted(h for _, h in pairs)[2] / 60), (steps, pairs)
             sender.send_message([NOTE_ON, 72, 80])                  # held when the DAW stops
             assert wait_for(lambda: hanging(outside.messages()), timeout=2)
             server.graph().transport(False)
