@@ -10,6 +10,7 @@ import pytest
 
 from bridge.clock import NS_PER_MINUTE
 from bridge.engines import REST, SOPRANO, load_engine
+from bridge.engines.coconet import CoconetEngine
 from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig, LiveStats, NoteMode, Outlet, PhraseMode, Snapshot
 from bridge.live.speculation import Speculator
 from bridge.sounding import Sounding
@@ -276,6 +277,35 @@ def test_phrase_mode_through_jack_comes_out_one_lookahead_later(jack_server, eng
         # 125 ms, give or take a JACK period or two and a loaded machine's scheduling
         assert 120 <= float(np.median(delays)) <= 145, delays
         assert bridge.stats.snapshot().p99_phrase_timing_ms is not None
+
+
+class Slow(CoconetEngine):
+    """A real engine that takes 150 ms a phrase, as a big model on a loaded machine might."""
+
+    def inpaint(self, roll, known, settings, open_end=False):
+        time.sleep(0.15)
+        return super().inpaint(roll, known, settings, open_end)
+
+
+def test_a_slow_phrase_decision_does_not_hold_up_what_is_due_meanwhile(jack_server, engine, outside):
+    """The sampler runs off the worker: the echo of each note keeps its time while it works."""
+    config = LiveConfig(mode="phrase", lookahead_beats=1.0, clock="internal", bpm=240.0)  # 250 ms
+    with Bridge(Slow(engine.model), config, PHRASE_SETTINGS, api="jack") as bridge:
+        sender = connect(outside)
+        delays = []
+        for pitch in MELODY[:10]:
+            n = len(outside.received)
+            sent_ns = time.perf_counter_ns()
+            sender.send_message([NOTE_ON, pitch, 80])
+            assert wait_for(lambda: any(m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch
+                                        for m, _ in outside.received[n:]), timeout=3)
+            echo_ns = next(t for m, t in outside.received[n:] if m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch)
+            delays.append((echo_ns - sent_ns) / 1e6 - 250)
+            sender.send_message([NOTE_OFF, pitch, 0])
+            time.sleep(0.05)
+        settle(outside, quiet_s=0.5, timeout=5)
+        assert harmony_ons(outside.messages()) and unreleased(outside.messages()) == {}
+        assert max(delays) < 20, delays   # a worker that waited for the sampler: up to 150 ms late
 
 
 def test_switching_modes_while_notes_flow_leaves_no_note_on(jack_server, engine, outside):

@@ -105,9 +105,6 @@ def test_phrase_mode_harmony_of_a_held_note_ends_when_its_source_dies(soak):
     assert kill["hanging_after"] == {}, f"still sounding 1.5 s after the DAW died: {kill}"
 
 
-@pytest.mark.xfail(strict=True, reason="bridge bug (reported): a JACK server killed with SIGKILL leaves its "
-                   "socket in /dev/shm, so the bridge's watcher (JackGraph.alive) never sees it go, and "
-                   "the bridge never opens its ports again on the server that comes back")
 def test_the_bridge_opens_its_ports_again_after_jack_was_killed(soak):
     assert soak.restart.get("ports_back_s") is not None, soak.restart
     assert soak.bridge_stats["before_close"]["ports_reopened"] == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import threading
 import time
 
 import numpy as np
@@ -17,6 +18,77 @@ from bridge.live.stats import LiveStats, describe
 # phrase mode decides a phrase this long before its first note is due (at most half the delay):
 # the time the sampler may take
 DECISION_MARGIN_NS = 80_000_000
+
+
+class Decider:
+    """Decides phrases in the caller's thread (render(), the tests): `submit` a job, `take` its
+    harmony (MIDI pitches, or the exception the engine raised) once it is there."""
+
+    def __init__(self):
+        self._results: dict[int, object] = {}
+
+    def submit(self, token: int, snapshot, roll: np.ndarray, known: np.ndarray) -> None:
+        self._results = {token: _harmony(snapshot, roll, known)}
+
+    def take(self, token: int, wait: bool = False):
+        """The result of job `token` (None: not there yet; `wait`: until it is)."""
+        return self._results.pop(token, None)
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadDecider(Decider):
+    """Decides phrases in a thread of its own, so the worker never waits for the sampler (tens of
+    ms a phrase) and sends what is due meanwhile on time. Jobs are done in order; one superseded
+    by a newer job before it started is skipped."""
+
+    def __init__(self):
+        super().__init__()
+        self._jobs: collections.deque = collections.deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="bachbridge-phrases", daemon=True)
+        self._thread.start()
+
+    def submit(self, token: int, snapshot, roll: np.ndarray, known: np.ndarray) -> None:
+        with self._wake:
+            self._jobs.append((token, snapshot, roll, known))
+            self._wake.notify()
+
+    def take(self, token: int, wait: bool = False):
+        with self._wake:
+            while wait and token not in self._results and not self._closed:
+                self._wake.wait(0.05)
+            return self._results.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                token, snapshot, roll, known = self._jobs.pop()
+                self._jobs.clear()  # older jobs are moot: their take() never comes
+            result = _harmony(snapshot, roll, known)
+            with self._wake:
+                self._results = {token: result}
+                self._wake.notify_all()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(5.0)
+
+
+def _harmony(snapshot, roll: np.ndarray, known: np.ndarray):
+    """The engine's harmony of a phrase, or the exception it raised."""
+    try:
+        return ask_engine(snapshot, roll, known)
+    except Exception as error:  # the engine failed: the phrase will be pass-through (echo only)
+        return error
 
 
 class PhraseMode(Player):
@@ -35,15 +107,18 @@ class PhraseMode(Player):
     a step is an onset), so that a long note is decided in time too.
 
     Voices in unison on one channel (or with the echo) sound once and end with the last of them:
-    the output's record (bridge.sounding) sees to that.
+    the output's record (bridge.sounding) sees to that. The sampler runs in the `decider`'s
+    thread (the bridge gives a ThreadDecider; by default, the caller's): the rows being decided
+    are settled, and their messages are scheduled when the harmony comes back.
     """
 
     mode = "phrase"
     CAPACITY = 1024
 
     def __init__(self, out: Outlet, stats: LiveStats, clock: Clock | None = None,
-                 monitor: collections.deque | None = None):
+                 monitor: collections.deque | None = None, decider: Decider | None = None):
         super().__init__(out, stats, clock, monitor)
+        self.decider = decider or Decider()
         n = self.CAPACITY
         self.melody_rows = np.full(n, REST, dtype=np.int16)
         self.harmony_rows = np.full((n, VOICES - 1), REST, dtype=np.int16)
@@ -53,6 +128,9 @@ class PhraseMode(Player):
         self.release_ns = np.full(n, -1, dtype=np.int64)
         self.rows = 0                   # rows in use
         self.decided = 0                # rows decided and scheduled
+        self.deciding = None            # (token, first row, end row) of the phrase being decided
+        self.trimmed = 0                # rows dropped from the front so far (rows' numbers move)
+        self._tokens = 0
         self.last_step = None           # the song step of the newest row
         self.melody = None              # (in channel, pitch, velocity) of the note sounding now
         self.released_row = None        # the row the last melody note ended in, while it rests
@@ -72,6 +150,7 @@ class PhraseMode(Player):
 
     def forget_history(self) -> None:
         self.rows = self.decided = 0
+        self.deciding = None
         self.last_step = None
         self.released_row = None
 
@@ -116,12 +195,12 @@ class PhraseMode(Player):
         """Make the row of `step` the onset of `pitch`, growing the timeline up to it."""
         gap = 0 if self.rows == 0 else step - self.last_step
         if self.rows and self.released_row is not None and gap > past_steps_for(self.snapshot):
-            self._decide()  # a rest longer than the engine looks back: what came before is not context
+            self._decide_now()  # a rest longer than the engine looks back: what came before is not context
             self.forget_history()
         if self.rows == 0:
             self.rows = 1
             self.harmony_rows[0] = REST
-        elif gap != 0 or self.rows == self.decided:
+        elif gap != 0 or self.rows == self.settled:
             # steps on (no more than the engine looks back: the rows between are context only);
             # a jump back, or a row already decided, takes the next row. Else two onsets fell in
             # one 16th, and the later one takes the row.
@@ -169,7 +248,7 @@ class PhraseMode(Player):
         """Drop the oldest decided rows the engine no longer sees, to make `room`."""
         keep_from = max(0, self.decided - past_steps_for(self.snapshot))
         if self.rows - keep_from + room > self.CAPACITY:
-            self._decide()
+            self._decide_now()
             keep_from = max(0, self.decided - past_steps_for(self.snapshot))
             if self.rows - keep_from + room > self.CAPACITY:
                 raise RuntimeError("phrase timeline full")
@@ -177,6 +256,7 @@ class PhraseMode(Player):
         for array in (self.melody_rows, self.harmony_rows, self.sounding, self.start_ns, self.velocity, self.release_ns):
             array[:kept] = array[keep_from:self.rows]
         self.rows, self.decided = kept, self.decided - keep_from
+        self.trimmed += keep_from
         if self.released_row is not None:
             self.released_row -= keep_from
 
@@ -186,18 +266,24 @@ class PhraseMode(Player):
         """When the pending rows (or the next row of a held note) must be decided."""
         if self.snapshot is None or self.rows == 0:
             return None
-        if self.decided < self.rows:
-            first = int(self.start_ns[self.decided])
+        settled = self.settled
+        if settled < self.rows:
+            first = int(self.start_ns[settled])
         elif self.melody is not None and self.clock.mode != "free":
             first = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm))
         else:
             return None
         return first + self.delay_ns() - self.margin_ns()
 
-    def _decide(self) -> None:
-        """Run the sampler over the pending rows, given what came before, and schedule them."""
+    @property
+    def settled(self) -> int:
+        """Rows before this one are decided or being decided: no longer to be changed."""
+        return self.deciding[2] - self.trimmed if self.deciding else self.decided
+
+    def _start_decision(self) -> None:
+        """Hand the decider the pending rows, given what came before."""
         lo, hi = self.decided, self.rows
-        if lo >= hi:
+        if lo >= hi or self.deciding:
             return
         start = max(0, lo - past_steps_for(self.snapshot))
         roll = np.empty((hi - start, VOICES), dtype=np.int16)
@@ -205,12 +291,26 @@ class PhraseMode(Player):
         roll[:, 1:] = self.harmony_rows[start:hi]
         known = np.ones(roll.shape, dtype=bool)
         known[lo - start:, 1:] = (roll[lo - start:, SOPRANO] < 0)[:, None]
-        try:
-            self.harmony_rows[lo:hi] = ask_engine(self.snapshot, roll, known)[lo - start:]
-        except Exception as error:  # the engine failed: this phrase is pass-through (echo only)
+        self._tokens += 1
+        self.deciding = (self._tokens, lo + self.trimmed, hi + self.trimmed)
+        self.decider.submit(self._tokens, self.snapshot, roll, known)
+
+    def _take_decision(self, wait: bool = False) -> None:
+        """Schedule the rows being decided once their harmony is back."""
+        if not self.deciding:
+            return
+        token, first, end = self.deciding
+        result = self.decider.take(token, wait)
+        if result is None:
+            return
+        self.deciding = None
+        lo, hi = first - self.trimmed, end - self.trimmed
+        if isinstance(result, Exception):
             self.stats.engine_errors += 1
-            self.stats.last_engine_error = describe(error)
+            self.stats.last_engine_error = describe(result)
             self.harmony_rows[lo:hi] = REST
+        else:
+            self.harmony_rows[lo:hi] = result[len(result) - (hi - lo):]
         delay = self.delay_ns()
         silent = [REST] * (VOICES - 1)
         for row in range(lo, hi):
@@ -219,6 +319,12 @@ class PhraseMode(Player):
             if self.release_ns[row] >= 0:
                 self._plan(silent, 0, int(self.release_ns[row]) + delay)
         self.decided = hi
+
+    def _decide_now(self) -> None:
+        """Decide every pending row before going on (rare: a long rest, a full timeline)."""
+        self._take_decision(wait=True)
+        self._start_decision()
+        self._take_decision(wait=True)
 
     def _plan(self, pitches: list[int], velocity: int, due: int) -> None:
         """Schedule the harmony to become `pitches` at `due`: voices that change end, then start."""
@@ -239,10 +345,12 @@ class PhraseMode(Player):
         heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
 
     def tick(self, now_ns: int) -> None:
+        self._take_decision()
         deadline = self._deadline_ns()
-        if deadline is not None and now_ns >= deadline:
+        if deadline is not None and now_ns >= deadline and not self.deciding:
             self._grow_while_held(now_ns)
-            self._decide()
+            self._start_decision()
+            self._take_decision()  # at once, when the decider is the caller's thread
         schedule = self.schedule
         while schedule and schedule[0][0] <= now_ns:
             due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
@@ -282,4 +390,8 @@ class PhraseMode(Player):
             self.melody = None
             self.released_row = self.rows - 1 if self.rows else None
         self.decided = self.rows
+        self.deciding = None  # its harmony, when it comes, is for a take that stopped
         self.sounding[:self.rows] = False
+
+    def close(self) -> None:
+        self.decider.close()
