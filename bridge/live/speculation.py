@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import select
 import time
 
@@ -33,7 +34,9 @@ from bridge.onnxmodel import OnnxModel
 
 # candidate windows filled in per engine call: small batches, so that a newer onset stops the work soon
 SPECULATION_BATCH = 2
-_MAX_JOB_BYTES = 4096  # a job is written in one write() of at most PIPE_BUF bytes: never blocks
+# a message to the process is written in one write() of at most PIPE_BUF bytes (with its 4-byte
+# header), which a pipe with room for it (select says writable) takes whole, without blocking
+_MAX_MESSAGE_BYTES = select.PIPE_BUF - 4 if hasattr(select, "PIPE_BUF") else 508
 
 
 class Speculator:
@@ -84,7 +87,7 @@ class Speculator:
     def speculate(self, snapshot: Snapshot, context, gaps: list[int]) -> None:
         """Start on the answers for the onset after the one `context` ends with."""
         self.start()
-        if self._process is None:
+        if self._process is None or self.failed:
             return
         self._generation += 1
         if snapshot is not self._told:
@@ -143,12 +146,16 @@ class Speculator:
         """Write one message if the pipe has room for it now; never wait."""
         if self._jobs is None:
             return False
+        data = pickle.dumps(message)
+        if len(data) > _MAX_MESSAGE_BYTES:
+            self._fail(f"a message to the speculator is too long for one write ({len(data)} bytes)")
+            return False
         try:
             if not select.select([], [self._jobs], [], 0)[1]:
                 self.stats.speculation_errors += 1
                 self.stats.last_speculation_error = "the speculator is behind: a job skipped"
                 return False
-            self._jobs.send(message)
+            self._jobs.send_bytes(data)
         except (OSError, ValueError) as error:
             self._fail(f"the speculator's pipe broke ({describe(error)})")
             return False
