@@ -38,6 +38,18 @@ def main(argv=None) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
     from PyQt6.QtCore import QSettings, QTimer
+
+    store = QSettings(ORGANIZATION, APPLICATION)
+    ports = _ports_from(args, store)
+    if not (args.screenshot or args.no_bridge):
+        # first the bridge's process: it loads its model and opens its ports while the window is
+        # made, and the window takes it over (see gui.session.prelaunch)
+        from gui import session, state
+
+        restored, _ = state.restored_preset(store)
+        session.prelaunch(args.model or restored.model, restored.config, restored.settings,
+                          ports or state.restored_ports(store))
+
     from PyQt6.QtWidgets import QApplication
 
     from gui.theme import apply_theme
@@ -51,8 +63,7 @@ def main(argv=None) -> int:
 
     from gui.window import MainWindow
 
-    store = QSettings(ORGANIZATION, APPLICATION)
-    window = MainWindow(store, model=args.model, ports=_ports_from(args, store))
+    window = MainWindow(store, model=args.model, ports=ports, start_bridge=not args.no_bridge)
     window.show()
     # SIGINT/SIGTERM close the window like its close button (notes released, state saved); Qt's
     # loop runs no Python, so a timer lets the interpreter see the signal

@@ -18,8 +18,9 @@ Threading:
   knob change queues one "sync" task that pushes the latest wanted state whenever it runs, so a
   slider dragged across fifty values costs one or two updates, not fifty.
 - The first start launches the bridge's process at once, from the GUI thread (a spawn: a few
-  ms), so that it loads and opens its ports while the window builds; a restart closes the old
-  one first, on the lane.
+  ms), so that it loads and opens its ports while the window builds, or takes over the one
+  `prelaunch()` launched before the window was made; a restart closes the old one first, on
+  the lane.
 - Results come back to the GUI thread through a queued Qt signal; so does the news that the
   bridge's process ended without being asked (`stopped_why`).
 """
@@ -34,7 +35,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from bridge.engines import Engine, load_engine
 from bridge.errors import BadInput
 from bridge.live import LiveConfig
-from bridge.live.remote import RemoteBridge
+from bridge.live.remote import RemoteBridge, RemoteError
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT, PortError, api_status, list_apis, list_ports, pick_api
 from bridge.settings import Settings
 
@@ -75,6 +76,30 @@ def see_ports() -> PortsSeen:
                 apis[api] = (False, str(error))
     choice = pick_api()
     return PortsSeen(apis, choice.api, choice.reason, ports)
+
+
+# a bridge launched before the window was built: (what it was launched with, the RemoteBridge)
+_prelaunched: list[tuple[tuple, RemoteBridge]] = []
+
+
+def prelaunch(model: str, config: LiveConfig, settings: Settings, ports: PortChoice) -> None:
+    """Launch the bridge's process now, before the window is built, which takes about as long as
+    the process needs to load its model and open its ports. The first LiveSession.start() with
+    the same model, knobs and ports takes it over; another start() closes it first."""
+    _prelaunched.append(((model, config, settings, ports), _launch(model, config, settings, ports)))
+
+
+def _take_prelaunched(wanted: tuple) -> tuple[RemoteBridge | None, RemoteBridge | None]:
+    """(the prelaunched bridge if it was launched as `wanted`, else None; the one to close first)."""
+    if not _prelaunched:
+        return None, None
+    launched_as, bridge = _prelaunched.pop()
+    return (bridge, None) if launched_as == wanted else (None, bridge)
+
+
+def _launch(model: str, config: LiveConfig, settings: Settings, ports: PortChoice) -> RemoteBridge:
+    return RemoteBridge(model, config, settings, api=ports.api, in_name=ports.in_name, out_name=ports.out_name,
+                        connect_in=ports.connect_in, connect_out=ports.connect_out).launch()
 
 
 class LiveSession(QObject):
@@ -186,19 +211,28 @@ class LiveSession(QObject):
         self.starting = True
         self.stopped_why = None
         choice = self.ports
-        launched = None
-        if self.bridge is None and self._starts_queued == 0:
-            # nothing to close first: the process loads and opens its ports while the lane works
+        nothing_to_close = self.bridge is None and self._starts_queued == 0
+        launched, stale = _take_prelaunched((self.model, self.config, self.settings, choice))
+        if launched is not None and not nothing_to_close:
+            launched, stale = None, launched
+        if launched is None and stale is None and nothing_to_close:
+            # the process loads and opens its ports while the lane works
             try:
-                launched = self._new_bridge(choice).launch()
+                launched = _launch(self.model, self.config, self.settings, choice)
             except Exception:  # the lane tries again, and says why if it fails there too
                 launched = None
+        if launched is not None:
+            self._watch(launched)
         self._starts_queued += 1
 
         def start():
+            if stale is not None:
+                stale.close()
             self._stop_bridge()
-            bridge = launched or self._new_bridge(choice).launch()
+            bridge = launched or self._watch(_launch(self.model, self.config, self.settings, choice))
             bridge.wait_started()
+            if bridge.ended:   # it ended before it was watched
+                raise RemoteError(bridge.ended)
             # the lane alone writes `bridge`, so a second start() queued behind this one stops it
             self.bridge = bridge
             # knobs turned, or a model loaded, while it started
@@ -218,11 +252,9 @@ class LiveSession(QObject):
 
         self._run_start(start, started, failed_start)
 
-    def _new_bridge(self, choice: PortChoice) -> RemoteBridge:
-        bridge = RemoteBridge(self.model, self.config, self.settings, api=choice.api, in_name=choice.in_name,
-                              out_name=choice.out_name, connect_in=choice.connect_in,
-                              connect_out=choice.connect_out)
-        bridge.on_end = lambda why: self._ended.emit(bridge, why)   # from its receiver thread
+    def _watch(self, bridge: RemoteBridge) -> RemoteBridge:
+        """Be told (in the GUI thread) when the bridge's process ends unasked."""
+        bridge.on_end = lambda why: self._ended.emit(bridge, why)   # called from its receiver thread
         return bridge
 
     def _run_start(self, task, on_done, on_failure) -> None:

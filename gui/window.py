@@ -5,8 +5,8 @@ a `LiveConfig` (through `.replace`, so their own checks apply) and handed to the
 which pushes them into the bridge. A value they refuse is shown in the status bar and marked on
 the control; the bridge keeps playing by the last good one.
 
-The GUI thread reads the bridge (stats, the monitor queue for the roll) on a timer and never
-waits for it.
+The bridge plays in a process of its own (see gui.session): the GUI thread reads what it last
+reported (stats, the monitor queue for the roll) on a timer and never waits for it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PyQt6.QtCore import QSettings, QStandardPaths, Qt, QTimer, QUrl
+from PyQt6.QtCore import QSettings, Qt, QTimer, QUrl
 from PyQt6.QtGui import QAction, QDesktopServices, QKeySequence
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
                              QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QProgressBar,
@@ -24,9 +24,8 @@ from bridge.clock import MODES as CLOCK_MODES
 from bridge.engines import engine_names
 from bridge.errors import BadInput
 from bridge.live import LIVE_SETTINGS, MODES, LiveConfig
-from bridge.ports import DEFAULT_IN, DEFAULT_OUT
 from bridge.settings import Settings
-from gui import presets, theme
+from gui import presets, state, theme
 from gui.offline import FilePlayer, OfflineJob
 from gui.pianoroll import PianoRoll, note_name
 from gui.scheduleplot import SchedulePlot
@@ -42,7 +41,7 @@ CLOCK_LABELS = {"auto": "Auto (DAW clock, else BPM)", "midi": "DAW clock", "inte
 KEYS = ["off", "auto", "C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm"]
 VOICE_RANGE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
-STATE_NAME = "last state"
+STATUS_TIP = "The live bridge: its MIDI system and ports"
 
 
 @dataclass
@@ -57,44 +56,36 @@ class Knob:
     show: Callable[[Any], None]
 
 
-def default_model() -> str:
-    """The shipped live model when it is there (as `bachbridge live` picks), else the first shipped."""
-    from models import shipped_model
-
-    names = engine_names()
-    return "coconet-live" if "coconet-live" in names and shipped_model("coconet-live").is_file() else names[0]
-
-
-def default_presets_dir() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".bachbridge") / "presets"
-
-
 class MainWindow(QMainWindow):
     def __init__(self, store: QSettings, *, model: str | None = None, ports: PortChoice | None = None,
                  presets_dir: Path | None = None, start_bridge: bool = True):
         super().__init__()
         self.store = store
-        self.presets_dir = Path(presets_dir) if presets_dir else default_presets_dir()
+        self.presets_dir = Path(presets_dir) if presets_dir else state.default_presets_dir()
         self.offline_job: OfflineJob | None = None
         self.last_outputs: list[Path] = []
         self.player: FilePlayer | None = None
         self._ticks = 0
         self._closed = False
-        self._restore_problem = ""
         self._port_problem: str | None = None
         self._anchored_at: tuple[int | None, int | None] = (None, None)   # (position, onset time)
         self._problem_timer = QTimer(self)   # the status bar's red ends with the message
         self._problem_timer.setSingleShot(True)
         self._problem_timer.timeout.connect(lambda: self.statusBar().setStyleSheet(""))
 
-        restored = self._restored_preset()
+        restored, restore_problem = state.restored_preset(store)
         self.session = LiveSession(model or restored.model, restored.config, restored.settings,
-                                   ports or self._restored_ports(), parent=self)
+                                   ports or state.restored_ports(store), parent=self)
         self.session.problem.connect(self.show_problem)
         self.session.bridge_changed.connect(self._bridge_changed)
         self.session.engine_changed.connect(self._engine_changed)
         self.session.ports_seen.connect(self._ports_seen)
+        # the lane and the bridge's process start now, while the window builds: what they send
+        # back comes through the event loop, to the built window
+        self.session.load_model(self.session.model)
+        self.session.refresh_ports()
+        if start_bridge:
+            self.session.start()
 
         self.setWindowTitle("bachbridge")
         self.knobs: list[Knob] = []
@@ -102,8 +93,8 @@ class MainWindow(QMainWindow):
         self._show_state(restored.config, restored.settings)
         self._select_model_item(self.session.model)
         self._refresh_preset_list()
-        if self._restore_problem:
-            self.show_problem(self._restore_problem)
+        if restore_problem:
+            self.show_problem(restore_problem)
         geometry = store.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -116,12 +107,7 @@ class MainWindow(QMainWindow):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._tick)
         self.timer.start(TICK_MS)
-        self.session.load_model(self.session.model)
-        self.session.refresh_ports()
-        if start_bridge:
-            self.start_bridge()
-        else:
-            self._show_bridge_state()
+        self._show_bridge_state()
 
     # ------------------------------------------------------------ building
 
@@ -177,7 +163,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("")
         # a long port name must not widen the window: the label gives way (and elides) instead
         self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        tip(self.status_label, "The live bridge: its MIDI system and ports")
+        tip(self.status_label, STATUS_TIP)
         row.addWidget(self.status_label, 1)
         row.addWidget(QLabel("Preset"))
         self.preset_combo = QComboBox()
@@ -584,7 +570,7 @@ class MainWindow(QMainWindow):
             self.schedule_plot.set_settings(changed)
         self.statusBar().showMessage(f"{knob.field.replace('_', ' ')}: {_shown(knob.read())}", 3000)
 
-    def current_preset(self, name: str = STATE_NAME) -> presets.Preset:
+    def current_preset(self, name: str = state.STATE_NAME) -> presets.Preset:
         return presets.Preset(name=name, model=self.session.model, config=self.session.config,
                               settings=self.session.settings)
 
@@ -596,37 +582,8 @@ class MainWindow(QMainWindow):
             self._select_model_item(preset.model)
             self.session.load_model(preset.model)
 
-    def _restored_preset(self) -> presets.Preset:
-        fallback = presets.Preset(STATE_NAME, default_model(), LiveConfig(), LIVE_SETTINGS)
-        text = self.store.value("state/preset")
-        if not text:
-            return fallback
-        try:
-            return presets.from_json(str(text), fallback.model)
-        except BadInput as error:
-            self._restore_problem = f"last state not restored: {error}"
-            return fallback
-
-    def _restored_ports(self) -> PortChoice:
-        value = self.store.value
-
-        def text(key):
-            found = value(key)
-            return str(found) if found else None
-
-        return PortChoice(api=text("ports/api"), in_name=text("ports/in_name") or DEFAULT_IN,
-                          out_name=text("ports/out_name") or DEFAULT_OUT,
-                          connect_in=text("ports/connect_in"), connect_out=text("ports/connect_out"))
-
     def save_state(self) -> None:
-        store = self.store
-        store.setValue("state/preset", self.current_preset().to_json())
-        ports = self.session.ports
-        for key in ("api", "in_name", "out_name", "connect_in", "connect_out"):
-            store.setValue(f"ports/{key}", getattr(ports, key) or "")
-        store.setValue("models/recent", self._recent_models())
-        store.setValue("window/geometry", self.saveGeometry())
-        store.sync()
+        state.save(self.store, self.current_preset(), self.session.ports, self._recent_models(), self.saveGeometry())
 
     # ------------------------------------------------------------ presets
 
@@ -787,11 +744,13 @@ class MainWindow(QMainWindow):
             light, text = theme.OK, f"Live  ·  {self.session.ports.describe(bridge.input.api)}"
         elif self.session.starting:
             light, text = theme.WARN, f"starting  ·  {self.session.ports.describe()}"
+        elif self.session.stopped_why:
+            light, text = theme.DANGER, "not live: the bridge's process ended (Connect, Ctrl+R, starts it again)"
         else:
-            why = self.session.stopped_why or "no ports open"
-            light, text = theme.DANGER, f"not live ({why}): offline work still runs"
+            light, text = theme.DANGER, "not live (no ports open): offline work still runs"
         self.status_light.set_colour(light)
         self.status_label.setText(text)
+        self.status_label.setToolTip(self.session.stopped_why or STATUS_TIP)
         self.play_button.setEnabled(bool(self.last_outputs) and bridge is not None)
 
     def panic(self) -> None:

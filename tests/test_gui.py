@@ -4,8 +4,11 @@ trained for the test session. Nothing is mocked."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -385,6 +388,19 @@ def test_panic_releases_every_note_at_once(live_window, outside, qtbot):
     assert not live_window.roll.sounding()
 
 
+def test_a_bridge_process_that_dies_is_shown_and_connect_starts_another(live_window, qtbot):
+    w = live_window
+    dead = w.session.bridge
+    os.kill(dead.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: w.session.bridge is None, timeout=WAIT_MS)
+    assert "process ended" in w.status_label.text() and "SIGKILL" in w.status_label.toolTip()
+    assert "SIGKILL" in w.statusBar().currentMessage()
+    w.connect_button.click()
+    qtbot.waitUntil(lambda: w.session.bridge is not None, timeout=START_TIMEOUT_MS)
+    assert w.session.bridge.alive and w.status_label.text().startswith("Live")
+    assert w.session.bridge.pid != dead.pid
+
+
 # ------------------------------------------------------------- a stalled GUI does not touch the MIDI
 
 def test_a_gui_thread_holding_the_gil_changes_neither_latency_nor_timing(live_window, jack_rig, outside, qtbot,
@@ -462,6 +478,39 @@ def test_choosing_an_existing_port_reconnects_the_bridge_to_it(live_window, outs
     assert wait_for(lambda: harmony_ons(outside.messages()), timeout=10), "no harmony from the connected port"
     keyboard.send_message([NOTE_OFF, 72, 0])
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10)
+
+
+def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(jack_rig, tiny_model, outside, tmp_path,
+                                                                         capsys):
+    """`bachbridge gui` as a user starts it: the bridge's process comes up (launched before the
+    window is made), plays, and SIGTERM to the window closes it cleanly, state saved."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    started = time.perf_counter()
+    gui = subprocess.Popen([sys.executable, "-m", "bridge", "gui", "--api", "jack", "--model", str(tiny_model)],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        jack_rig.port("bachbridge in", timeout=120)
+        jack_rig.port("bachbridge out", timeout=120)
+        ports_up = time.perf_counter() - started
+        sender = connect(outside)
+        sender.send_message([NOTE_ON, 67, 90])   # held
+        assert wait_for(lambda: harmony_ons(outside.messages()), timeout=30)
+        gui.send_signal(signal.SIGTERM)
+        assert gui.wait(60) == 0, gui.stderr.read()
+    finally:
+        if gui.poll() is None:
+            gui.kill()
+    assert cc123_channels(outside.messages()) >= {ECHO_CHANNEL, 1, 2, 3}
+    assert unreleased(outside.messages()) == {}
+    assert list((tmp_path / "config").rglob("*.conf")), "the window's state was not saved"
+    with capsys.disabled():
+        print(f"\n  bachbridge gui: ports up {ports_up * 1e3:.0f} ms after the command started")
 
 
 def test_the_screenshot_command_writes_a_png(tiny_model, tmp_path):
