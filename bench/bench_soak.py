@@ -42,14 +42,16 @@ How answers are counted, from the record, per melody onset (a note-on on channel
   has it; during a change (between the two) the onset's echo tells which mode took it (at once:
   note mode);
 - note mode: answered when a harmony note-on (channels 2-4) follows it before the next onset;
-  its latency is the frames between the two (through JACK, both stamped by jack_midi_dump);
+  its latency is the frames between the two (through JACK, both stamped by jack_midi_dump); or
+  when harmony sounds on from the onset before (held over: the melody plays detached, so that
+  happens when the bridge missed the note-off between, and a voice that keeps its pitch is held,
+  not struck again; counted apart);
 - phrase mode: answered when its echo (channel 5, same pitch and velocity) comes about one
   lookahead later (2 beats at 160 bpm, +-150 ms: a JACK cycle that ran late, e.g. while jackd
   removes a dead client, shifts a run of answers in frames, the bridge timing them by the system
   clock) with a harmony strike of the same velocity (the DAW's velocities go round 5 values, so
-  answers are told apart by them) or with harmony still sounding under it (a voice that keeps
-  its pitch is held, not struck again); their timing errors are their distances from the
-  lookahead, in frames, as heard;
+  answers are told apart by them) or with harmony held over under it; their timing errors are
+  their distances from the lookahead, in frames, as heard;
 - not answered, and excused, each reason counted apart: in phrase mode when a release-worthy
   event (a mode or engine change, Stop) came between the onset and its due time (the bridge
   drops what phrase mode had scheduled and not yet played: by design); when the server was
@@ -66,8 +68,9 @@ How answers are counted, from the record, per melody onset (a note-on on channel
 Hanging notes: note-ons with no note-off in the record of the last life of the server, on any
 channel, 2 s after the DAW stopped (before the bridge is closed). After each kill of the DAW
 (mid-note: its note-on was 15 ms before the mark that says so, 10 ms before the kill), nothing
-of the bridge's (channels 2-5) may sound 1.5 s later; the time from the kill's mark to the
-bridge's last note-off is reported.
+of the bridge's (channels 2-5) begun in the second before the kill or after it may sound 1.5 s
+later, in the record, nor in the bridge's own view (its monitor: what it sounded, when it had
+ended it all); the time from the kill's mark to the record's last note-off is reported.
 
 Reported: what jackd's log says of missed cycles, per client; onsets sent, taken in by the
 bridge, in the record; answered, lost (bar: 0), excused by reason; hanging notes at the end
@@ -101,6 +104,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -158,7 +162,8 @@ STOP_EVERY_S = 4 * 4 * 60.0 / BPM      # every 4 bars ...
 STOP_FOR_S = 60.0 / BPM                # ... the transport stops for a beat
 STATS_EVERY_S = 10.0
 OVERDUE_S = 0.5                        # a knob turn or Stop this late (after a kill) is left out
-KILL_CHECK_S = 1.5                     # after a kill of the DAW, nothing of the bridge's may sound by then
+KILL_CHECK_S = 1.5                     # after a kill of the DAW, nothing of the bridge's may sound by then ...
+KILL_LOOKBACK_S = 1.0                  # ... of what began this long before the kill (phrase mode's lookahead and more)
 DAW_BACK_AFTER_S = 2.0                 # the DAW starts again this long after its kill
 SERVER_DOWN_S = 1.0
 PORTS_BACK_TIMEOUT_S = 10.0
@@ -178,7 +183,8 @@ def percentile(values, q):
 def bridge_process(engine_names: list[str]) -> None:
     """Run a Bridge on JACK and turn its knobs as told on stdin, one JSON object a line:
     {"temperature": T} | {"mode": "note"|"phrase"} | {"engine": NAME} | {"stats": true}
-    | {"quit": true}; each is answered by one JSON line on stdout once done."""
+    | {"monitor_since": MONOTONIC_S} (the notes as they sounded since, as the bridge's monitor
+    shows them) | {"quit": true}; each is answered by one JSON line on stdout once done."""
     import faulthandler
 
     from bridge.engines import load_engine
@@ -197,7 +203,9 @@ def bridge_process(engine_names: list[str]) -> None:
     for engine in engines.values():   # every engine warm for both modes before the first note
         for mode in ("note", "phrase"):
             warm_up(checked_snapshot(engine, config.replace(mode=mode), LIVE_SETTINGS))
-    bridge = Bridge(engines[engine_names[0]], config, LIVE_SETTINGS, api="jack").start()
+    bridge = Bridge(engines[engine_names[0]], config, LIVE_SETTINGS, api="jack")
+    log_event_errors(bridge)
+    bridge.start()
     bare = BareOnsets(bridge.monitor)
     say({"ready": True, "pid": os.getpid(), "ports_up_s": bridge.ports_up_s,
          "worker_realtime": bridge.worker_realtime})
@@ -214,6 +222,10 @@ def bridge_process(engine_names: list[str]) -> None:
             elif "stats" in command:
                 say({"stats": stats_of(bridge, bare)})
                 continue
+            elif "monitor_since" in command:   # time.monotonic() seconds: the monitor's clock
+                since_ns = command["monitor_since"] * 1e9
+                say({"monitor": [event for event in bare.recent if event[0] >= since_ns]})
+                continue
             elif "quit" in command:
                 break
             say({"ok": True})
@@ -221,6 +233,19 @@ def bridge_process(engine_names: list[str]) -> None:
         bridge.close()
     bare.read()
     say({"closed": True, "stats": stats_of(bridge, bare)})
+
+
+def log_event_errors(bridge) -> None:
+    """Each error the bridge counts as an event error (and goes on), with its traceback, into this
+    process's stderr (the bridge's log): the bridge itself keeps only the last one's text."""
+    count = getattr(bridge, "_count_error", None)
+    if count is None:
+        return
+
+    def count_and_log(error: Exception) -> None:
+        sys.stderr.write(f"event error at {time.monotonic():.3f}:\n" + "".join(traceback.format_exception(error)))
+        count(error)
+    bridge._count_error = count_and_log
 
 
 def stats_of(bridge, bare: "BareOnsets") -> dict:
@@ -238,6 +263,7 @@ class BareOnsets:
     def __init__(self, monitor):
         self.monitor = monitor
         self.found: list[tuple[int, int]] = []
+        self.recent: collections.deque = collections.deque(maxlen=8192)   # every monitor event, lately
         self._pending: list[tuple[int, int, int | None]] = []   # (t_ns, pitch, previous melody t_ns)
         self._harmony: collections.deque = collections.deque(maxlen=256)   # recent harmony note-ons, t_ns
         self._last_melody: int | None = None
@@ -248,6 +274,7 @@ class BareOnsets:
                 event = self.monitor.popleft()
             except IndexError:
                 break
+            self.recent.append(tuple(event))
             if event.velocity == 0:
                 continue
             if event.voice == 0:
@@ -555,7 +582,7 @@ class State:
 @dataclass
 class Life:
     """One life of the JACK server, as jack_midi_dump heard it."""
-    start_s: float                        # run time of frame 0 (about when the server started)
+    start_s: float                        # run time of frame 0 (when the listener started)
     events: list[tuple[int, bytes]]
     ended_by_kill: bool                   # the server was killed (the rest of the record was cut)
     marks_sent: list[tuple[int, int, float]] = field(default_factory=list)   # (controller, value, monotonic)
@@ -580,6 +607,7 @@ class Accounting:
     unechoed: list[dict] = field(default_factory=list)   # unanswered and never echoed: see reconcile()
     excused: dict = field(default_factory=dict)
     blind_spots: int = 0                                  # stretches in which the listener missed cycles
+    held_over: int = 0                                    # answered by harmony held on from the onset before
     sent: int = 0                                         # onsets the DAW sent (while connected)
     not_taken_in: int = 0                                 # ... that the bridge's notes_in did not count
     by_mode: dict = field(default_factory=lambda: {"note": 0, "phrase": 0, "changing": 0})
@@ -615,6 +643,7 @@ class Timeline:
         self.frames, self.states, self.changing = [], [], []   # from frame on: state, in a change
         self.releases: list[int] = []   # frames of release-worthy events: mode/engine change, Stop, Start
         state = State()
+        stopped, last_clock = False, None
         for frame, m in events:
             mark = _mark(m)
             if mark is not None:
@@ -628,6 +657,15 @@ class Timeline:
                     self._add(frame - SLACK_FRAMES, state, True)
             elif m and m[0] in (STOP, START):
                 self.releases.append(frame)
+                stopped = m[0] == STOP
+            elif m and m[0] == CONTINUE:
+                if not stopped and last_clock is not None:
+                    # a Continue with no Stop before it: the listener missed the Stop, which came
+                    # after the last clock it heard
+                    self.releases.append(last_clock + CLOCK_FRAMES)
+                stopped = False
+            elif m and m[0] == TIMING_CLOCK:
+                last_clock = frame
 
     def _add(self, frame: int, state: State, changing: bool) -> None:
         self.frames.append(frame)
@@ -755,7 +793,10 @@ def account_life(life: Life, acc: Accounting) -> None:
         if strike is None:
             # a voice that keeps its pitch is held, not struck again: when the melody's note-off
             # between two notes is missed, the harmony under the first sounds on under the second
-            return (echo - due, echo - due) if sounding(echo + SLACK_FRAMES) else None
+            if not sounding(echo + SLACK_FRAMES):
+                return None
+            acc.held_over += 1
+            return echo - due, echo - due
         return echo - due, strike - due
 
     for n, k in enumerate(onsets):
@@ -771,6 +812,10 @@ def account_life(life: Life, acc: Accounting) -> None:
         if now is not None:
             acc.answered += 1
             acc.latencies.append((run_s, (now - frame) * 1000 / RATE))
+            continue
+        if mode == "note" and sounding(frame + SLACK_FRAMES):
+            acc.answered += 1   # held over (see phrase_answer), no latency to take
+            acc.held_over += 1
             continue
         if later is not None:
             acc.answered += 1
@@ -819,6 +864,31 @@ def why_lost(life: Life, lost: dict, bare: list[tuple[float, int]]) -> str:
     return "lost on the way out"
 
 
+def bridge_view(monitor: list, killed_at: float) -> dict:
+    """A kill of the DAW as the bridge itself saw it, from its monitor's notes [(t_ns, voice,
+    pitch, velocity)] since a while before the kill (`killed_at`, time.monotonic() seconds): what
+    it sounded then, when it had ended all of it, and what it still sounded KILL_CHECK_S later."""
+    kill_ns, check_ns = killed_at * 1e9, (killed_at + KILL_CHECK_S) * 1e9
+    sounding: dict[tuple[int, int], int] = {}
+    at_kill, ended_ns = None, None
+    for t_ns, voice, pitch, velocity in sorted(monitor):
+        if t_ns > check_ns:
+            break
+        if at_kill is None and t_ns >= kill_ns:
+            at_kill = sum(sounding.values())
+        key = (voice, pitch)
+        if velocity:
+            sounding[key] = sounding.get(key, 0) + 1
+        elif sounding.get(key):
+            sounding[key] -= 1
+            if t_ns >= kill_ns and not any(sounding.values()):
+                ended_ns = t_ns
+    still = sorted(f"{'SATB'[voice]}:{pitch}" for (voice, pitch), n in sounding.items() if n)
+    return {"sounding_at_kill": at_kill if at_kill is not None else sum(sounding.values()),
+            "all_ended_s": None if ended_ns is None or still else round(ended_ns / 1e9 - killed_at, 3),
+            "still_sounding": still}
+
+
 def hanging_at_end(events: list[tuple[int, bytes]]) -> tuple[dict, dict]:
     """(hanging, unverifiable): note-ons with no note-off in the record; a note of the DAW's (it
     ends every note) or one after whose note-on the listener missed a cycle may have had its
@@ -841,12 +911,15 @@ def bridge_hanging(events, channels=BRIDGE_CHANNELS) -> dict:
 def kill_check(events: list[tuple[int, bytes]], since: int = 0) -> dict:
     """After the DAW's kill (its last MARK_KILL in `events`): was its note held, what of the
     bridge's sounded then, when did the last of it end, and what still sounds at the end. Only
-    notes begun from frame `since` on count (what an earlier kill left sounding was reported then)."""
-    events = [(f, m) for f, m in events if f >= since]
-    kill_at = max((k for k, (_, m) in enumerate(events) if _mark(m) and _mark(m)[0] == MARK_KILL), default=None)
-    if kill_at is None:
+    notes begun from KILL_LOOKBACK_S before the kill count (and none before frame `since`: what
+    an earlier kill left sounding was reported then): what sounds for the note held at the kill,
+    or for the notes before it whose answers phrase mode still had to play."""
+    kill_frame = max((f for f, m in events if _mark(m) and _mark(m)[0] == MARK_KILL), default=None)
+    if kill_frame is None:
         return {"error": "no kill mark in the record"}
-    kill_frame = events[kill_at][0]
+    since = max(since, kill_frame - round(KILL_LOOKBACK_S * RATE))
+    events = [(f, m) for f, m in events if f >= since]
+    kill_at = next(k for k, (f, m) in enumerate(events) if f == kill_frame and _mark(m) and _mark(m)[0] == MARK_KILL)
     before = [m for _, m in events[:kill_at]]
     melody_held = {key: n for key, n in jackrig.hanging(before).items() if key[0] == MELODY_CHANNEL}
     sounding_then = bridge_hanging(events[:kill_at])
@@ -927,6 +1000,7 @@ class Soak:
         """After the server (re)started and the bridge's ports are there: the dump, the clock and
         the DAW, connected; the DAW marks the knobs' state and plays."""
         server = self.server
+        self.life_start_s = self.now()   # jack_midi_dump -a counts frames from its own start
         self.dump = jackrig.MidiDump(server, "dump")
         connect(server, "bachbridge out", r"^dump:input$")
         self.clock = jackrig.MidiClock(server, BPM)
@@ -1024,6 +1098,7 @@ class Soak:
         time.sleep(0.01)              # the mark is out of the DAW's port
         daw.kill()
         self.onsets_sent += daw.onsets_sent
+        killed_monotonic = time.monotonic()
         killed_at = self.now()
         daw.close()
         self.daw = None
@@ -1031,10 +1106,14 @@ class Soak:
         record = self.dump.events()
         check = kill_check(record, self.checked_until if self.checked_life == len(self.lives) else 0)
         self.checked_until, self.checked_life = record[-1][0] + 1, len(self.lives)
-        check.update(mode=mode, run_s=round(killed_at, 2))
+        monitor = self.bridge.command(monitor_since=killed_monotonic - KILL_LOOKBACK_S)["monitor"]
+        check.update(mode=mode, run_s=round(killed_at, 2), bridge_view=bridge_view(monitor, killed_monotonic))
         self.source_kills.append(check)
-        self.progress(f"  DAW killed mid-note in {mode} mode at {killed_at:.1f} s: bridge notes released "
-                      f"{check.get('release_s')} s after, hanging {check.get('hanging_after')}")
+        view = check["bridge_view"]
+        self.progress(f"  DAW killed mid-note in {mode} mode at {killed_at:.1f} s: the bridge ended all it sounded "
+                      f"{view['all_ended_s']} s after (still sounding: {view['still_sounding'] or 'nothing'}); "
+                      f"the record's last note-off {check.get('release_s')} s after, still sounding there: "
+                      f"{check.get('hanging_after') or 'nothing'}")
         time.sleep(max(0.0, DAW_BACK_AFTER_S - KILL_CHECK_S))
         self._start_daw()
 
@@ -1058,7 +1137,6 @@ class Soak:
         if not _still_ours(self.server, 0.0):
             raise RuntimeError(f"JACK server {self.server.name!r} could not start again")
         back_at = time.monotonic()
-        self.life_start_s = back_at - self.t0
         ports_back_s = None
         while time.monotonic() - back_at < PORTS_BACK_TIMEOUT_S:
             found = self.server.graph().ports(r":bachbridge (in|out)$")
@@ -1167,75 +1245,132 @@ class Soak:
         return self._report(server_info, final, closing)
 
     def _report(self, server_info: dict, final: dict, closing: dict) -> SoakReport:
-        server_info["xruns"] = jack_xruns(Path(server_info["log"]))
-        acc = Accounting()
-        bare = [(t_ns / 1e9, pitch) for t_ns, pitch in closing["bare_onsets"]]
-        for life in self.lives:
-            lost_before = len(acc.lost)
-            account_life(life, acc)
-            for lost in acc.lost[lost_before:]:
-                lost["why"] = why_lost(life, lost, bare)
-        reconcile(acc, self.onsets_sent, final["notes_in"])
-        last = self.lives[-1] if self.lives else None
-        completed = last is not None and not last.ended_by_kill
-        if completed:
-            acc.hanging_end, acc.hanging_unverifiable = hanging_at_end(last.events)
-        slices = []
-        bounds = np.arange(0.0, self.seconds + 1e-9, self.slice_s)
-        if bounds[-1] < self.seconds:
-            bounds = np.append(bounds, self.seconds)
-        for lo, hi in zip(bounds, bounds[1:]):
-            latencies = [ms for t, ms in acc.latencies if lo <= t < hi]
-            echo = [abs(ms) for t, ms in acc.echo_errors if lo <= t < hi]
-            harmony = [abs(ms) for t, ms in acc.harmony_errors if lo <= t < hi]
-            at_end = [s for s in self.samples if s["run_s"] <= hi + 1]
-            slices.append({"from_s": round(float(lo), 1), "to_s": round(float(hi), 1),
-                           "note_onsets": len(latencies), "p50_ms": _round(percentile(latencies, 50)),
-                           "p99_ms": _round(percentile(latencies, 99)), "max_ms": _round(max(latencies, default=None)),
-                           "phrase_onsets": len(echo), "phrase_echo_error_p99_ms": _round(percentile(echo, 99)),
-                           "phrase_harmony_error_p99_ms": _round(percentile(harmony, 99)),
-                           "bridge_p50_ms": _round(at_end[-1]["p50_ms"]) if at_end else None,
-                           "bridge_p99_ms": _round(at_end[-1]["p99_ms"]) if at_end else None})
-        rss = self._rss()
-        verdict = self._verdict(acc, slices, rss, final, completed)
-        return SoakReport(self.seconds, self.engines, server_info, acc, final["notes_in"], slices, rss,
-                          self.restart, self.source_kills, completed, {"before_close": final, "after_close": closing},
-                          self.samples, verdict)
+        run = Run(self.seconds, self.engines, self.slice_s, server_info, self.lives, self.onsets_sent,
+                  final, closing, self.samples, self.restart,
+                  [{"mode": kill["mode"], "run_s": kill["run_s"], "bridge_view": kill["bridge_view"]}
+                   for kill in self.source_kills])
+        run.save(self.workdir)
+        return report_of(run)
 
-    def _rss(self) -> dict:
-        playing = [s for s in self.samples if s["bridge_rss_kib"] is not None]
-        if not playing:
-            return {}
-        start_at = min(60.0, self.seconds / 4)
-        start = next((s for s in playing if s["run_s"] >= start_at), playing[-1])
-        end = playing[-1]
-        out = {"first": playing[0], "start": start, "end": end}
-        for who in ("bridge", "speculator"):
-            a, b = start[f"{who}_rss_kib"], end[f"{who}_rss_kib"]
-            out[f"{who}_growth"] = None if not a or b is None else round(b / a - 1, 4)
-            out[f"{who}_max_kib"] = max((s[f"{who}_rss_kib"] or 0) for s in playing)
-        return out
 
-    def _verdict(self, acc: Accounting, slices: list[dict], rss: dict, final: dict, completed: bool) -> dict:
-        p99s = [s["p99_ms"] for s in slices if s["p99_ms"] is not None]
-        drift = None if len(p99s) < 2 else p99s[-1] - p99s[0]
-        kills_ok = all(not k.get("hanging_after") and k.get("melody_note_held") and "error" not in k
-                       for k in self.source_kills) and len(self.source_kills) == 2
-        verdict = {
-            "no_answer_lost": not acc.lost,
-            "no_answer_lost_on_the_way_out": not [lost for lost in acc.lost if not lost["why"].startswith("bare")],
-            "evening_completed": completed,
-            "no_hanging_note_at_the_end": completed and not acc.hanging_end,
-            "released_after_the_source_died": kills_ok,
-            "ports_reopened_by_the_bridge": bool(self.restart.get("ports_back_s") is not None
-                                                 and final["ports_reopened"] >= 1),
-            "no_event_errors": final["event_errors"] == 0,
-            "no_p99_drift": drift is None or drift <= max(DRIFT_MS, DRIFT_SHARE * p99s[0]),
-            "rss_growth_within_5_percent": all(rss.get(f"{who}_growth") is None or rss[f"{who}_growth"] <= RSS_GROWTH_BAR
-                                               for who in ("bridge", "speculator")),
-        }
-        verdict["all"] = all(verdict.values())
-        return verdict
+@dataclass
+class Run:
+    """What an evening left for its report: enough to count it again (`reaccount`)."""
+    seconds: float
+    engines: list[str]
+    slice_s: float
+    server: dict
+    lives: list[Life]
+    onsets_sent: int
+    final: dict                 # the bridge's stats before it was closed ...
+    closing: dict               # ... and after
+    samples: list[dict]
+    restart: dict
+    source_kills: list[dict]    # [{"mode", "run_s"}], in order
+
+    def save(self, workdir: Path) -> None:
+        """run.json beside the records (record-N.txt, one per life)."""
+        state = {key: value for key, value in asdict(self).items() if key != "lives"}
+        state["lives"] = [{"start_s": life.start_s, "ended_by_kill": life.ended_by_kill,
+                           "marks_sent": life.marks_sent, "index": life.index} for life in self.lives]
+        (workdir / "run.json").write_text(json.dumps(state, default=str))
+
+    @staticmethod
+    def load(workdir: Path) -> "Run":
+        state = json.loads((workdir / "run.json").read_text())
+        lives = []
+        for meta in state.pop("lives"):
+            events = []
+            for line in open(workdir / f"record-{meta['index'] + 1}.txt"):
+                frame, *data = line.split()
+                events.append((int(frame), bytes(int(x, 16) for x in data)))
+            lives.append(Life(meta["start_s"], events, meta["ended_by_kill"],
+                              [tuple(mark) for mark in meta["marks_sent"]], meta["index"]))
+        return Run(lives=lives, **state)
+
+
+def reaccount(workdir: Path) -> SoakReport:
+    """The report of an evening run before, from its run.json and records."""
+    return report_of(Run.load(workdir))
+
+
+def report_of(run: Run) -> SoakReport:
+    server_info = dict(run.server, xruns=jack_xruns(Path(run.server["log"])))
+    final, closing = run.final, run.closing
+    acc = Accounting()
+    bare = [(t_ns / 1e9, pitch) for t_ns, pitch in closing["bare_onsets"]]
+    kills = []
+    modes = iter(run.source_kills)
+    for life in run.lives:
+        lost_before = len(acc.lost)
+        account_life(life, acc)
+        for lost in acc.lost[lost_before:]:
+            lost["why"] = why_lost(life, lost, bare)
+        for kill_frame in [f for f, m in life.events if _mark(m) and _mark(m)[0] == MARK_KILL]:
+            seen = [(f, m) for f, m in life.events if f <= kill_frame + round(KILL_CHECK_S * RATE)]
+            kills.append({**kill_check(seen), **next(modes, {})})
+    reconcile(acc, run.onsets_sent, final["notes_in"])
+    last = run.lives[-1] if run.lives else None
+    completed = last is not None and not last.ended_by_kill
+    if completed:
+        acc.hanging_end, acc.hanging_unverifiable = hanging_at_end(last.events)
+    slices = []
+    bounds = np.arange(0.0, run.seconds + 1e-9, run.slice_s)
+    if bounds[-1] < run.seconds:
+        bounds = np.append(bounds, run.seconds)
+    for lo, hi in zip(bounds, bounds[1:]):
+        latencies = [ms for t, ms in acc.latencies if lo <= t < hi]
+        echo = [abs(ms) for t, ms in acc.echo_errors if lo <= t < hi]
+        harmony = [abs(ms) for t, ms in acc.harmony_errors if lo <= t < hi]
+        at_end = [s for s in run.samples if s["run_s"] <= hi + 1]
+        slices.append({"from_s": round(float(lo), 1), "to_s": round(float(hi), 1),
+                       "note_onsets": len(latencies), "p50_ms": _round(percentile(latencies, 50)),
+                       "p99_ms": _round(percentile(latencies, 99)), "max_ms": _round(max(latencies, default=None)),
+                       "phrase_onsets": len(echo), "phrase_echo_error_p99_ms": _round(percentile(echo, 99)),
+                       "phrase_harmony_error_p99_ms": _round(percentile(harmony, 99)),
+                       "bridge_p50_ms": _round(at_end[-1]["p50_ms"]) if at_end else None,
+                       "bridge_p99_ms": _round(at_end[-1]["p99_ms"]) if at_end else None})
+    rss = rss_figures(run)
+    verdict = verdict_of(acc, slices, rss, final, completed, run.restart, kills)
+    return SoakReport(run.seconds, run.engines, server_info, acc, final["notes_in"], slices, rss, run.restart,
+                      kills, completed, {"before_close": final, "after_close": closing}, run.samples, verdict)
+
+
+def rss_figures(run: Run) -> dict:
+    playing = [s for s in run.samples if s["bridge_rss_kib"] is not None]
+    if not playing:
+        return {}
+    start_at = min(60.0, run.seconds / 4)
+    start = next((s for s in playing if s["run_s"] >= start_at), playing[-1])
+    end = playing[-1]
+    out = {"first": playing[0], "start": start, "end": end}
+    for who in ("bridge", "speculator"):
+        a, b = start[f"{who}_rss_kib"], end[f"{who}_rss_kib"]
+        out[f"{who}_growth"] = None if not a or b is None else round(b / a - 1, 4)
+        out[f"{who}_max_kib"] = max((s[f"{who}_rss_kib"] or 0) for s in playing)
+    return out
+
+
+def verdict_of(acc: Accounting, slices: list[dict], rss: dict, final: dict, completed: bool, restart: dict,
+               kills: list[dict]) -> dict:
+    p99s = [s["p99_ms"] for s in slices if s["p99_ms"] is not None]
+    drift = None if len(p99s) < 2 else p99s[-1] - p99s[0]
+    kills_ok = len(kills) == 2 and all(not k.get("hanging_after") and k.get("melody_note_held") and "error" not in k
+                                       for k in kills)
+    verdict = {
+        "no_answer_lost": not acc.lost,
+        "no_answer_lost_on_the_way_out": not [lost for lost in acc.lost if not lost["why"].startswith("bare")],
+        "evening_completed": completed,
+        "no_hanging_note_at_the_end": completed and not acc.hanging_end,
+        "released_after_the_source_died": kills_ok,
+        "ports_reopened_by_the_bridge": bool(restart.get("ports_back_s") is not None and final["ports_reopened"] >= 1),
+        "no_event_errors": final["event_errors"] == 0,
+        "no_p99_drift": drift is None or drift <= max(DRIFT_MS, DRIFT_SHARE * p99s[0]),
+        "rss_growth_within_5_percent": all(rss.get(f"{who}_growth") is None or rss[f"{who}_growth"] <= RSS_GROWTH_BAR
+                                           for who in ("bridge", "speculator")),
+    }
+    verdict["all"] = all(verdict.values())
+    return verdict
 
 
 def jack_xruns(log: Path) -> dict:
@@ -1282,7 +1417,8 @@ def print_report(report: SoakReport) -> None:
     print(f"the DAW sent {acc.sent} onsets, the bridge took in {report.notes_in} (notes_in), the record has "
           f"{acc.onsets} (note {acc.by_mode['note']}, phrase {acc.by_mode['phrase']}, during a change "
           f"{acc.by_mode['changing']}); the listener missed cycles in {acc.blind_spots} places")
-    print(f"answered {acc.answered}, LOST {len(acc.lost)}, excused {sum(acc.excused.values())} {acc.excused}")
+    print(f"answered {acc.answered} ({acc.held_over} by harmony held over), LOST {len(acc.lost)}, "
+          f"excused {sum(acc.excused.values())} {acc.excused}")
     print(f"onsets the bridge itself played with no harmony struck near them (its monitor): "
           f"{len(report.bridge_stats['after_close']['bare_onsets'])}")
     for lost in acc.lost[:10]:
@@ -1334,6 +1470,8 @@ def main(argv=None) -> int:
                         help="how the JACK server is ended mid-evening (default KILL: it dies, as in a crash)")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--workdir", type=Path, help="logs of jackd, the bridge and the DAW (default: a temp dir)")
+    parser.add_argument("--reaccount", type=Path, metavar="WORKDIR",
+                        help="count an evening run before (its --workdir) again, and report it")
     parser.add_argument("--bridge-process", metavar="ENGINES", help=argparse.SUPPRESS)
     parser.add_argument("--daw-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1343,17 +1481,24 @@ def main(argv=None) -> int:
     if args.daw_process:
         daw_process()
         return 0
+    if args.reaccount:
+        report = reaccount(args.reaccount)
+        return finish(report, args.out)
     missing = jackrig.missing_programs()
     if missing:
         sys.exit(f"bench_soak: missing {', '.join(missing)} (Debian: jackd2, jack-midi-clock)")
     engines = args.engines.split(",")
     report = run_soak(args.minutes * 60, engines, args.workdir, args.slice_minutes * 60,
                       realtime=not args.no_realtime, server_signal=args.server_signal)
+    return finish(report, args.out)
+
+
+def finish(report: SoakReport, out: Path | None) -> int:
     print_report(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.to_json(), indent=1, default=str))
-        print(f"report: {args.out}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_json(), indent=1, default=str))
+        print(f"report: {out}")
     return 0 if report.verdict["all"] else 1
 
 

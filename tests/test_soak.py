@@ -5,7 +5,8 @@ process (shipped coconet-live and rnnrbm), a python-rtmidi DAW in another playin
 bpm with bursts of junk, jack_midi_clock with Start/Stop, a knob turned every second (temperature,
 mode note <-> phrase, engine), the DAW killed mid-note twice (note mode, phrase mode) and started
 again, the JACK server killed and started again once. jack_midi_dump's record is the account
-(see bench_soak's docstring for how answers are counted). One evening, then one test per bar.
+(see bench_soak's docstring for how answers are counted). One evening, then one test per bar; a
+bar the bridge or a model is known to miss now and then is an xfail that says why.
 """
 from __future__ import annotations
 
@@ -46,14 +47,13 @@ def soak(tmp_path_factory):
     return report
 
 
-def evening_completed(report) -> None:
-    if not report.completed:
-        pytest.xfail("the evening ended at the JACK restart: the bridge did not open its ports again "
-                     "(see test_the_bridge_opens_its_ports_again_after_jack_was_killed)")
-
-
-def rnnrbm_in_phrase_mode(lost: dict) -> bool:
-    return lost["mode"] == "phrase" and ENGINES[lost["engine"]] == "rnnrbm"
+# phrase mode times each message by the tempo it follows at the moment it schedules it, and that
+# tempo jumps now and then (right after a Continue it came out as 400 bpm): see the reasons below
+PHRASE_TIMING = ("bridge bug (reported): phrase mode schedules each echo, harmony and note-off a lookahead "
+                 "after its melody event at the tempo it follows at that moment, and that tempo jumps (after "
+                 "a Continue the first clocks, stamped in one poll, gave 400 bpm: an echo 300 ms after its "
+                 "note instead of 750); so answers come far from their time, apart from their harmony, and a "
+                 "note-off can be scheduled before its note-on (which then sounds on)")
 
 
 def lost_message(report, lost: list[dict]) -> str:
@@ -62,24 +62,35 @@ def lost_message(report, lost: list[dict]) -> str:
             f"{report.server.get('xruns')} (a loaded machine makes JACK clients late: see bench_soak)")
 
 
-def test_every_onset_is_answered_while_connected(soak):
+def rnnrbm_bare(lost: dict) -> bool:
+    """An onset the bridge itself played bare (its monitor shows no harmony), rnnrbm answering."""
+    return ENGINES[lost["engine"]] == "rnnrbm" and lost["why"].startswith("bare")
+
+
+def test_every_onset_in_note_mode_is_answered_while_connected(soak):
     acc = soak.accounting
     assert acc.by_mode["note"] > 30 and acc.by_mode["phrase"] > 30, acc.by_mode  # both modes played
     assert acc.answered > 80
-    lost = [lost for lost in acc.lost if not rnnrbm_in_phrase_mode(lost)]
+    lost = [lost for lost in acc.lost if lost["mode"] == "note" and not rnnrbm_bare(lost)]
     assert lost == [], lost_message(soak, lost)
 
 
-@pytest.mark.xfail(strict=False, reason="bridge bug (reported): in phrase mode with rnnrbm, now and then an "
-                   "onset's echo plays with no harmony under it (about one a minute here; not reproduced "
-                   "in simulated time)")
-def test_rnnrbm_in_phrase_mode_answers_every_onset(soak):
-    lost = [lost for lost in soak.accounting.lost if rnnrbm_in_phrase_mode(lost)]
+@pytest.mark.xfail(strict=False, reason="reported: rnnrbm now and then answers a note with rests in all three "
+                   "voices, most often the first note after Start (no context): offline, 1 in 90 first notes "
+                   "at temperature 0 to 0.2; the bridge then plays it bare")
+def test_rnnrbm_answers_every_onset_in_note_mode(soak):
+    lost = [lost for lost in soak.accounting.lost if lost["mode"] == "note" and rnnrbm_bare(lost)]
+    assert lost == [], lost_message(soak, lost)
+
+
+@pytest.mark.xfail(strict=False, reason=PHRASE_TIMING)
+def test_every_onset_in_phrase_mode_is_answered_while_connected(soak):
+    lost = [lost for lost in soak.accounting.lost if lost["mode"] != "note"]
     assert lost == [], lost_message(soak, lost)
 
 
 def test_no_note_hangs_at_the_end(soak):
-    evening_completed(soak)
+    assert soak.completed, "the evening ended at the JACK restart: the bridge did not open its ports again"
     assert soak.accounting.hanging_end == {}
 
 
@@ -90,18 +101,23 @@ def source_kill(report, mode: str) -> dict:
     return kill
 
 
-@pytest.mark.xfail(strict=False, reason="bridge bug (reported): when the watcher sees the source gone within a "
-                   "few ms of its death, jackd (asynchronous) is still removing the dead client and drops the "
-                   "cycle that carries the bridge's note-offs; nothing sends them again, so the harmony drones")
-def test_note_mode_harmony_of_a_held_note_ends_when_its_source_dies(soak):
+def test_note_mode_bridge_ends_the_harmony_of_a_held_note_when_its_source_dies(soak):
+    view = source_kill(soak, "note")["bridge_view"]   # as the bridge itself saw it (its monitor)
+    assert view["sounding_at_kill"] >= 1, view        # the held note's harmony was sounding ...
+    assert view["still_sounding"] == [], view         # ... and ended,
+    assert view["all_ended_s"] is not None and view["all_ended_s"] <= NOTE_MODE_RELEASE_S, view   # soon
+
+
+def test_note_mode_release_reaches_the_listener(soak):
     kill = source_kill(soak, "note")
-    assert kill["bridge_notes_sounding_at_kill"] >= 1, kill   # the held note's harmony was sounding ...
-    assert kill["hanging_after"] == {}, f"still sounding 1.5 s after the DAW died: {kill}"   # ... and ended,
-    assert kill["release_s"] is not None and kill["release_s"] <= NOTE_MODE_RELEASE_S, kill   # soon
+    assert kill["hanging_after"] == {}, f"still sounding 1.5 s after the DAW died: {kill}"
+    assert kill["release_s"] is not None and kill["release_s"] <= NOTE_MODE_RELEASE_S, kill
 
 
+@pytest.mark.xfail(strict=False, reason=PHRASE_TIMING)
 def test_phrase_mode_harmony_of_a_held_note_ends_when_its_source_dies(soak):
     kill = source_kill(soak, "phrase")
+    assert kill["bridge_view"]["still_sounding"] == [], kill
     assert kill["hanging_after"] == {}, f"still sounding 1.5 s after the DAW died: {kill}"
 
 
