@@ -9,7 +9,8 @@
 Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, step,
 random state); `--resume FILE` starts a new OUT from a checkpoint, such as the shipped models'
 in `models/checkpoints/`; `--voice-heads N` adds voice heads to a checkpoint that has none (they
-start as the trunk's own answer and train with it). `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
+start as the trunk's own answer and train with it), `--freeze-trunk` then trains the heads alone on
+the trunk as it runs in the product (batch norm on its running statistics). `OUT/best.pt` holds the weights with the lowest validation loss; `OUT/log.csv`
 one row per evaluation. Each checkpoint carries its model config, so export needs nothing else.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ p.add_argument("--preset", choices=sorted(PRESETS), default="offline")
 p.add_argument("--layers", type=int, help="override the preset's number of conv layers")
 p.add_argument("--channels", type=int, help="override the preset's channels")
 p.add_argument("--voice-heads", type=int, help="voice heads of this width (also added to a resumed model without them)")
+p.add_argument("--freeze-trunk", action="store_true", help="train the voice heads only, on the trunk in eval mode")
 p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
 p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
 p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
@@ -127,6 +129,11 @@ if state is not None:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
         print(f"{'voice heads added' if heads_added else f'mask mix changed to {mask_weights}'}: "
               f"validation record restarted")
+if args.freeze_trunk:
+    if model.heads is None:
+        raise SystemExit("--freeze-trunk trains voice heads: the model has none (--voice-heads N)")
+    for parameter in trunk_parameters:
+        parameter.requires_grad_(False)
 print(f"{args.preset}: {config.num_layers} layers x {config.channels} channels"
       f"{' separable' if config.separable else ''}"
       f"{f', voice heads of {config.head_channels}' if config.head_channels else ''}, "
@@ -158,8 +165,14 @@ def validation_loss() -> float:
     losses = [loss_of(valid_pitches[i:i + 64], valid_mask[i:i + 64], valid_target[i:i + 64],
                       [q[i:i + 64] for q in valid_questions]).item()
               for i in range(0, len(valid_pitches), 64)]
-    model.train()
+    train_mode()
     return float(np.mean(losses))
+
+
+def train_mode() -> None:
+    # a frozen trunk runs as in the product, batch norm on its running statistics; the heads
+    # have no layers that train differently
+    model.train(not args.freeze_trunk)
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -170,15 +183,16 @@ if not log_exists:
     log.writerow(["step", "minutes", "train_loss", "valid_loss", "lr"])
 started, train_losses = time.monotonic(), []
 bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
-model.train()
+train_mode()
 while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes:
     crops = data.random_crops(train_set, args.batch, args.crop, rng)
     pitches = torch.from_numpy(crops)
     mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops))
     loss = loss_of(pitches, mask, target, tuple(map(torch.from_numpy, data.step_questions(mask.numpy()))))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if loss.requires_grad:  # a frozen trunk's batch without one-step questions teaches the heads nothing
+        loss.backward()
+        optimizer.step()
     step += 1
     train_losses.append(loss.item())
     bar.update(1)

@@ -110,6 +110,17 @@ def test_heads_are_added_to_a_trained_trunk_and_train(heads_run):
     assert len(state["optimizer"]["param_groups"]) == 2   # trunk and heads, both resumable
 
 
+def test_frozen_trunk_trains_the_heads_alone(heads_run, tmp_path, jsb_npz):
+    out = tmp_path / "frozen"
+    result = run_module("models.train_coconet", "--out", out, "--resume", heads_run[0] / "last.pt", "--freeze-trunk",
+                        "--data", jsb_npz, "--max-steps", 110, "--eval-every", 10, "--threads", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before = torch.load(heads_run[0] / "last.pt", weights_only=False)["model"]
+    after = torch.load(out / "last.pt", weights_only=False)["model"]
+    for name, value in before.items():   # batch norm's running statistics included
+        assert torch.equal(after[name], value) != name.startswith("heads."), name
+
+
 def test_kernel_computes_what_the_torch_heads_compute():
     from bridge.engines.coconet import HEAD_WEIGHTS
     from bridge.kernels import voice_head_log_probs
