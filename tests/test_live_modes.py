@@ -254,22 +254,28 @@ def test_the_speculator_runs_at_idle_priority_in_a_process_of_its_own(engine):
 
 # ------------------------------------------------------------- through JACK
 
+def echo_delays(sender, outside, pitches, held_s: float, rest_s: float) -> list[float]:
+    """Play each pitch (its echo waited for, then held `held_s` more, then a rest): ms from each
+    note-on sent to its echo received."""
+    delays = []
+    for pitch in pitches:
+        n = len(outside.received)
+        sent_ns = time.perf_counter_ns()
+        sender.send_message([NOTE_ON, pitch, 80])
+        assert wait_for(lambda: any(m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch
+                                    for m, _ in outside.received[n:]), timeout=3)
+        echo_ns = next(t for m, t in outside.received[n:] if m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch)
+        delays.append((echo_ns - sent_ns) / 1e6)
+        time.sleep(held_s)
+        sender.send_message([NOTE_OFF, pitch, 0])
+        time.sleep(rest_s)
+    return delays
+
+
 def test_phrase_mode_through_jack_comes_out_one_lookahead_later(jack_server, engine, outside):
     config = LiveConfig(mode="phrase", lookahead_beats=0.5, clock="internal", bpm=240.0)  # 125 ms
     with Bridge(engine, config, PHRASE_SETTINGS, api="jack") as bridge:
-        sender = connect(outside)
-        delays = []
-        for pitch in MELODY[:8]:
-            n = len(outside.received)
-            sent_ns = time.perf_counter_ns()
-            sender.send_message([NOTE_ON, pitch, 80])
-            assert wait_for(lambda: any(m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch
-                                        for m, _ in outside.received[n:]), timeout=3)
-            echo_ns = next(t for m, t in outside.received[n:] if m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch)
-            delays.append((echo_ns - sent_ns) / 1e6)
-            time.sleep(0.06)
-            sender.send_message([NOTE_OFF, pitch, 0])
-            time.sleep(0.06)
+        delays = echo_delays(connect(outside), outside, MELODY[:8], held_s=0.06, rest_s=0.06)
         settle(outside, quiet_s=0.3, timeout=5)
         messages = outside.messages()
         assert harmony_ons(messages), "no harmony in phrase mode"
@@ -291,21 +297,10 @@ def test_a_slow_phrase_decision_does_not_hold_up_what_is_due_meanwhile(jack_serv
     """The sampler runs off the worker: the echo of each note keeps its time while it works."""
     config = LiveConfig(mode="phrase", lookahead_beats=1.0, clock="internal", bpm=240.0)  # 250 ms
     with Bridge(Slow(engine.model), config, PHRASE_SETTINGS, api="jack") as bridge:
-        sender = connect(outside)
-        delays = []
-        for pitch in MELODY[:10]:
-            n = len(outside.received)
-            sent_ns = time.perf_counter_ns()
-            sender.send_message([NOTE_ON, pitch, 80])
-            assert wait_for(lambda: any(m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch
-                                        for m, _ in outside.received[n:]), timeout=3)
-            echo_ns = next(t for m, t in outside.received[n:] if m[0] == NOTE_ON | ECHO_CHANNEL and m[1] == pitch)
-            delays.append((echo_ns - sent_ns) / 1e6 - 250)
-            sender.send_message([NOTE_OFF, pitch, 0])
-            time.sleep(0.05)
+        late = [delay - 250 for delay in echo_delays(connect(outside), outside, MELODY[:10], held_s=0, rest_s=0.05)]
         settle(outside, quiet_s=0.5, timeout=5)
         assert harmony_ons(outside.messages()) and unreleased(outside.messages()) == {}
-        assert max(delays) < 20, delays   # a worker that waited for the sampler: up to 150 ms late
+        assert max(late) < 20, late   # a worker that waited for the sampler: up to 150 ms late
 
 
 def test_switching_modes_while_notes_flow_leaves_no_note_on(jack_server, engine, outside):
