@@ -39,8 +39,9 @@ A knob turn or Stop that a kill made more than half a second late is left out, n
 How answers are counted, from the record, per melody onset (a note-on on channel 1):
 - the state of the knobs at its frame comes from the marks: the DAW sends "state" when it
   starts, "begin" before the bridge is told of a new mode or engine and "done" once the bridge
-  has it; during a change (between the two) the onset's echo tells which mode took it (at once:
-  note mode);
+  has it (a mark the listener missed is put back where this script sent it, placed from the
+  nearest one it heard); during a change (between the two) the onset's echo tells which mode
+  took it (at once: note mode);
 - note mode: answered when a harmony note-on (channels 2-4) follows it before the next onset;
   its latency is the frames between the two (through JACK, both stamped by jack_midi_dump); or
   when harmony sounds on from the onset before (held over: the melody plays detached, so that
@@ -588,15 +589,39 @@ class Life:
     marks_sent: list[tuple[int, int, float]] = field(default_factory=list)   # (controller, value, monotonic)
     index: int = 0
 
+    def mark_pairs(self) -> tuple[list[tuple[int, float]], list[tuple[int, int, float]]]:
+        """([(frame, monotonic)] of the marks sent and heard, [(controller, value, monotonic)] of
+        those sent and not heard: the listener missed the JACK cycle that carried them)."""
+        heard = [(f, _mark(m)) for f, m in self.events if _mark(m)]
+        pairs, missed, j = [], [], 0
+        for controller, value, t in self.marks_sent:
+            if j < len(heard) and heard[j][1] == (controller, value):
+                pairs.append((heard[j][0], t))
+                j += 1
+            else:
+                missed.append((controller, value, t))
+        return pairs, missed
+
     def monotonic_at(self, frame: int) -> float | None:
         """time.monotonic() at `frame`, from the nearest mark (the DAW's ack of each mark is
         within a JACK cycle of its frame): the bridge's monitor stamps on the same clock."""
-        heard = [(f, _mark(m)) for f, m in self.events if _mark(m)]
-        pairs = [(f, sent[2]) for (f, mark), sent in zip(heard, self.marks_sent) if mark == sent[:2]]
+        pairs = self.mark_pairs()[0]
         if not pairs:
             return None
         mark_frame, mark_time = min(pairs, key=lambda pair: abs(pair[0] - frame))
         return mark_time + (frame - mark_frame) / RATE
+
+    def events_with_all_marks(self) -> list[tuple[int, bytes]]:
+        """The record, with the marks the listener missed put back where they were sent (placed
+        from the nearest mark it heard)."""
+        pairs, missed = self.mark_pairs()
+        if not missed or not pairs:
+            return self.events
+        put_back = []
+        for controller, value, t in missed:
+            mark_frame, mark_time = min(pairs, key=lambda pair: abs(pair[1] - t))
+            put_back.append((mark_frame + round((t - mark_time) * RATE), bytes((CC | MARK_CHANNEL, controller, value))))
+        return sorted(self.events + put_back, key=lambda event: event[0])
 
 
 @dataclass
@@ -643,7 +668,7 @@ class Timeline:
         self.frames, self.states, self.changing = [], [], []   # from frame on: state, in a change
         self.releases: list[int] = []   # frames of release-worthy events: mode/engine change, Stop, Start
         state = State()
-        stopped, last_clock = False, None
+        last_clock = None
         for frame, m in events:
             mark = _mark(m)
             if mark is not None:
@@ -657,15 +682,15 @@ class Timeline:
                     self._add(frame - SLACK_FRAMES, state, True)
             elif m and m[0] in (STOP, START):
                 self.releases.append(frame)
-                stopped = m[0] == STOP
             elif m and m[0] == CONTINUE:
-                if not stopped and last_clock is not None:
-                    # a Continue with no Stop before it: the listener missed the Stop, which came
-                    # after the last clock it heard
+                if last_clock is not None:
+                    # a Continue follows a Stop, which came after the last clock: jack_midi_clock
+                    # sends its own Stop with each Continue, so the one that stopped the
+                    # transport may be one the listener missed
                     self.releases.append(last_clock + CLOCK_FRAMES)
-                stopped = False
             elif m and m[0] == TIMING_CLOCK:
                 last_clock = frame
+        self.releases.sort()
 
     def _add(self, frame: int, state: State, changing: bool) -> None:
         self.frames.append(frame)
@@ -731,7 +756,7 @@ def blind_spots(events: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
 def account_life(life: Life, acc: Accounting) -> None:
     """Add one life's onsets to `acc` (see the module docstring for the rules)."""
     events = life.events
-    timeline = Timeline(events)
+    timeline = Timeline(life.events_with_all_marks())
     spots = blind_spots(events)
     acc.blind_spots += len(spots)
     spot_starts = [a for a, _ in spots]
@@ -759,11 +784,24 @@ def account_life(life: Life, acc: Accounting) -> None:
     sounding = _harmony_sounding(events)
 
     def note_answer(n: int) -> int | None:
-        """Frame of the first harmony note-on after onset n, before the next onset."""
-        k = onsets[n]
-        end = onsets[n + 1] if n + 1 < len(onsets) else len(events)
+        """Frame of the first harmony note-on after onset n, before the next onset. A DAW that
+        stalled sends a burst of onsets at once: then the i-th of the burst is answered by the
+        i-th harmony strike (note-ons a cycle or two apart are one chord) before the onset after it."""
+        first = last = n
+        while first > 0 and events[onsets[n]][0] - events[onsets[first - 1]][0] <= SLACK_FRAMES:
+            first -= 1
+        while last + 1 < len(onsets) and events[onsets[last + 1]][0] - events[onsets[n]][0] <= SLACK_FRAMES:
+            last += 1
+        k = onsets[first]
+        end = onsets[last + 1] if last + 1 < len(onsets) else len(events)
         j = bisect.bisect_right(harmony_ons, k)
-        return events[harmony_ons[j]][0] if j < len(harmony_ons) and harmony_ons[j] < end else None
+        chords = []
+        while j < len(harmony_ons) and harmony_ons[j] < end and len(chords) <= n - first:
+            frame = events[harmony_ons[j]][0]
+            if not chords or frame - chords[-1] > SLACK_FRAMES:
+                chords.append(frame)
+            j += 1
+        return chords[n - first] if len(chords) > n - first else None
 
     def near(frames: list[int], lo: int, hi: int, target: int) -> int | None:
         j = bisect.bisect_left(frames, lo)
