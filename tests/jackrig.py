@@ -11,6 +11,11 @@ answers. Nothing here is part of the product.
             ...
         answers(dump.events())                        # every melody onset and its first harmony
 
+One server per process at a time: libjack (jack2) binds a process to the server of its first
+client for as long as any of its clients is open, so a client opened for a second server talks
+to the first. `graph()` (and XrunMonitor, through it) closes the in-process client of any other
+rig server first; python-rtmidi clients (Outside) are per test and must be closed by it.
+
 Server names: JACK keeps at most 8 servers in its registry and frees the entry of a server that
 died only when a server of the same name starts again, so a rig that gave every server a unique
 name would, after 8 unclean deaths, leave a machine on which no JACK server starts. The rig uses
@@ -77,7 +82,7 @@ class JackServer:
                 continue  # someone else's server runs under this name
             log = open(self.log_path or os.devnull, "ab")
             proc = subprocess.Popen([jackd, "-n", name, *self.args], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=_env(name))
+                                    stdin=subprocess.DEVNULL, env=_env(name), preexec_fn=_die_with_parent)
             log.close()
             if self._wait_accepting(proc, name):
                 self.name, self.proc = name, proc
@@ -114,12 +119,25 @@ class JackServer:
         return False
 
     def graph(self):
-        """A passive client on this server (bridge.jackgraph.JackGraph), reopened after a restart."""
+        """A passive client on this server (bridge.jackgraph.JackGraph), reopened after a restart;
+        the in-process client of any other rig server is closed first (see the module's note)."""
         from bridge.jackgraph import JackGraph
 
+        global _graph_owner
+        if _graph_owner is not None and _graph_owner is not self:
+            _graph_owner._close_graph()
         if self._graph is None or not self._graph.alive():
             self._graph = JackGraph("rig")
+        _graph_owner = self
         return self._graph
+
+    def _close_graph(self) -> None:
+        global _graph_owner
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
+        if _graph_owner is self:
+            _graph_owner = None
 
     def port(self, pattern: str, timeout: float = 10.0, **kind) -> str:
         """The full name of the one port matching `pattern`: a regular expression, a full name
@@ -165,9 +183,7 @@ class JackServer:
             self.proc = None
 
     def stop(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
+        self._close_graph()
         if self.proc is not None:
             _end(self.proc)
             self.proc = None
@@ -188,8 +204,26 @@ class JackServer:
         return False
 
 
+_graph_owner: JackServer | None = None   # the rig server this process's libjack is bound to
+
+
 def _accepts_clients(server: str) -> bool:
-    return subprocess.run(["jack_lsp"], env=_env(server), capture_output=True, timeout=5).returncode == 0
+    try:
+        return subprocess.run(["jack_lsp"], env=_env(server), capture_output=True, timeout=5).returncode == 0
+    except subprocess.TimeoutExpired:  # a loaded machine: not yet
+        return False
+
+
+def _die_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the thread that started it ends, so that a
+    test run killed outright leaves no server or stock program behind. (The thread, not the
+    process: start programs from a thread that lives as long as they should, the main one.)"""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _env(server: str) -> dict:
@@ -215,7 +249,7 @@ class _Program:
                  stderr=subprocess.DEVNULL):
         self.server = server
         self.proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                     env=_env(server.name))
+                                     env=_env(server.name), preexec_fn=_die_with_parent)
         self.port = server.port(ready_port)
 
     def kill(self) -> None:
@@ -297,6 +331,7 @@ class XrunMonitor:
 
         from bridge.jackgraph import _libjack
 
+        server.graph()   # binds this process's libjack to `server` (see the module's note)
         lib = _libjack()
         lib.jack_set_xrun_callback.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         lib.jack_activate.argtypes = [ctypes.c_void_p]
@@ -410,7 +445,8 @@ class CpuLoad:
 
     def __enter__(self):
         burn = "import os; os.nice(%d)\nwhile True: pass" % self.nice
-        self.procs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(self.count)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", burn], preexec_fn=_die_with_parent)
+                      for _ in range(self.count)]
         return self
 
     def __exit__(self, *exc):
