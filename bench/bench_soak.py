@@ -165,6 +165,7 @@ STATS_EVERY_S = 10.0
 OVERDUE_S = 0.5                        # a knob turn or Stop this late (after a kill) is left out
 KILL_CHECK_S = 1.5                     # after a kill of the DAW, nothing of the bridge's may sound by then ...
 KILL_LOOKBACK_S = 1.0                  # ... of what began this long before the kill (phrase mode's lookahead and more)
+KILL_AFTER_ONSET_S = 0.015              # the DAW's kill mark follows its note-on (and note mode's answer) by this
 DAW_BACK_AFTER_S = 2.0                 # the DAW starts again this long after its kill
 SERVER_DOWN_S = 1.0
 PORTS_BACK_TIMEOUT_S = 10.0
@@ -952,18 +953,23 @@ def kill_check(events: list[tuple[int, bytes]], since: int = 0) -> dict:
     notes begun from KILL_LOOKBACK_S before the kill count (and none before frame `since`: what
     an earlier kill left sounding was reported then): what sounds for the note held at the kill,
     or for the notes before it whose answers phrase mode still had to play."""
-    kill_frame = max((f for f, m in events if _mark(m) and _mark(m)[0] == MARK_KILL), default=None)
-    if kill_frame is None:
-        return {"error": "no kill mark in the record"}
+    kill_frame = max((f for f, m in events if f >= since and _mark(m) and _mark(m)[0] == MARK_KILL), default=None)
+    estimated = kill_frame is None
+    if estimated:   # the mark was lost (a cycle the listener or the dying DAW missed): the DAW's
+        # last onset, which the kill follows by KILL_AFTER_ONSET_S
+        onsets = [f for f, m in events if f >= since and _is_on(m) and _channel(m) == MELODY_CHANNEL]
+        if not onsets:
+            return {"error": "neither the kill's mark nor the DAW's last onset is in the record"}
+        kill_frame = onsets[-1] + round(KILL_AFTER_ONSET_S * RATE)
     since = max(since, kill_frame - round(KILL_LOOKBACK_S * RATE))
     events = [(f, m) for f, m in events if f >= since]
-    kill_at = next(k for k, (f, m) in enumerate(events) if f == kill_frame and _mark(m) and _mark(m)[0] == MARK_KILL)
+    kill_at = next((k for k, (f, _) in enumerate(events) if f >= kill_frame), len(events))
     before = [m for _, m in events[:kill_at]]
     melody_held = {key: n for key, n in jackrig.hanging(before).items() if key[0] == MELODY_CHANNEL}
     sounding_then = bridge_hanging(events[:kill_at])
     offs = [f for f, m in events[kill_at:] if _is_off(m) and _channel(m) in BRIDGE_CHANNELS]
     hanging_after = bridge_hanging(events)
-    return {"kill_frame": kill_frame,
+    return {"kill_frame": kill_frame, "kill_frame_estimated": estimated,
             "melody_note_held": bool(melody_held),
             "bridge_notes_sounding_at_kill": sum(sounding_then.values()),
             "release_s": round((max(offs) - kill_frame) / RATE, 3) if offs else None,
@@ -1131,7 +1137,7 @@ class Soak:
         seen = daw.last_onset
         while daw.last_onset is seen or time.monotonic() - daw.last_onset[1] > 0.005:
             time.sleep(0.0005)        # just after a note-on (it is held 70 ms) ...
-        time.sleep(0.015)             # ... and its answer (note mode)
+        time.sleep(KILL_AFTER_ONSET_S)  # ... and its answer (note mode)
         self.mark(daw, MARK_KILL, 0)
         time.sleep(0.01)              # the mark is out of the DAW's port
         daw.kill()
