@@ -33,7 +33,8 @@ class OfflineResult:
 
 class OfflineJob(QObject):
     """One offline conversion. `start()` runs it; `cancel()` stops it at the next file boundary
-    (a single file: its result is discarded, the target left as it was)."""
+    (a single file: its result is discarded, the target left as it was). `finished` is emitted
+    from the job's thread, so a slot connected after `start()` may miss it: `result` keeps it."""
     progress = pyqtSignal(int, int)      # done, total
     finished = pyqtSignal(object)        # OfflineResult
     failed = pyqtSignal(str)
@@ -45,6 +46,7 @@ class OfflineJob(QObject):
         self.model, self.settings, self.folder, self.overwrite = model, settings, folder, overwrite
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bachbridge-offline", daemon=True)
+        self.result: OfflineResult | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -72,6 +74,7 @@ class OfflineJob(QObject):
         except Exception as error:  # a bug: say it in the window rather than lose the thread silently
             self.failed.emit(f"{type(error).__name__}: {error}")
             return
+        self.result = result
         self.finished.emit(result)
 
     def _harmonize_file(self) -> OfflineResult:
