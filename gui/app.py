@@ -39,6 +39,19 @@ def main(argv=None) -> int:
 
     from PyQt6.QtCore import QSettings, QTimer
 
+    # SIGINT/SIGTERM close the window like its close button (notes released, state saved); one
+    # that comes while the window is being made (the bridge may be playing already) closes it
+    # as soon as it is there
+    windows, signalled = [], []
+
+    def close_window(*_):
+        signalled.append(True)
+        for window in windows:
+            window.close()
+
+    if not args.screenshot:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, close_window)
     store = QSettings(ORGANIZATION, APPLICATION)
     ports = _ports_from(args, store)
     if not (args.screenshot or args.no_bridge):
@@ -64,11 +77,12 @@ def main(argv=None) -> int:
     from gui.window import MainWindow
 
     window = MainWindow(store, model=args.model, ports=ports, start_bridge=not args.no_bridge)
+    windows.append(window)
     window.show()
-    # SIGINT/SIGTERM close the window like its close button (notes released, state saved); Qt's
-    # loop runs no Python, so a timer lets the interpreter see the signal
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: window.close())
+    if signalled:
+        window.close()
+        return 0
+    # Qt's loop runs no Python: a timer lets the interpreter see a signal
     wake = QTimer()
     wake.timeout.connect(lambda: None)
     wake.start(200)
