@@ -10,7 +10,7 @@ times (perf_counter_ns), and asks which 16th step a note-on belongs to.
   neither the tempo nor the song position; except the clocks a late one owes: a clock that came
   k intervals after the one before (a sender or a JACK cycle that stalled) may be followed at once
   by k - 1 more, which count. A gap longer than 20 bpm allows (the clock paused) starts the tempo
-  estimate afresh.
+  estimate afresh; the tempo known before it stands until a quarter note of clocks has come.
 - Start (0xFA): song position 0, running; the first clock after it is clock 0. Stop (0xFC):
   stopped, position kept. Continue (0xFB): running from the position kept. Song Position Pointer
   (0xF2 lsb msb): the position in 16ths (MIDI's "MIDI beats", 6 clocks each).
@@ -127,7 +127,10 @@ class Clock:
         self._last_clock_ns = t_ns
         window = self._tempo_window
         window.append(t_ns)
-        if len(window) >= 2 and window[-1] > window[0]:
+        # after a pause the tempo known before stands until a quarter note of clocks came: the
+        # first few after a Continue may come bunched (owed), and would read as any tempo
+        settled = self._midi_interval_ns is None or len(window) == TEMPO_WINDOW
+        if settled and len(window) >= 2 and window[-1] > window[0]:
             self._midi_interval_ns = (window[-1] - window[0]) / (len(window) - 1)
         if self.running:
             self._last_clock_index = self._next_clock

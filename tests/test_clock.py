@@ -131,6 +131,20 @@ def test_clocks_bunched_after_a_stall_still_move_the_position():
     assert MIN_BPM <= clock.bpm <= MAX_BPM
 
 
+def test_after_a_pause_the_tempo_known_stands_until_a_quarter_note_came():
+    clock = Clock("midi")
+    clock.feed(START_B, 0)
+    t = send_clocks(clock, 25, 120.0, 1e9)
+    clock.feed(bytes([STOP]), int(t))
+    resume = t + 1e9                                     # Continue a second later: the first clocks
+    clock.feed(bytes([CONTINUE]), int(resume))           # come together, then on time
+    for k in range(3):
+        clock.feed(CLOCK, int(resume + k * 7e6))
+        assert clock.bpm == pytest.approx(120.0, rel=1e-6)
+    send_clocks(clock, 30, 90.0, resume + 3 * 7e6 + 10e6)    # a new tempo takes over within a quarter
+    assert clock.bpm == pytest.approx(90.0, rel=0.02)
+
+
 def test_absurd_clock_tempi_are_clamped_or_forgotten():
     clock = Clock("midi")
     send_clocks(clock, 10, 500.0, 1e9)  # faster than 400 bpm: every other clock is refused

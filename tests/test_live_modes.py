@@ -171,6 +171,31 @@ def test_a_held_note_is_decided_in_time_and_stop_releases_everything(engine):
     assert player.schedule == []
 
 
+def test_a_tempo_that_jumps_mid_note_keeps_every_note_off_after_its_note_on(engine):
+    """Each note keeps the delay it began with: the DAW's tempo may jump (a Continue, a tempo
+    change) between a note-on and its note-off, and nothing may end before it starts."""
+    player, recorder = phrase_player(engine, lookahead=1.0, clock="midi")
+    clock_ns = NS_PER_MINUTE // (int(BPM) * 24)
+    events = [(0, bytes([0xFA]))] + [(k * clock_ns, bytes([0xF8])) for k in range(30)]   # 120 bpm
+    at = 30 * clock_ns
+    events += [(at, bytes([NOTE_ON, 72, 80])), (at + clock_ns, bytes([NOTE_ON, 74, 80]))]
+    fast = clock_ns * 120 // 300                                  # then 300 bpm, mid-note: the delay
+    events += [(at + 2 * clock_ns + k * fast, bytes([0xF8])) for k in range(28)]   # 500 -> 200 ms
+    end = at + 2 * clock_ns + 28 * fast                           # the notes end ~270 ms after they began
+    events += [(end, bytes([NOTE_OFF, 72, 0])), (end + 1000, bytes([NOTE_OFF, 74, 0]))]
+    run_until(player, recorder, end + 2 * NS_PER_MINUTE // int(BPM), events)
+    assert player.clock.bpm > 250                                 # the tempo did jump
+    assert harmony_ons(recorder.messages())
+    assert unreleased(recorder.messages()) == {}
+    started: dict = {}
+    for t, m in recorder.sent:                                    # and in that order, note by note
+        key = (m[0] & 0x0F, m[1])
+        if is_note_on(m):
+            started[key] = t
+        elif m[0] & 0xF0 == NOTE_OFF:
+            assert key in started and started[key] <= t, (m.hex(), t)
+
+
 def test_engine_error_in_phrase_mode_is_pass_through(engine):
     player, recorder = phrase_player(Broken(engine.model), lookahead=0.5)
     events = melody_events(MELODY[:6])

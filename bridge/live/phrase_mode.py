@@ -126,6 +126,7 @@ class PhraseMode(Player):
         self.start_ns = np.zeros(n, dtype=np.int64)
         self.velocity = np.zeros(n, dtype=np.int16)
         self.release_ns = np.full(n, -1, dtype=np.int64)
+        self.delay_at = np.zeros(n, dtype=np.int64)   # the delay in force when the row's note began
         self.rows = 0                   # rows in use
         self.decided = 0                # rows decided and scheduled
         self.deciding = None            # (token, first row, end row) of the phrase being decided
@@ -135,7 +136,8 @@ class PhraseMode(Player):
         self.melody = None              # (in channel, pitch, velocity) of the note sounding now
         self.released_row = None        # the row the last melody note ended in, while it rests
         self.planned = [REST] * (VOICES - 1)   # the harmony as of the end of the schedule
-        self.echoes: dict[tuple[int, int], tuple[int, int]] = {}  # melody key -> echo key, scheduled
+        # melody key -> (echo channel, pitch, the delay its note-on went out with)
+        self.echoes: dict[tuple[int, int], tuple[int | None, int, int]] = {}
         self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
         self._seq = 0
         self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
@@ -143,10 +145,13 @@ class PhraseMode(Player):
     # ---- the knobs and the clock
 
     def delay_ns(self) -> int:
+        """The lookahead in ns at the tempo now. Each note keeps the delay it began with (its
+        note-off and its harmony too), so a tempo that moves cannot put an end before its start."""
         return self.snapshot.config.delay_ns(self.clock.bpm)
 
-    def margin_ns(self) -> int:
-        return min(DECISION_MARGIN_NS, self.delay_ns() // 2)
+    @staticmethod
+    def margin_ns(delay: int) -> int:
+        return min(DECISION_MARGIN_NS, delay // 2)
 
     def forget_history(self) -> None:
         self.rows = self.decided = 0
@@ -161,23 +166,23 @@ class PhraseMode(Player):
 
     def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
         config = self.snapshot.config
-        due = t_ns + self.delay_ns()
+        delay = self.delay_ns()
+        due = t_ns + delay
         key = (channel, pitch)
         previous = self.echoes.pop(key, None)
         if previous is not None:  # the same key again without a note-off: end the first one
-            self._at(due, NOTE_OFF, previous[0], previous[1], 0, SOPRANO)
+            self._at(max(due, t_ns + previous[2]), NOTE_OFF, previous[0], previous[1], 0, SOPRANO)
         echo_channel = config.echo_channel if config.echo else None
         self._at(due, NOTE_ON, echo_channel, pitch, velocity, SOPRANO)
-        self.echoes[key] = (echo_channel, pitch)
-        self._onset_row(step, pitch, velocity, t_ns)
+        self.echoes[key] = (echo_channel, pitch, delay)
+        self._onset_row(step, pitch, velocity, t_ns, delay)
         self.melody = (channel, pitch, velocity)
 
     def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
         key = (channel, pitch)
-        due = t_ns + self.delay_ns()
         echo = self.echoes.pop(key, None)
         if echo is not None:
-            self._at(due, NOTE_OFF, echo[0], echo[1], 0, SOPRANO)
+            self._at(t_ns + echo[2], NOTE_OFF, echo[0], echo[1], 0, SOPRANO)
         if self.melody is None or key != self.melody[:2]:
             return  # a note the legato already replaced: its echo was all that sounded
         self._grow_while_held(t_ns - 1)  # the rows the note sounded in (begun before its end)
@@ -186,12 +191,12 @@ class PhraseMode(Player):
             return
         last = self.rows - 1
         self.released_row = last
-        if last < self.decided:
-            self._plan([REST] * (VOICES - 1), 0, due)  # its harmony is scheduled already
+        if last < self.decided:  # its harmony is scheduled already
+            self._plan([REST] * (VOICES - 1), 0, t_ns + int(self.delay_at[last]))
         else:
             self.release_ns[last] = t_ns
 
-    def _onset_row(self, step: int, pitch: int, velocity: int, t_ns: int) -> None:
+    def _onset_row(self, step: int, pitch: int, velocity: int, t_ns: int, delay: int) -> None:
         """Make the row of `step` the onset of `pitch`, growing the timeline up to it."""
         gap = 0 if self.rows == 0 else step - self.last_step
         if self.rows and self.released_row is not None and gap > past_steps_for(self.snapshot):
@@ -212,6 +217,7 @@ class PhraseMode(Player):
         self.start_ns[row] = t_ns
         self.velocity[row] = velocity
         self.release_ns[row] = -1
+        self.delay_at[row] = delay
         self.released_row = None
 
     def _grow(self, count: int) -> None:
@@ -232,6 +238,7 @@ class PhraseMode(Player):
             self.sounding[row] = self.melody is not None
             self.start_ns[row] = self.start_ns[before] + int(step)
             self.velocity[row] = self.velocity[before]
+            self.delay_at[row] = self.delay_at[before]
             self.release_ns[row] = -1
             self.harmony_rows[row] = REST
             self.rows += 1
@@ -253,7 +260,8 @@ class PhraseMode(Player):
             if self.rows - keep_from + room > self.CAPACITY:
                 raise RuntimeError("phrase timeline full")
         kept = self.rows - keep_from
-        for array in (self.melody_rows, self.harmony_rows, self.sounding, self.start_ns, self.velocity, self.release_ns):
+        for array in (self.melody_rows, self.harmony_rows, self.sounding, self.start_ns, self.velocity, self.release_ns,
+                      self.delay_at):
             array[:kept] = array[keep_from:self.rows]
         self.rows, self.decided = kept, self.decided - keep_from
         self.trimmed += keep_from
@@ -268,12 +276,12 @@ class PhraseMode(Player):
             return None
         settled = self.settled
         if settled < self.rows:
-            first = int(self.start_ns[settled])
+            first, delay = int(self.start_ns[settled]), int(self.delay_at[settled])
         elif self.melody is not None and self.clock.mode != "free":
-            first = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm))
+            first, delay = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm)), int(self.delay_at[self.rows - 1])
         else:
             return None
-        return first + self.delay_ns() - self.margin_ns()
+        return first + delay - self.margin_ns(delay)
 
     @property
     def settled(self) -> int:
@@ -311,9 +319,9 @@ class PhraseMode(Player):
             self.harmony_rows[lo:hi] = REST
         else:
             self.harmony_rows[lo:hi] = result[len(result) - (hi - lo):]
-        delay = self.delay_ns()
         silent = [REST] * (VOICES - 1)
         for row in range(lo, hi):
+            delay = int(self.delay_at[row])
             due = int(self.start_ns[row]) + delay
             self._plan(self.harmony_rows[row].tolist() if self.sounding[row] else silent, int(self.velocity[row]), due)
             if self.release_ns[row] >= 0:
