@@ -47,15 +47,6 @@ def soak(tmp_path_factory):
     return report
 
 
-# phrase mode times each message by the tempo it follows at the moment it schedules it, and that
-# tempo jumps now and then (right after a Continue it came out as 400 bpm): see the reasons below
-PHRASE_TIMING = ("bridge bug (reported): phrase mode schedules each echo, harmony and note-off a lookahead "
-                 "after its melody event at the tempo it follows at that moment, and that tempo jumps (after "
-                 "a Continue the first clocks, stamped in one poll, gave 400 bpm: an echo 300 ms after its "
-                 "note instead of 750); so answers come far from their time, apart from their harmony, and a "
-                 "note-off can be scheduled before its note-on (which then sounds on)")
-
-
 def lost_message(report, lost: list[dict]) -> str:
     acc = report.accounting
     return (f"{len(lost)} of {acc.onsets} onsets got no answer: {lost[:5]}; JACK meanwhile: "
@@ -83,7 +74,6 @@ def test_rnnrbm_answers_every_onset_in_note_mode(soak):
     assert lost == [], lost_message(soak, lost)
 
 
-@pytest.mark.xfail(strict=False, reason=PHRASE_TIMING)
 def test_every_onset_in_phrase_mode_is_answered_while_connected(soak):
     lost = [lost for lost in soak.accounting.lost if lost["mode"] != "note"]
     assert lost == [], lost_message(soak, lost)
@@ -114,7 +104,6 @@ def test_note_mode_release_reaches_the_listener(soak):
     assert kill["release_s"] is not None and kill["release_s"] <= NOTE_MODE_RELEASE_S, kill
 
 
-@pytest.mark.xfail(strict=False, reason=PHRASE_TIMING)
 def test_phrase_mode_harmony_of_a_held_note_ends_when_its_source_dies(soak):
     kill = source_kill(soak, "phrase")
     assert kill["bridge_view"]["still_sounding"] == [], kill
