@@ -220,6 +220,9 @@ def main(argv=None) -> int:
     import onnx
     import torch
 
+    if not Path(args.checkpoint).is_file():
+        print(f"export_onnx: no checkpoint at {args.checkpoint}", file=sys.stderr)
+        return 2
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     engine = checkpoint.get("engine", "coconet")
     output = Path(args.output)
@@ -242,6 +245,7 @@ def main(argv=None) -> int:
         print(f"export_onnx: parity check FAILED: max |onnxruntime - torch| = {worst:.3g} "
               f"> {PARITY_TOLERANCE:g}; nothing written", file=sys.stderr)
         return 1
+    output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_suffix(".onnx.tmp")
     temp.write_bytes(onnx_bytes)
     temp.replace(output)
