@@ -11,7 +11,7 @@ asynchronous (no --sync), as a desktop runs one: answers lost, latency, CPU, por
    python-rtmidi: JSB test sopranos (the bundled melody when ../shared is not there), one note
    every 8th at 120 bpm, each released half-way; it stamps what comes back. Latency: melody
    note-on sent -> first harmony note-on received (phrase mode: echo received - (sent + delay)).
-2. The stock reproduction of issue 9, on a server without realtime scheduling and no extra load:
+2. The stock reproduction, on a server without realtime scheduling and no extra load:
    jack_midiseq loops 67 69 71 72 74 72 71 69 (8ths, 12,000 frames apart, 11,000 long) into
    `bachbridge live --no-echo`; jack_midi_dump listens to the sequencer and to 'bachbridge out'.
    With speculation and without, and a trivial echo client in the bridge's place (the floor),

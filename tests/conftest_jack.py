@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from jackrig import JackServer, missing_programs
+from jackrig import JackServer, Outside, missing_programs
 
 
 def _need_jack() -> None:
@@ -58,3 +58,11 @@ def realtime_jack(jack_rig, tmp_path) -> JackServer:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def outside(jack_server) -> Outside:
+    """A python-rtmidi client of our own on the session's server (the DAW), closed after the test."""
+    o = Outside()
+    yield o
+    o.close()

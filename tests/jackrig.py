@@ -240,6 +240,35 @@ def _end(proc: subprocess.Popen, timeout: float = 5.0) -> None:
             proc.wait(timeout)
 
 
+# ---------------------------------------------------------------- a thread that keeps the GIL
+
+def gil_block(milliseconds: float):
+    """A call that burns a core for about `milliseconds` of CPU without letting go of the GIL
+    (numba code without nogil, as a C extension that keeps it), calibrated on the thread's CPU time, so
+    that it lasts at least that long however busy the machine (a wall-clock calibration is off
+    by the share of the core that others took meanwhile)."""
+    from numba import njit
+
+    @njit(nogil=False)
+    def spin(n):
+        x = 0.0
+        for i in range(n):
+            x = x * 0.999999 + i
+        return x
+
+    spin(10)   # compiled
+    n = 1_000_000
+    while True:
+        started = time.thread_time()
+        spin(n)
+        took = time.thread_time() - started
+        if took >= 0.05:
+            break
+        n *= 4
+    n = max(1, int(n * milliseconds / 1e3 / took))
+    return lambda: spin(n)
+
+
 # ---------------------------------------------------------------- stock programs
 
 class _Program:

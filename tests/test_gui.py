@@ -22,7 +22,6 @@ from gui import presets, theme
 from gui.session import PortChoice
 from gui.window import MainWindow
 from test_live import ECHO_CHANNEL, MELODY, cc123_channels, connect, harmony_ons, is_note_on, unreleased
-from jackrig import Outside
 from test_ports import wait_for
 from test_remote import play_through_a_stall, stall_marker
 
@@ -63,13 +62,6 @@ def window(qtbot, store, tiny_model, tmp_path):
     window = open_window(qtbot, store, tiny_model, tmp_path, live=False)
     yield window
     window.close()
-
-
-@pytest.fixture
-def outside(jack_server):
-    o = Outside()
-    yield o
-    o.close()
 
 
 def snapshot_value(window: MainWindow, part: str, field: str):

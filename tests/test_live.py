@@ -89,13 +89,6 @@ def cc123_channels(messages) -> set[int]:
     return {m[0] & 0x0F for m in messages if m[0] & 0xF0 == CC and m[1] == 123}
 
 
-@pytest.fixture
-def outside(jack_server):
-    o = Outside()
-    yield o
-    o.close()
-
-
 def connect(outside: Outside, in_port: str = "bachbridge in", out_port: str = "bachbridge out"):
     outside.receiver(out_port)
     return outside.sender(in_port)

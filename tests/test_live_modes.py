@@ -16,7 +16,6 @@ from bridge.live.speculation import Speculator
 from bridge.sounding import Sounding
 from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
                        harmony_ons, is_note_on, settle, unreleased)
-from jackrig import Outside
 from test_ports import wait_for
 
 BPM = 120.0
@@ -27,13 +26,6 @@ PHRASE_SETTINGS = LIVE_SETTINGS.replace(steps=4)   # the tiny model needs no mor
 @pytest.fixture(scope="module")
 def engine(tiny_model):
     return load_engine(tiny_model, threads=1)
-
-
-@pytest.fixture
-def outside(jack_server):
-    o = Outside()
-    yield o
-    o.close()
 
 
 # ------------------------------------------------------------- phrase mode, simulated time

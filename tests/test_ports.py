@@ -14,7 +14,7 @@ import rtmidi
 from bridge.ports import (JACK_SETTLE_S, MidiInput, MidiOutput, PortError, auto_api, check_message, find_port,
                           list_apis, list_ports, pick_api)
 from conftest import run_cli
-from jackrig import Outside
+from jackrig import gil_block
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 
@@ -26,13 +26,6 @@ def wait_for(predicate, timeout=2.0):
             return False
         time.sleep(0.0005)
     return True
-
-
-@pytest.fixture
-def outside(jack_server):
-    o = Outside()
-    yield o
-    o.close()
 
 
 @pytest.fixture
@@ -217,33 +210,13 @@ def test_an_unterminated_sysex_does_not_make_the_input_deaf(jack_server, outside
         assert all(m[0] == NOTE_ON for m, _ in got)  # the guard's 0xF7 never shows
 
 
-def gil_hog(milliseconds: float):
-    """A function that burns a core for about `milliseconds` without letting go of the GIL, like
-    a C extension that keeps it (numba without nogil), calibrated here."""
-    from numba import njit
-
-    @njit(nogil=False)
-    def spin(n):
-        x = 0.0
-        for i in range(n):
-            x = x * 0.999999 + i
-        return x
-
-    spin(10)
-    n = 1_000_000
-    started = time.perf_counter()
-    spin(n)
-    n = max(1, int(n * milliseconds / 1e3 / (time.perf_counter() - started)))
-    return lambda: spin(n)
-
-
 def test_jack_input_survives_a_thread_hogging_the_gil(midi_in, outside):
     """Bursts arrive whole, in order, without duplicates while another thread holds the GIL and
     burns a core (the engine may): the JACK input never runs Python in JACK's process thread."""
     assert not midi_in.uses_callback
     sender = outside.sender("bachbridge in")
     stop = threading.Event()
-    burn = gil_hog(3.0)   # 3 ms at a time: more than two JACK periods
+    burn = gil_block(3.0)   # 3 ms at a time: more than two JACK periods
 
     def hog():
         while not stop.is_set():

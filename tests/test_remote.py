@@ -20,18 +20,11 @@ from bridge.live.playback import file_events
 from bridge.live.remote import RemoteBridge, RemoteError
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, ROOT
-from jackrig import Outside
+from jackrig import Outside, gil_block
 from test_live import ECHO_CHANNEL, MELODY, cc123_channels, connect, harmony_ons, is_note_on, unreleased
 from test_ports import wait_for
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
-
-
-@pytest.fixture
-def outside(jack_server):
-    o = Outside()
-    yield o
-    o.close()
 
 
 @pytest.fixture
@@ -187,33 +180,6 @@ def test_the_child_releases_every_note_when_its_host_dies(jack_server, tiny_mode
 STALL_MS = 500
 STALL_GAP_FRAMES = 4_800     # a melody note every 100 ms at 48 kHz, held 4,400 frames
 MARKER = CC | 15             # CC 1 on channel 16 marks (0) where to count from, (1) the block, (2) its end, (3) the end
-
-
-def gil_block(milliseconds: float):
-    """A call that burns a core for about `milliseconds` of CPU without letting go of the GIL
-    (numba code without nogil, as test_ports.gil_hog), calibrated on the thread's CPU time, so
-    that it lasts at least that long however busy the machine (a wall-clock calibration is off
-    by the share of the core that others took meanwhile)."""
-    from numba import njit
-
-    @njit(nogil=False)
-    def spin(n):
-        x = 0.0
-        for i in range(n):
-            x = x * 0.999999 + i
-        return x
-
-    spin(10)   # compiled
-    n = 1_000_000
-    while True:
-        started = time.thread_time()
-        spin(n)
-        took = time.thread_time() - started
-        if took >= 0.05:
-            break
-        n *= 4
-    n = max(1, int(n * milliseconds / 1e3 / took))
-    return lambda: spin(n)
 
 
 def onset_answers(events, rate: int) -> tuple[dict, list[tuple[float, float]]]:
