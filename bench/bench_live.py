@@ -22,7 +22,8 @@ reported an xrun (a cycle it could not complete: what was sent in it is JACK's t
 reports them every few seconds) and the others, the bridge's: any of those fails the bench
 (exit status 1). Also: the bridge process's CPU (% of one core) while playing, its speculation
 hit rate, and the time from starting `bachbridge live` to both ports in JACK (median of 3).
-Background jobs at nice 19 (training) are paused while it runs.
+`--out` keeps every figure and the raw records (what was sent and received, the xruns), to read
+a loss again. Background jobs at nice 19 (training) are paused while it runs.
 """
 from __future__ import annotations
 
@@ -195,6 +196,9 @@ def run_latency(server: JackServer, melody: list[int], label: str, extra: list[s
                                               early_ns=20_000_000 if phrase else 0)
     return {"label": label, "notes": len(sent), "latencies_ms": latencies, "lost": lost, "lost_at_xruns": at_xruns,
             "xruns": len(xruns.frames), "cpu_percent": 100 * cpu, "ports_up_s": ports_up,
+            # the raw record, to read a loss again (perf_counter_ns stamps of this process)
+            "sent_ns": sent, "received": [(t, m.hex(" ")) for m, t in outside.received],
+            "xrun_ns": list(xruns.times_ns),
             "bridge": {k: bridge.get(k) for k in ("speculation_lookups", "speculation_hits", "p50_latency_ms",
                                                    "p99_latency_ms", "engine_errors", "event_errors", "notes_in")}}
 
@@ -235,7 +239,11 @@ def run_stock(server: JackServer, label: str, extra: list[str] | None, seconds: 
     got = answers(events, onset_grid=12_000, xruns=[x - dump.start_frame for x in xruns.frames])
     return {"label": label, "onsets": got.onsets, "lost": got.lost, "lost_by_sender": got.lost_by_sender,
             "latencies_ms": got.latencies, "xruns": len(xruns.frames), "line": got.line(),
-            "speculation": (bridge.get("speculation_hits"), bridge.get("speculation_lookups"))}
+            "speculation": (bridge.get("speculation_hits"), bridge.get("speculation_lookups")),
+            # the raw record, to read a loss again: jack_midi_dump's (frame, bytes), the xruns
+            # on its frame count
+            "record": [(frame, m.hex(" ")) for frame, m in events],
+            "xrun_frames": [x - dump.start_frame for x in xruns.frames]}
 
 
 # ---------------------------------------------------------------- reporting
