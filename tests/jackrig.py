@@ -517,7 +517,8 @@ class Answers:
 def answers(events: list[tuple[int, bytes]], melody_channel: int = 0, rate: int = RATE,
             onset_grid: int | None = None, xruns: list[int] = ()) -> Answers:
     """From what a listener got (frame, bytes), in order: each melody note-on (on `melody_channel`)
-    and whether a harmony note-on (any other channel) came after it, before the next. An onset
+    and whether a harmony note-on (any other channel) came after it (or at its very frame),
+    before the next. An onset
     played legato (the melody note before it still held) may keep the harmony that sounds: it
     counts as answered when harmony sounds on at it.
 
@@ -539,8 +540,13 @@ def answers(events: list[tuple[int, bytes]], melody_channel: int = 0, rate: int 
         cursor = k
         legato_under_harmony = bool(melody_held) and any(harmony.values())
         end = onsets[n + 1] if n + 1 < len(onsets) else len(events)
-        first = next((events[j][0] for j in range(k + 1, end)
-                      if _is_on(events[j][1]) and events[j][1][0] & 0x0F != melody_channel), None)
+        # the listener merges its inputs: an answer that reached it in the cycle the onset did
+        # (the onset itself late) may be listed before the onset, at the same frame
+        begin = k
+        while begin > (onsets[n - 1] + 1 if n else 0) and events[begin - 1][0] == events[k][0]:
+            begin -= 1
+        first = next((events[j][0] for j in range(begin, end)
+                      if j != k and _is_on(events[j][1]) and events[j][1][0] & 0x0F != melody_channel), None)
         if first is not None:
             latencies.append((first - events[k][0]) * 1000 / rate)
         elif not legato_under_harmony:
