@@ -13,7 +13,8 @@ Worker side (`Speculator`, never blocks): after each onset `speculate()` writes 
 few hundred bytes, skipped when the pipe has no room) and `lookup()` reads what has come back.
 Process side (`_serve`): for each rhythm guess (gap to the next onset), asks the engine for the
 likeliest next pitches, fills in the windows the next onset would show for each of them, and
-sends each answer back as soon as it has it; a newer job makes the rest moot. An answer is taken
+sends each answer back as soon as it has it; a newer job makes the rest moot. Each job waits a few
+JACK cycles first (SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer is taken
 only for a window exactly equal to the one it was worked out for, under the same snapshot of the
 knobs: a hit is a draw from the very distribution a fresh call would draw from.
 """
@@ -34,6 +35,10 @@ from bridge.onnxmodel import OnnxModel
 
 # candidate windows filled in per engine call: small batches, so that a newer onset stops the work soon
 SPECULATION_BATCH = 2
+# a job waits this long before its work starts (a newer one replaces it meanwhile): the answer the
+# worker has just written goes out in the next JACK cycles, and on a server without realtime
+# scheduling a burst of CPU then made those cycles late (the server's xrun) and lost it
+SPECULATION_HOLD_OFF_S = 0.006
 # a message to the process is written in one write() of at most PIPE_BUF bytes (with its 4-byte
 # header), which a pipe with room for it (select says writable) takes whole, without blocking
 _MAX_MESSAGE_BYTES = select.PIPE_BUF - 4 if hasattr(select, "PIPE_BUF") else 508
@@ -235,7 +240,7 @@ def _serve(jobs, answers) -> None:
         elif kind == "job":
             _, generation, told_id, state, gaps = message
             snapshot = snapshots.get(told_id)
-            if snapshot is not None:
+            if snapshot is not None and not jobs.poll(SPECULATION_HOLD_OFF_S):
                 try:
                     pending = _work(jobs, answers, snapshot, generation, told_id, state, gaps)
                 except Exception as error:  # only a lost head start: the worker answers the onset itself
