@@ -26,8 +26,9 @@ The realtime contract. Who runs what, and what each may never do:
    (below JACK's threads, above a loaded machine's other work); never under one that does not,
    whose port clients it would starve while the engine works.
 3. Speculation runs in a separate process at idle priority (bridge.live.speculation): it uses
-   only CPU that nobody else wants, shares no GIL with the worker, and reaches the worker
-   through pipes it never blocks on. It changes how soon an answer comes, never whether or which.
+   only CPU that nobody else wants, shares no GIL with the worker, reaches the worker through
+   pipes it never blocks on, and starts its work on an onset only a few JACK cycles after the
+   answer went out. It changes how soon an answer comes, never whether or which.
 4. Everything slow happens elsewhere: warming up a new engine (in `update()`'s caller), looking at
    the ports and the JACK server, opening ports again, closing dead ones (the watcher thread,
    "bachbridge-ports"), offline work and drawing (the window's threads).
