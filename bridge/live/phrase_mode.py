@@ -276,11 +276,13 @@ class PhraseMode(Player):
             return None
         settled = self.settled
         if settled < self.rows:
-            first, delay = int(self.start_ns[settled]), int(self.delay_at[settled])
+            row, first = settled, int(self.start_ns[settled])
         elif self.melody is not None and self.clock.mode != "free":
-            first, delay = int(self.start_ns[self.rows - 1] + step_ns(self.clock.bpm)), int(self.delay_at[self.rows - 1])
+            row = self.rows - 1
+            first = int(self.start_ns[row] + step_ns(self.clock.bpm))
         else:
             return None
+        delay = int(self.delay_at[row])
         return first + delay - self.margin_ns(delay)
 
     @property

@@ -13,10 +13,10 @@ Worker side (`Speculator`, never blocks): after each onset `speculate()` writes 
 few hundred bytes, skipped when the pipe has no room) and `lookup()` reads what has come back.
 Process side (`_serve`): for each rhythm guess (gap to the next onset), asks the engine for the
 likeliest next pitches, fills in the windows the next onset would show for each of them, and
-sends each answer back as soon as it has it; a newer job makes the rest moot. Each job waits a few
-JACK cycles first (SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer is taken
-only for a window exactly equal to the one it was worked out for, under the same snapshot of the
-knobs: a hit is a draw from the very distribution a fresh call would draw from.
+sends each answer back as soon as it has it; a newer job makes the rest moot. Each job waits a
+few JACK cycles first (SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer
+is taken only for a window exactly equal to the one it was worked out for, under the same
+snapshot of the knobs: a hit is a draw from the very distribution a fresh call would draw from.
 """
 from __future__ import annotations
 
