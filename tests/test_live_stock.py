@@ -70,6 +70,7 @@ def test_a_stock_sequencer_gets_every_onset_answered_under_cpu_load(realtime_jac
         got = answers(events, onset_grid=SIXTEENTH_FRAMES, xruns=[x - dump.start_frame for x in xruns.frames])
         record = tmp_path / "jack_midi_dump.txt"   # for reading after a failure
         record.write_text("".join(f"{frame} {m.hex(' ')}\n" for frame, m in events))
+        (tmp_path / "xrun_frames.txt").write_text("".join(f"{x - dump.start_frame}\n" for x in xruns.frames))
     finally:
         xruns.close()
         for program in (seq, dump):
