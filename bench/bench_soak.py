@@ -65,7 +65,9 @@ How answers are counted, from the record, per melody onset (a note-on on channel
   the bridge and the dump were connected (the DAW plays only once all are), so that is every
   onset that reached the bridge while its ports were up and connected. Each lost onset says
   whether the bridge itself played it bare (its monitor, what a window draws, shows no harmony
-  for it: the bridge's choice) or sent harmony that the record lacks (lost on the way out).
+  for it: the bridge's choice) or sent harmony that the record lacks (lost on the way out). One
+  lost on the way out with an xrun reported in its span (the server's xrun callback, in an
+  XrunMonitor of our own) is excused apart: the client late for that cycle lost it, JACK's doing.
 Hanging notes: note-ons with no note-off in the record of the last life of the server, on any
 channel, 2 s after the DAW stopped (before the bridge is closed). After each kill of the DAW
 (mid-note: its note-on was 15 ms before the mark that says so, 10 ms before the kill), nothing
@@ -589,6 +591,7 @@ class Life:
     ended_by_kill: bool                   # the server was killed (the rest of the record was cut)
     marks_sent: list[tuple[int, int, float]] = field(default_factory=list)   # (controller, value, monotonic)
     index: int = 0
+    xruns: list[int] = field(default_factory=list)   # frames (the listener's count) of the server's xruns
 
     def mark_pairs(self) -> tuple[list[tuple[int, float]], list[tuple[int, int, float]]]:
         """([(frame, monotonic)] of the marks sent and heard, [(controller, value, monotonic)] of
@@ -871,7 +874,7 @@ def account_life(life: Life, acc: Accounting) -> None:
             reason = "unverifiable: the listener missed a JACK cycle meanwhile"
         else:
             lost = {"run_s": round(run_s, 3), "frame": frame, "pitch": m[1], "mode": mode, "engine": state.engine,
-                    "life": life.index, "echoed": echoed(frame, m[1], m[2], mode)}
+                    "life": life.index, "echoed": echoed(frame, m[1], m[2], mode), "due_end": due_end}
             (acc.lost if lost["echoed"] else acc.unechoed).append(lost)
             continue
         acc.excused[reason] = acc.excused.get(reason, 0) + 1
@@ -901,6 +904,20 @@ def why_lost(life: Life, lost: dict, bare: list[tuple[float, int]]) -> str:
     if any(pitch == lost["pitch"] and abs(t - at) <= 0.08 for t, pitch in bare):
         return "bare: the bridge itself sent no harmony for it (its monitor shows none)"
     return "lost on the way out"
+
+
+def excuse_at_xruns(life: Life, acc: Accounting, since: int) -> None:
+    """Of acc.lost[since:] (this life's), the onsets whose harmony the bridge sent (not bare) in a
+    span the server reported an xrun in: a client late for its cycle loses what it had to send
+    then, JACK's doing (jackd's log names the late clients), so they are excused, counted apart."""
+    kept = []
+    for lost in acc.lost[since:]:
+        if not lost["why"].startswith("bare") and jackrig.xrun_between(life.xruns, lost["frame"], lost["due_end"]):
+            reason = "sent in a span JACK reported an xrun in (a late client's events are JACK's to lose)"
+            acc.excused[reason] = acc.excused.get(reason, 0) + 1
+        else:
+            kept.append(lost)
+    acc.lost[since:] = kept
 
 
 def bridge_view(monitor: list, killed_at: float) -> dict:
@@ -1020,6 +1037,7 @@ class Soak:
         self.bridge: BridgeProcess | None = None
         self.daw: DawProcess | None = None
         self.dump: jackrig.MidiDump | None = None
+        self.xruns: jackrig.XrunMonitor | None = None
         self.clock: jackrig.MidiClock | None = None
         self.lives: list[Life] = []
         self.life_start_s = 0.0
@@ -1046,6 +1064,7 @@ class Soak:
         server = self.server
         self.life_start_s = self.now()   # jack_midi_dump -a counts frames from its own start
         self.dump = jackrig.MidiDump(server, "dump")
+        self.xruns = jackrig.XrunMonitor(server)
         connect(server, "bachbridge out", r"^dump:input$")
         self.clock = jackrig.MidiClock(server, BPM)
         connect(server, r"^jack_midi_clock:mclk_out$", "bachbridge in")
@@ -1075,9 +1094,14 @@ class Soak:
         for program in (self.clock, self.dump):
             if program is not None:
                 program.kill() if killed else program.close()
+        xruns = []
+        if self.xruns is not None:
+            self.xruns.close(server_died=killed)
+            xruns = [x - self.dump.start_frame for x in self.xruns.frames]
+            self.xruns = None
         if self.dump is not None:
             time.sleep(0.2)  # the dump's reader takes its last lines
-            life = Life(self.life_start_s, self.dump.events(), killed, self.marks_sent, len(self.lives))
+            life = Life(self.life_start_s, self.dump.events(), killed, self.marks_sent, len(self.lives), xruns)
             self.marks_sent = []
             self.lives.append(life)
             with open(self.workdir / f"record-{len(self.lives)}.txt", "w") as record:
@@ -1227,6 +1251,8 @@ class Soak:
             for program in (self.clock, self.dump):
                 if program is not None:
                     program.close()
+            if self.xruns is not None:
+                self.xruns.close()
             self.server.close()
 
     def _run(self) -> SoakReport:
@@ -1316,7 +1342,8 @@ class Run:
         """run.json beside the records (record-N.txt, one per life)."""
         state = {key: value for key, value in asdict(self).items() if key != "lives"}
         state["lives"] = [{"start_s": life.start_s, "ended_by_kill": life.ended_by_kill,
-                           "marks_sent": life.marks_sent, "index": life.index} for life in self.lives]
+                           "marks_sent": life.marks_sent, "index": life.index, "xruns": life.xruns}
+                          for life in self.lives]
         (workdir / "run.json").write_text(json.dumps(state, default=str))
 
     @staticmethod
@@ -1329,7 +1356,7 @@ class Run:
                 frame, *data = line.split()
                 events.append((int(frame), bytes(int(x, 16) for x in data)))
             lives.append(Life(meta["start_s"], events, meta["ended_by_kill"],
-                              [tuple(mark) for mark in meta["marks_sent"]], meta["index"]))
+                              [tuple(mark) for mark in meta["marks_sent"]], meta["index"], meta.get("xruns", [])))
         return Run(lives=lives, **state)
 
 
@@ -1350,6 +1377,7 @@ def report_of(run: Run) -> SoakReport:
         account_life(life, acc)
         for lost in acc.lost[lost_before:]:
             lost["why"] = why_lost(life, lost, bare)
+        excuse_at_xruns(life, acc, lost_before)
         for kill_frame in [f for f, m in life.events if _mark(m) and _mark(m)[0] == MARK_KILL]:
             seen = [(f, m) for f, m in life.events if f <= kill_frame + round(KILL_CHECK_S * RATE)]
             kills.append({**kill_check(seen), **next(modes, {})})

@@ -383,11 +383,13 @@ class XrunMonitor:
         lib.jack_set_xrun_callback(self._client, ctypes.cast(self._callback, ctypes.c_void_p), None)
         lib.jack_activate(self._client)
 
-    def close(self) -> None:
-        if self._client:
+    def close(self, server_died: bool = False) -> None:
+        """Close the client; after the server died it is only forgotten (closing it would wait
+        on a socket nobody answers)."""
+        if self._client and not server_died:
             self._lib.jack_deactivate(self._client)
             self._lib.jack_client_close(self._client)
-            self._client = None
+        self._client = None
 
 
 # ---------------------------------------------------------------- our own client, and load
@@ -556,16 +558,19 @@ def answers(events: list[tuple[int, bytes]], melody_channel: int = 0, rate: int 
         frames = [events[k][0] for k in onsets]
         uneven = {n for n in range(len(frames) - 1) if (frames[n + 1] - frames[n]) % onset_grid}  # span n -> n+1
         missed = [n for n in lost if n in uneven or n - 1 in uneven]
-    at_xruns = []
-    if len(xruns):
-        margin = 8 * PERIOD  # the listener's count lags JACK's by the cycles it missed
-        for n in lost:
-            start = events[onsets[n]][0] - margin
-            end = (events[onsets[n + 1]][0] if n + 1 < len(onsets) else events[-1][0]) + margin
-            if any(start <= x <= end for x in xruns):
-                at_xruns.append(n)
+    at_xruns = [n for n in lost
+                if xrun_between(xruns, events[onsets[n]][0],
+                                events[onsets[n + 1]][0] if n + 1 < len(onsets) else events[-1][0])]
     return Answers(len(onsets), len(onsets) - len(lost), lost, latencies, hanging([m for _, m in events]),
                    missed, at_xruns)
+
+
+def xrun_between(xruns: list[int], first: int, last: int) -> bool:
+    """Did the server report an xrun from frame `first` to `last` of a listener's count (xruns
+    as in answers()), give or take 8 periods: the listener's count lags JACK's by the cycles it
+    missed, and libjack reports an xrun a little after its cycle."""
+    margin = 8 * PERIOD
+    return any(first - margin <= x <= last + margin for x in xruns)
 
 
 def _follow(m: bytes, melody_channel: int, melody_held: set, harmony: dict) -> None:
