@@ -1,13 +1,15 @@
 # make venv  - .venv with bachbridge installed (idempotent; .venv/bin/bachbridge works after it)
-# make run   - set up if needed, then open the window (the live bridge and offline work)
+# make run   - set up if needed (and the system libraries Qt's window needs), then open the window;
+#              GUI_ARGS are passed on (make run GUI_ARGS="--quit-after 5": a check that it opens)
 # make example - set up if needed, then harmonize the bundled example melody and print it
-# make test  - .venv with the test extras, jackd2 and jack-midi-clock when missing (port tests), then every test (GUI tests offscreen)
+# make test  - .venv with the test extras; jackd2, jack-midi-clock, xvfb and Qt's xcb libraries when
+#              missing (port tests, the window under X); then every test (GUI tests offscreen, one under Xvfb)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 
-.PHONY: venv test-venv run example test bench clean jackd
+.PHONY: venv test-venv run example test bench clean qt-libs test-deps
 
 venv: $(STAMP)-base
 
@@ -23,30 +25,30 @@ $(STAMP)-test: $(STAMP)-base
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-run: venv
-	$(BIN)/bachbridge gui
+run: venv qt-libs
+	$(BIN)/bachbridge gui $(GUI_ARGS)
+
+# the libraries Qt's xcb platform plugin links to that a desktop may lack (libxcb-cursor0, ...):
+# without them Qt aborts, so make run installs them or stops with one line naming them
+qt-libs: venv
+	@sh installers/debian-install.sh --required "the window (Qt's xcb platform plugin)" \
+	  $$($(BIN)/python -m gui.systemcheck --debian-packages)
 
 example: venv
 	$(BIN)/bachbridge harmonize bridge/examples/chorale_melody.mid -o example_chorale.mid --seed 1
 	$(BIN)/python -m bridge.showroll example_chorale.mid
 
-test: test-venv jackd
+test: test-venv test-deps
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs
 
-# the port tests start their own JACK server (dummy driver) and play against stock JACK programs:
-# install Debian's jackd2 (jackd, jack_midiseq, jack_midi_dump) and jack-midi-clock when missing
-JACK_PACKAGES := jackd:jackd2 jack_midiseq:jackd2 jack_midi_dump:jackd2 jack_midi_clock:jack-midi-clock
-jackd:
-	@missing=$$(for pair in $(JACK_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || echo $${pair##*:}; done | sort -u | tr '\n' ' '); \
-	[ -z "$$missing" ] || { \
-	  echo "installing Debian packages for the MIDI port tests: $$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
-	  else echo "make: cannot install $$missing (not root, no sudo): the MIDI port tests will be skipped" >&2; exit 0; fi; \
-	  command -v apt-get >/dev/null 2>&1 || { echo "make: no apt-get here: install $$missing yourself, or the MIDI port tests will be skipped" >&2; exit 0; }; \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
-	    || { $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; } \
-	    || echo "make: could not install $$missing: the MIDI port tests will be skipped" >&2; \
-	}
+# the port tests start their own JACK server (dummy driver) and play against stock JACK programs
+# (Debian's jackd2: jackd, jack_midiseq, jack_midi_dump; jack-midi-clock); one test opens the
+# window under Xvfb with Qt's xcb plugin: what is missing is installed, or those tests are skipped
+TEST_PROGRAMS := jackd:jackd2 jack_midiseq:jackd2 jack_midi_dump:jackd2 jack_midi_clock:jack-midi-clock Xvfb:xvfb
+test-deps: test-venv
+	@sh installers/debian-install.sh "the MIDI port tests and the window under X" \
+	  $$(for pair in $(TEST_PROGRAMS); do command -v $${pair%%:*} >/dev/null 2>&1 || echo $${pair##*:}; done | sort -u) \
+	  $$(QT_QPA_PLATFORM=xcb $(BIN)/python -m gui.systemcheck --debian-packages)
 
 bench: venv
 	$(BIN)/python bench/bench_harmonize.py

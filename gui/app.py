@@ -3,6 +3,7 @@
     bachbridge-gui                        # the window; the bridge on virtual ports, as last time
     bachbridge-gui --api jack --connect-in "DAW:out 1"
     bachbridge-gui --screenshot window.png   # render offscreen (a chorale in the roll) and exit
+    bachbridge-gui --quit-after 5 --grab shown.png   # close (as its close button does) 5 s after shown
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-in", metavar="PORT", help="take the melody from this existing port")
     p.add_argument("--connect-out", metavar="PORT", help="send to this existing port")
     p.add_argument("--no-bridge", action="store_true", help="open no MIDI ports (offline work only)")
+    p.add_argument("--quit-after", type=float, metavar="SECONDS",
+                   help="close the window this long after it is shown (a check that it opens)")
+    p.add_argument("--grab", metavar="PNG", help="with --quit-after: save the window as drawn just before")
     return p
 
 
@@ -36,6 +40,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.screenshot and "QT_QPA_PLATFORM" not in os.environ:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from gui.systemcheck import window_problem
+
+    problem = window_problem()   # before Qt, whose answer would be an abort
+    if problem:
+        print(f"bachbridge gui: {problem[0]}", file=sys.stderr)
+        return 1
 
     from PyQt6.QtCore import QSettings, QTimer
 
@@ -82,11 +92,23 @@ def main(argv=None) -> int:
     if signalled:
         window.close()
         return 0
+    if args.quit_after is not None:
+        QTimer.singleShot(round(args.quit_after * 1000), lambda: close_shown(window, args.grab))
     # Qt's loop runs no Python: a timer lets the interpreter see a signal
     wake = QTimer()
     wake.timeout.connect(lambda: None)
     wake.start(200)
     return app.exec()
+
+
+def close_shown(window, grab: str | None) -> None:
+    """The end of --quit-after: the window as drawn saved to `grab`, then closed like its close button."""
+    if grab:
+        Path(grab).parent.mkdir(parents=True, exist_ok=True)
+        saved = window.grab().save(grab, "PNG")
+        print(f"window grabbed to {grab}" if saved else f"bachbridge gui: could not write {grab}",
+              file=sys.stdout if saved else sys.stderr)
+    window.close()
 
 
 def _ports_from(args, store):

@@ -42,6 +42,10 @@ KEYS = ["off", "auto", "C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm"]
 VOICE_RANGE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 STATUS_TIP = "The live bridge: its MIDI system and ports"
+NO_MIDI_HINT = ("No MIDI system is running. Start a JACK server (qjackctl, or PipeWire's JACK) or ALSA's "
+                "sequencer (sudo modprobe snd-seq): the bridge goes live when one appears. Offline work "
+                "runs meanwhile.")
+LOOK_FOR_MIDI_MS = 2000
 
 
 @dataclass
@@ -84,6 +88,7 @@ class MainWindow(QMainWindow):
         # back comes through the event loop, to the built window
         self.session.load_model(self.session.model)
         self.session.refresh_ports()
+        self._live_wanted = start_bridge   # (or Connect pressed): go live when a MIDI system appears
         if start_bridge:
             self.session.start()
 
@@ -431,7 +436,16 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.refresh_ports_button)
         buttons.addWidget(self.connect_button)
         form.addRow(buttons)
+        self.no_midi_hint = QLabel(NO_MIDI_HINT)
+        self.no_midi_hint.setWordWrap(True)
+        self.no_midi_hint.setStyleSheet(f"color: {theme.WARN.name()};")
+        self.no_midi_hint.hide()
+        form.addRow(self.no_midi_hint)
         self._ports_seen_last: PortsSeen | None = None
+        # with no MIDI system, look again now and then: the window goes live once one is started
+        self._look_for_midi = QTimer(self)
+        self._look_for_midi.setInterval(LOOK_FOR_MIDI_MS)
+        self._look_for_midi.timeout.connect(self.session.refresh_ports)
         return group
 
     def _build_offline_group(self) -> QGroupBox:
@@ -684,7 +698,17 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------ ports and the bridge
 
     def _ports_seen(self, seen: PortsSeen) -> None:
+        had_none = self.no_midi_system()
         self._ports_seen_last = seen
+        self.no_midi_hint.setVisible(self.no_midi_system())
+        if self.no_midi_system():
+            self._look_for_midi.start()
+        else:
+            self._look_for_midi.stop()
+            if had_none and self._live_wanted and self.session.bridge is None and not self.session.starting:
+                self.statusBar().showMessage(f"MIDI system found ({seen.auto}): going live", 5000)
+                self.start_bridge()
+        self._show_bridge_state()
         wanted = self.session.ports
         self.api_combo.blockSignals(True)
         self.api_combo.clear()
@@ -696,6 +720,10 @@ class MainWindow(QMainWindow):
         self.api_combo.setCurrentIndex(max(0, self.api_combo.findData(wanted.api)))
         self.api_combo.blockSignals(False)
         self._fill_port_combos()
+
+    def no_midi_system(self) -> bool:
+        """No MIDI system runs here (as last seen): no ports can open."""
+        return self._ports_seen_last is not None and self._ports_seen_last.auto is None
 
     def _api_chosen(self, _index: int) -> None:
         self._fill_port_combos()
@@ -723,6 +751,7 @@ class MainWindow(QMainWindow):
                           connect_in=self.in_combo.currentData(), connect_out=self.out_combo.currentData())
 
     def start_bridge(self) -> None:
+        self._live_wanted = True
         ports = self.chosen_ports() if self._ports_seen_last is not None else None
         self.roll.release_all()
         self.session.start(ports)
@@ -746,6 +775,8 @@ class MainWindow(QMainWindow):
             light, text = theme.WARN, f"starting  ·  {self.session.ports.describe()}"
         elif self.session.stopped_why:
             light, text = theme.DANGER, "not live: the bridge's process ended (Connect, Ctrl+R, starts it again)"
+        elif self.no_midi_system():
+            light, text = theme.DANGER, "not live: no MIDI system running (see Ports): offline work still runs"
         else:
             light, text = theme.DANGER, "not live (no ports open): offline work still runs"
         self.status_light.set_colour(light)

@@ -516,3 +516,38 @@ def test_the_screenshot_command_writes_a_png(tiny_model, tmp_path):
 
     image = QImage(str(target))
     assert image.width() >= 1200 and image.height() >= 800
+
+
+# ------------------------------------------------------------- no MIDI system
+
+def test_with_no_midi_system_the_window_says_what_to_do_and_goes_live_when_one_starts(
+        qtbot, store, tiny_model, tmp_path, monkeypatch):
+    from jackrig import SERVER_SLOTS, JackServer, _accepts_clients, missing_programs
+
+    if os.path.exists("/dev/snd/seq"):
+        pytest.skip("this machine has an ALSA sequencer: there is always a MIDI system")
+    if missing_programs(["jackd"]):
+        pytest.skip("no jackd (Debian: jackd2; `make test` installs it)")
+    name = next(f"bachbridge-rig-{k}" for k in range(SERVER_SLOTS) if not _accepts_clients(f"bachbridge-rig-{k}"))
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)   # a JACK server nobody runs (yet)
+    window = MainWindow(store, model=str(tiny_model), ports=PortChoice(), presets_dir=tmp_path / "presets")
+    qtbot.addWidget(window)
+    window.show()
+    server = JackServer(log=tmp_path / "jackd.log")
+    try:
+        qtbot.waitUntil(lambda: window.no_midi_system() and not window.session.starting, timeout=START_TIMEOUT_MS)
+        # where the user looks: the status line and the Ports panel, with what to do
+        assert window.no_midi_hint.isVisible() and "JACK" in window.no_midi_hint.text()
+        assert "no MIDI system" in window.status_label.text() and "offline work still runs" in window.status_label.text()
+        target = tmp_path / "offline.mid"
+        result = finished(window, window.harmonize_file(EXAMPLE_MELODY, target), qtbot)
+        assert target.exists(), result
+        server.name = name
+        server.start()   # the user starts JACK: the window looks again and goes live by itself
+        qtbot.waitUntil(lambda: window.session.bridge is not None and window.session.bridge.input is not None,
+                        timeout=WAIT_MS)
+        assert not window.no_midi_hint.isVisible() and window.status_label.text().startswith("Live")
+        assert len(server.graph().ports(r":bachbridge (in|out)$")) == 2
+    finally:
+        window.close()
+        server.close()

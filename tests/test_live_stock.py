@@ -88,7 +88,9 @@ def test_a_stock_sequencer_gets_every_onset_answered_under_cpu_load(realtime_jac
     assert got.lost_by_sender == [], f"onsets with no harmony note-on: {got.lost} ({got.line()}; {record})"
     # the sequencer, ended mid-note, leaves its own note on channel 1; the harmony must not hang
     assert {key: n for key, n in got.hanging.items() if key[0] != 0} == {}, record
-    assert stats["notes_in"] >= got.onsets and stats["event_errors"] == 0 and stats["engine_errors"] == 0
+    # the bridge took in every onset but those an xrun may have cost its input client
+    assert stats["notes_in"] >= got.onsets - len(got.at_xruns), (stats["notes_in"], got.line())
+    assert stats["event_errors"] == 0 and stats["engine_errors"] == 0
 
 
 def heard_bpm(listener: Outside) -> float:
