@@ -173,6 +173,11 @@ def api_status(api: str) -> tuple[bool, str]:
     return False, "unknown"
 
 
+# what to do when pick_api finds nothing (only on Linux: macOS and Windows always have theirs)
+START_A_MIDI_SYSTEM = ("start one: a JACK server (qjackctl, `jackd -d alsa`, or PipeWire's JACK) "
+                       "or ALSA's sequencer (`sudo modprobe snd-seq`)")
+
+
 @dataclass(frozen=True)
 class ApiChoice:
     api: str | None  # None: nothing usable
@@ -193,7 +198,7 @@ def pick_api() -> ApiChoice:
         why_not.append(why)
     if not compiled:
         return ApiChoice(None, "python-rtmidi has no MIDI API compiled in")
-    return ApiChoice(None, "no MIDI system found: " + "; ".join(why_not))
+    return ApiChoice(None, "no MIDI system found: " + "; ".join(why_not) + f"; {START_A_MIDI_SYSTEM}")
 
 
 def auto_api() -> str:
