@@ -188,6 +188,66 @@ def test_a_tempo_that_jumps_mid_note_keeps_every_note_off_after_its_note_on(engi
             assert key in started and started[key] <= t, (m.hex(), t)
 
 
+def strikes_at(recorder: Recorder, velocity: int, due_ns: int, within_ns: int = 2_000_000) -> bool:
+    """Did harmony note-ons of `velocity` go out within `within_ns` of `due_ns`?"""
+    return any(abs(t - due_ns) <= within_ns and is_note_on(m) and m[0] & 0x0F != ECHO_CHANNEL and m[2] == velocity
+               for t, m in recorder.sent)
+
+
+def play_events(player, recorder, events, until_ns):
+    """Feed (t_ns, bytes) events at their times, ticking the player exactly when it has
+    something due (as the live worker does) until `until_ns`."""
+    for at, data in sorted(events, key=lambda event: event[0]) + [(until_ns, b"")]:   # stable: Start first
+        while (due := player.next_due_ns()) is not None and due <= at:
+            recorder.now = max(recorder.now, due)
+            player.tick(recorder.now)
+        recorder.now = max(recorder.now, at)
+        if data:
+            player.handle(data, at)
+        player.tick(recorder.now)
+
+
+@pytest.mark.parametrize("drift", [2e-4, -2e-4])
+def test_a_player_half_a_16th_off_the_daws_clock_gets_every_onset_harmonized(engine, drift):
+    """16ths played on the player's own time (160 bpm, drifting a little against the DAW's
+    clock, with a millisecond or so of jitter), about half a 16th off the DAW's grid: the clock
+    rounds some onsets into the step of the one before. Each must still get its own harmony,
+    struck one delay after it (told apart by velocity)."""
+    player, recorder = phrase_player(engine, lookahead=2.0, clock="midi")
+    clock_ns = NS_PER_MINUTE / (160 * 24)
+    sixteenth = 6 * clock_ns
+    rng = np.random.default_rng(2)
+    events = [(0, bytes([0xFA]))] + [(int(k * clock_ns), bytes([0xF8])) for k in range(24 * 4 * 40)]   # 40 bars
+    onsets = []
+    for k in range(600):
+        at = int((k + 0.49) * sixteenth * (1 + drift) + rng.normal(0, 700_000))
+        pitch, velocity = MELODY[k % len(MELODY)], 70 + 8 * (k % 5)
+        events += [(at, bytes([NOTE_ON, pitch, velocity])), (int(at + 0.75 * sixteenth), bytes([NOTE_OFF, pitch, 0]))]
+        onsets.append((at, velocity))
+    delay = round(2 * 4 * sixteenth)
+    play_events(player, recorder, events, onsets[-1][0] + 2 * delay)
+    bare = [(at, velocity) for at, velocity in onsets[1:] if not strikes_at(recorder, velocity, at + delay)]
+    assert bare == [], f"{len(bare)} of {len(onsets)} onsets had no harmony of their own: {bare[:5]}"
+    assert unreleased(recorder.messages()) == {}
+
+
+def test_a_row_due_before_the_first_pending_one_is_decided_in_time(engine):
+    """The first note after Start takes the internal tempo's delay (the DAW's clock has not yet
+    said its tempo); the notes after it, the DAW's shorter one: they are due before the first
+    note's answer, and their harmony must be decided in time for them, not after."""
+    player, recorder = phrase_player(engine, lookahead=2.0, clock="midi")   # internal 120 bpm: 1 s
+    fast = NS_PER_MINUTE // (180 * 24)                                      # the DAW plays 180 bpm
+    events = [(0, bytes([0xFA]))] + [(k * fast, bytes([0xF8])) for k in range(24 * 8)]
+    sixteenth = 6 * fast
+    onsets = [(k * 2 * sixteenth + 1_000_000, 70 + 8 * k) for k in range(6)]
+    for at, velocity in onsets:
+        events += [(at, bytes([NOTE_ON, 72, velocity])), (at + sixteenth, bytes([NOTE_OFF, 72, 0]))]
+    play_events(player, recorder, events, 3 * NS_PER_MINUTE // 60)
+    fast_delay = 2 * NS_PER_MINUTE // 180                                   # 667 ms
+    late = [(at, velocity) for at, velocity in onsets[1:] if not strikes_at(recorder, velocity, at + fast_delay)]
+    assert late == [], late
+
+
 def test_engine_error_in_phrase_mode_is_pass_through(engine):
     player, recorder = phrase_player(Broken(engine.model), lookahead=0.5)
     events = melody_events(MELODY[:6])

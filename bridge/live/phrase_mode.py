@@ -199,6 +199,12 @@ class PhraseMode(Player):
     def _onset_row(self, step: int, pitch: int, velocity: int, t_ns: int, delay: int) -> None:
         """Make the row of `step` the onset of `pitch`, growing the timeline up to it."""
         gap = 0 if self.rows == 0 else step - self.last_step
+        if gap == 0 and self.rows and t_ns - int(self.start_ns[self.rows - 1]) >= step_ns(self.clock.bpm) / 2:
+            # by the time it came it is the next 16th: the DAW's grid rounded it into the newest
+            # row's step (a player not locked to the DAW's clock, half a 16th off it), where it
+            # would take that row and leave the onset there with no harmony of its own
+            gap = 1
+            step = self.last_step + 1
         if self.rows and self.released_row is not None and gap > past_steps_for(self.snapshot):
             self._decide_now()  # a rest longer than the engine looks back: what came before is not context
             self.forget_history()
@@ -274,16 +280,19 @@ class PhraseMode(Player):
         """When the pending rows (or the next row of a held note) must be decided."""
         if self.snapshot is None or self.rows == 0:
             return None
-        settled = self.settled
-        if settled < self.rows:
-            row, first = settled, int(self.start_ns[settled])
-        elif self.melody is not None and self.clock.mode != "free":
+        settled, rows = self.settled, self.rows
+        if settled < rows:
+            # the earliest due of the pending rows: each keeps the delay of its note's tempo, so
+            # after the tempo rose (the DAW's first clocks, after the internal tempo) a later row
+            # can be due before the first
+            due = self.start_ns[settled:rows] + self.delay_at[settled:rows]
+            row = settled + int(np.argmin(due))
+            return int(due[row - settled]) - self.margin_ns(int(self.delay_at[row]))
+        if self.melody is not None and self.clock.mode != "free":
             row = self.rows - 1
-            first = int(self.start_ns[row] + step_ns(self.clock.bpm))
-        else:
-            return None
-        delay = int(self.delay_at[row])
-        return first + delay - self.margin_ns(delay)
+            delay = int(self.delay_at[row])
+            return int(self.start_ns[row] + step_ns(self.clock.bpm)) + delay - self.margin_ns(delay)
+        return None
 
     @property
     def settled(self) -> int:
