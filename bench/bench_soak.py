@@ -66,8 +66,9 @@ How answers are counted, from the record, per melody onset (a note-on on channel
   onset that reached the bridge while its ports were up and connected. Each lost onset says
   whether the bridge itself played it bare (its monitor, what a window draws, shows no harmony
   for it: the bridge's choice) or sent harmony that the record lacks (lost on the way out). One
-  lost on the way out with an xrun reported in its span (the server's xrun callback, in an
-  XrunMonitor of our own) is excused apart: the client late for that cycle lost it, JACK's doing.
+  not played bare with an xrun reported between it and its due time (the server's xrun
+  callback, in an XrunMonitor of our own) is excused apart: a client late for that cycle lost
+  it, JACK's doing.
 Hanging notes: note-ons with no note-off in the record of the last life of the server, on any
 channel, 2 s after the DAW stopped (before the bridge is closed). After each kill of the DAW
 (mid-note: its note-on was 15 ms before the mark that says so, 10 ms before the kill), nothing
@@ -906,18 +907,20 @@ def why_lost(life: Life, lost: dict, bare: list[tuple[float, int]]) -> str:
     return "lost on the way out"
 
 
-def excuse_at_xruns(life: Life, acc: Accounting, since: int) -> None:
-    """Of acc.lost[since:] (this life's), the onsets whose harmony the bridge sent (not bare) in a
-    span the server reported an xrun in: a client late for its cycle loses what it had to send
-    then, JACK's doing (jackd's log names the late clients), so they are excused, counted apart."""
+def excuse_at_xruns(lives: list[Life], acc: Accounting) -> None:
+    """Of the lost onsets, those the bridge did not play bare with an xrun reported between the
+    onset and when its answer was due: a client late for its cycle loses what it had to send
+    then (the bridge's output, or its input: then neither echo nor harmony comes), JACK's doing
+    (jackd's log names the late clients); they are excused, counted apart."""
     kept = []
-    for lost in acc.lost[since:]:
-        if not lost["why"].startswith("bare") and jackrig.xrun_between(life.xruns, lost["frame"], lost["due_end"]):
-            reason = "sent in a span JACK reported an xrun in (a late client's events are JACK's to lose)"
+    for lost in acc.lost:
+        if not lost["why"].startswith("bare") and jackrig.xrun_between(lives[lost["life"]].xruns, lost["frame"],
+                                                                       lost["due_end"]):
+            reason = "lost in a span JACK reported an xrun in (a late client's events are JACK's to lose)"
             acc.excused[reason] = acc.excused.get(reason, 0) + 1
         else:
             kept.append(lost)
-    acc.lost[since:] = kept
+    acc.lost[:] = kept
 
 
 def bridge_view(monitor: list, killed_at: float) -> dict:
@@ -1377,11 +1380,11 @@ def report_of(run: Run) -> SoakReport:
         account_life(life, acc)
         for lost in acc.lost[lost_before:]:
             lost["why"] = why_lost(life, lost, bare)
-        excuse_at_xruns(life, acc, lost_before)
         for kill_frame in [f for f, m in life.events if _mark(m) and _mark(m)[0] == MARK_KILL]:
             seen = [(f, m) for f, m in life.events if f <= kill_frame + round(KILL_CHECK_S * RATE)]
             kills.append({**kill_check(seen), **next(modes, {})})
     reconcile(acc, run.onsets_sent, final["notes_in"])
+    excuse_at_xruns(run.lives, acc)
     last = run.lives[-1] if run.lives else None
     completed = last is not None and not last.ended_by_kill
     if completed:
