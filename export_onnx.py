@@ -2,6 +2,7 @@
 
     python export_onnx.py runs/coconet/best.pt -o models/coconet.onnx --name coconet
     python export_onnx.py runs/rnnrbm/best.pt -o models/rnnrbm.onnx --name rnnrbm
+    python export_onnx.py runs/biaxial/best.pt -o models/biaxial.onnx --name biaxial
 
 The ONNX file carries everything the runtime needs in its metadata (engine, pitch range, voices,
 receptive field, training data and figures), so no side file travels with it. The export is
@@ -117,7 +118,13 @@ def run_as_the_runtime(session, feeds) -> list[np.ndarray]:
     from bridge.kernels import voice_head_log_probs
 
     outputs = session.run(None, feeds)
-    if FEATURES not in [o.name for o in session.get_outputs()]:
+    names = [o.name for o in session.get_outputs()]
+    if "time_out" in names:   # the bi-axial LSTM: its note axis, as the engine runs it
+        from bridge.engines.biaxial import note_axis_logits
+
+        weights = dict(zip(names, outputs))
+        return [*outputs, note_axis_logits(weights["time_out"], feeds["notes"], weights)]
+    if FEATURES not in names:
         return outputs
 
     log_probs, features, *weights = outputs
@@ -183,7 +190,80 @@ def export_rnnrbm(checkpoint: dict, name: str):
     return buffer.getvalue(), metadata, inputs, reference
 
 
-EXPORTERS = {"coconet": export_coconet, "rnnrbm": export_rnnrbm}
+def export_biaxial(checkpoint: dict, name: str):
+    """The bi-axial LSTM's time stack, one step: (notes (B, P, 2) of the step before, step (B,)
+    its 16th, hidden and cell (L, B*P, H) states) -> (time_out (B, P, Ht), next_hidden,
+    next_cell) and the note stack's weights (NOTE_WEIGHTS), which the runtime's numba kernel runs
+    along the pitches. Parity: the step's outputs, and the note axis's logits as the runtime
+    computes them (bridge.biaxial_kernels.given_logits on onnxruntime's time_out) against torch's."""
+    import torch
+    from bridge.engines.biaxial import NOTE_WEIGHTS
+    from models.biaxial import Biaxial, BiaxialConfig, TimeStep, note_weights
+
+    config = BiaxialConfig.from_dict(checkpoint["config"])
+    if len(config.note_sizes) != 2:
+        raise SystemExit("export_onnx: the runtime's note-axis kernel runs two note layers")
+    model = Biaxial(config)
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stepper = TimeStep(model)
+
+        def forward(self, notes, step, hidden, cell):
+            weights = note_weights(self.stepper.model)
+            return (*self.stepper(notes, step, hidden, cell), *(weights[w] * 1.0 for w in NOTE_WEIGHTS))
+
+    layers, width = len(config.time_sizes), max(config.time_sizes)
+    p = config.num_pitches
+    example = (torch.zeros(1, p, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(layers, p, width),
+               torch.zeros(layers, p, width))
+    step_module = Step().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            step_module, example, buffer, dynamo=False, opset_version=17,
+            do_constant_folding=False,  # folded, the weights outputs would lose their names
+            input_names=["notes", "step", "hidden", "cell"],
+            output_names=["time_out", "next_hidden", "next_cell", *NOTE_WEIGHTS],
+            dynamic_axes={"notes": {0: "batch"}, "step": {0: "batch"}, "hidden": {1: "sequences"},
+                          "cell": {1: "sequences"}, "time_out": {0: "batch"}, "next_hidden": {1: "sequences"},
+                          "next_cell": {1: "sequences"}},
+        )
+    metadata = {
+        "engine": "biaxial",
+        "name": name,
+        "min_pitch": config.min_pitch,
+        "num_pitches": config.num_pitches,
+        "num_voices": 4,
+        "voices": "Soprano,Alto,Tenor,Bass",
+        "time_layers": layers,
+        "state_width": width,
+        "downward": int(config.downward),
+        "config": json.dumps(config.to_dict()),
+    }
+
+    def inputs(rng, batch, time):
+        notes = (rng.random((batch, p, 2)) < 0.1).astype(np.float32)
+        notes[..., 1] *= notes[..., 0]
+        state = lambda: rng.uniform(-1, 1, size=(layers, batch * p, width)).astype(np.float32)  # noqa: E731
+        return {"notes": notes, "step": rng.integers(0, 64, size=batch).astype(np.int64),
+                "hidden": state(), "cell": state()}
+
+    def reference(feeds):
+        with torch.no_grad():
+            tensors = {key: torch.from_numpy(value) for key, value in feeds.items()}
+            outputs = step_module(tensors["notes"], tensors["step"], tensors["hidden"], tensors["cell"])
+            logits = model.note_logits(outputs[0][:, None], tensors["notes"][:, None])[:, 0]
+            return [t.numpy() for t in outputs] + [logits.numpy()]
+
+    return buffer.getvalue(), metadata, inputs, reference
+
+
+EXPORTERS = {"coconet": export_coconet, "rnnrbm": export_rnnrbm, "biaxial": export_biaxial}
 
 
 def parity(onnx_bytes: bytes, inputs, reference) -> float:

@@ -75,17 +75,19 @@ def load_music21_chorales(min_steps: int = 32, limit: int | None = None) -> list
     return chorales
 
 
-def transposition_range(chorale: np.ndarray) -> tuple[int, int]:
+def transposition_range(chorale: np.ndarray, min_pitch: int = MIN_PITCH,
+                        num_pitches: int = NUM_PITCHES) -> tuple[int, int]:
     """Semitone shifts (lowest, highest) that keep every note of the chorale in the model's range."""
     sounding = chorale[chorale != REST]
     if sounding.size == 0:
         return 0, 0
-    return MIN_PITCH - int(sounding.min()), MIN_PITCH + NUM_PITCHES - 1 - int(sounding.max())
+    return min_pitch - int(sounding.min()), min_pitch + num_pitches - 1 - int(sounding.max())
 
 
 def random_crops(chorales: list[np.ndarray], batch: int, length: int, rng: np.random.Generator,
-                 max_transpose: int = 6) -> np.ndarray:
-    """(batch, length, 4) pitch indices (-1 = rest): random crops, randomly transposed.
+                 max_transpose: int = 6, min_pitch: int = MIN_PITCH, num_pitches: int = NUM_PITCHES) -> np.ndarray:
+    """(batch, length, 4) pitch indices (MIDI - min_pitch; -1 = rest): random crops, randomly
+    transposed within the range.
 
     Chorales shorter than `length` are padded with rests at the end.
     """
@@ -94,11 +96,29 @@ def random_crops(chorales: list[np.ndarray], batch: int, length: int, rng: np.ra
         chorale = chorales[rng.integers(len(chorales))]
         start = int(rng.integers(max(1, len(chorale) - length + 1)))
         crop = chorale[start:start + length]
-        low, high = transposition_range(crop)
+        low, high = transposition_range(crop, min_pitch, num_pitches)
         shift = int(rng.integers(max(low, -max_transpose), min(high, max_transpose) + 1)) if max_transpose else 0
         sounding = crop != REST
-        out[b, :len(crop)][sounding] = crop[sounding] + shift - MIN_PITCH
+        out[b, :len(crop)][sounding] = crop[sounding] + shift - min_pitch
     return out
+
+
+def voices_to_notes(roll: np.ndarray, min_pitch: int, num_pitches: int) -> np.ndarray:
+    """(T, V) MIDI pitches per voice (-1 = rest) -> (T, P, 2) float32 play and articulate over
+    the pitches min_pitch.. (a note is struck where its voice comes to its pitch: from a rest or
+    another pitch; pitches outside the range are dropped). A voice repeating a pitch on this grid
+    reads as held: the JSB 16th data cannot say otherwise."""
+    roll = np.asarray(roll)
+    steps = len(roll)
+    notes = np.zeros((steps, num_pitches, 2), dtype=np.float32)
+    before = np.vstack([np.full((1, roll.shape[1]), REST, dtype=roll.dtype), roll[:-1]]) if steps else roll
+    for t, v in zip(*np.nonzero(roll >= 0)):
+        index = int(roll[t, v]) - min_pitch
+        if 0 <= index < num_pitches:
+            notes[t, index, 0] = 1.0
+            if before[t, v] != roll[t, v]:
+                notes[t, index, 1] = 1.0
+    return notes
 
 
 def to_indices(chorale: np.ndarray) -> np.ndarray:

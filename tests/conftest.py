@@ -86,3 +86,23 @@ def tiny_rnnrbm_run(tmp_path_factory, jsb_quarter) -> Path:
 @pytest.fixture(scope="session")
 def tiny_rnnrbm(tiny_rnnrbm_run) -> Path:
     return export_best(tiny_rnnrbm_run, "tiny-rnnrbm")
+
+
+TINY_BIAXIAL_ARGS = ("--time-sizes", "16,16", "--note-sizes", "12,8", "--batch", 4, "--length", 48,
+                     "--epoch-batches", 6, "--threads", 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_biaxial_run(tmp_path_factory, jsb_npz) -> Path:
+    """A tiny bi-axial LSTM trained for 3 short epochs on the JSB 16th training split (the
+    training smoke run)."""
+    out = tmp_path_factory.mktemp("tiny_biaxial_run")
+    result = run_module("models.train_biaxial", "--out", out, "--data", jsb_npz, "--max-epochs", 3,
+                        *TINY_BIAXIAL_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_biaxial(tiny_biaxial_run) -> Path:
+    return export_best(tiny_biaxial_run, "tiny-biaxial")

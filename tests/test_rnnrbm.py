@@ -16,7 +16,7 @@ import pytest
 
 from bridge import rbm_kernels
 from bridge.engines import REST, load_engine
-from bridge.engines.rnnrbm import assign_by_pitch_order
+from bridge.engines import assign_by_pitch_order
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_RNNRBM_ARGS, run_cli, run_module
 

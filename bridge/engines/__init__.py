@@ -14,6 +14,7 @@ Engines are built from an exported `.onnx` file, whose metadata names the engine
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from bridge import keys
 from bridge.errors import BadInput
 from bridge.onnxmodel import OnnxModel
 from bridge.settings import Settings
@@ -34,6 +36,7 @@ SHORTEST_HARMONY_REST = 4
 ENGINE_CLASSES = {
     "coconet": "bridge.engines.coconet:CoconetEngine",
     "rnnrbm": "bridge.engines.rnnrbm:RnnRbmEngine",
+    "biaxial": "bridge.engines.biaxial:BiaxialEngine",
 }
 
 
@@ -42,6 +45,8 @@ class Engine(ABC):
 
     # steps either side of a cell that can change its answer; None: the whole roll can (recurrent)
     receptive_radius: int | None = None
+    # the Settings fields the engine reads (the window leaves the others' controls disabled)
+    knobs: frozenset[str] = frozenset(field.name for field in dataclasses.fields(Settings))
 
     def __init__(self, model: OnnxModel):
         self.model = model
@@ -88,6 +93,29 @@ class Engine(ABC):
         roll = np.concatenate([prime, np.full((steps, 4), REST, dtype=np.int16)])
         known = np.concatenate([prime_known, np.zeros((steps, 4), dtype=bool)])
         return self.inpaint(roll, known, settings)
+
+    def scale(self, roll: np.ndarray, known: np.ndarray, settings: Settings):
+        """Pitch classes the filled-in voices may use, or None (any)."""
+        if settings.key == "off":
+            return None
+        if settings.key == "auto":
+            given = roll[known & (roll >= 0)]
+            return keys.scale_pitch_classes(*keys.estimate_key(given)) if given.size else None
+        return keys.scale_pitch_classes(*keys.parse_key(settings.key))
+
+    def free_pitches(self, roll: np.ndarray, known: np.ndarray, settings: Settings, shift: int = 0) -> np.ndarray:
+        """(P,) bool: model pitches (MIDI + `shift`) a filled-in note may take: inside the ranges of
+        the voices that are ever unknown (their lowest low to their highest high), in the key when
+        one is set. For the engines that draw chords and give their notes to voices."""
+        voices = [v for v in range(known.shape[1]) if not known[:, v].all()] or list(range(known.shape[1]))
+        low = min(settings.voice_ranges[v][0] for v in voices)
+        high = max(settings.voice_ranges[v][1] for v in voices)
+        midi = self.min_pitch + np.arange(self.num_pitches) - shift
+        allowed = (midi >= low) & (midi <= high)
+        scale = self.scale(roll, known, settings)
+        if scale is not None:
+            allowed &= np.isin(midi % 12, scale)
+        return allowed
 
     def harmonize(self, soprano: np.ndarray, settings: Settings) -> np.ndarray:
         """Soprano (T,) MIDI pitches (-1 = rest) -> (T, 4) roll, soprano column unchanged.
@@ -165,3 +193,15 @@ def engine_names() -> list[str]:
     from models import SHIPPED_MODELS
 
     return list(SHIPPED_MODELS)
+
+
+def assign_by_pitch_order(notes_descending: list[int], voices: list[int]) -> dict[int, int]:
+    """Voice -> pitch for notes (highest first) and voices (highest first): the top notes to the
+    top voices, the lowest note to the lowest voice; with fewer notes than voices the voices in
+    between stay silent, with more notes the notes in between are dropped."""
+    if not notes_descending or not voices:
+        return {}
+    upper = min(len(notes_descending), len(voices)) - 1
+    assignment = dict(zip(voices[:upper], notes_descending[:upper]))
+    assignment[voices[-1]] = notes_descending[-1]
+    return assignment

@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from bridge import keys, rbm_kernels
-from bridge.engines import REST, SOPRANO, Engine
+from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
 from bridge.errors import BadInput
 from bridge.settings import Settings
 
@@ -56,6 +56,7 @@ PENALTY_CHAINS = 8
 class RnnRbmEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll matters
+    knobs = frozenset({"temperature", "candidates", "parallel_penalty", "key", "voice_ranges", "seed"})
 
     def __init__(self, model):
         super().__init__(model)
@@ -99,15 +100,6 @@ class RnnRbmEngine(Engine):
         return min((base + 12 * n for n in range(-10, 11)),
                    key=lambda s: (abs(register + s - self.soprano_median), s))
 
-    def scale(self, roll: np.ndarray, known: np.ndarray, settings: Settings):
-        """Pitch classes the filled-in voices may use, or None (any)."""
-        if settings.key == "off":
-            return None
-        if settings.key == "auto":
-            given = roll[known & (roll >= 0)]
-            return keys.scale_pitch_classes(*keys.estimate_key(given)) if given.size else None
-        return keys.scale_pitch_classes(*keys.parse_key(settings.key))
-
     def frame_notes(self, row: np.ndarray, shift: int) -> np.ndarray:
         """(1, P) visible vector of a row of MIDI pitches (the model's pitches outside its range dropped)."""
         notes = np.zeros((1, self.num_pitches), dtype=np.float32)
@@ -143,19 +135,6 @@ class RnnRbmEngine(Engine):
                                   settings, rng)
             notes = self.frame_notes(out[start], shift)
         return out
-
-    def free_pitches(self, roll: np.ndarray, known: np.ndarray, settings: Settings, shift: int) -> np.ndarray:
-        """(P,) bool: model pitches a filled-in note may take: inside the ranges of the voices that
-        are ever unknown (their lowest low to their highest high), in the key when one is set."""
-        voices = [v for v in range(VOICES) if not known[:, v].all()] or list(range(VOICES))
-        low = min(settings.voice_ranges[v][0] for v in voices)
-        high = max(settings.voice_ranges[v][1] for v in voices)
-        midi = self.min_pitch + np.arange(self.num_pitches) - shift
-        allowed = (midi >= low) & (midi <= high)
-        scale = self.scale(roll, known, settings)
-        if scale is not None:
-            allowed &= np.isin(midi % 12, scale)
-        return allowed
 
     def sample_frame(self, out, known, start, rows, visible_bias, hidden_bias, free_allowed, shift,
                      settings: Settings, rng: np.random.Generator) -> None:
@@ -329,15 +308,3 @@ def consecutive_perfects(before: np.ndarray, voicing: dict[int, int]) -> int:
             if interval in (0, 7) and abs(a0 - b0) % 12 == interval:
                 count += 1
     return count
-
-
-def assign_by_pitch_order(notes_descending: list[int], voices: list[int]) -> dict[int, int]:
-    """Voice -> pitch for notes (highest first) and voices (highest first): the top notes to the
-    top voices, the lowest note to the lowest voice; with fewer notes than voices the voices in
-    between stay silent, with more notes the notes in between are dropped."""
-    if not notes_descending or not voices:
-        return {}
-    upper = min(len(notes_descending), len(voices)) - 1
-    assignment = dict(zip(voices[:upper], notes_descending[:upper]))
-    assignment[voices[-1]] = notes_descending[-1]
-    return assignment

@@ -1,0 +1,138 @@
+"""Numba kernels for the bi-axial LSTM engine: its note axis, an LSTM stack that runs along the
+pitches of one step, each pitch's (play, articulate) drawn before the next pitch is looked at.
+
+A network call per pitch per step would cost ~60 onnxruntime calls a 16th; the note stack is
+small (two layers of tens of units), so it runs here from the weights the ONNX file carries, on
+the time stack's per-pitch outputs that onnxruntime computes once a step.
+
+Layout: time_out (B, P, Ht) float32, the time stack's outputs at one step; pitches in index
+order, low to high; the axis runs from the top down when `downward`. Note weights as torch keeps
+them, gates i, f, g, o: w_ih (4N, In), w_hh (4N, N), b (4N,) (its two biases summed), two layers,
+the first's input the time output and the (play, articulate) of the pitch before on the axis;
+then out_w (2, N2), out_b (2,). Clamps (B, P) int8: -1 = free, 0 = held off, 1 = held on.
+Randomness comes as uniforms (B, P, 2) drawn by the caller's seeded generator, so `--seed`
+reproduces a result exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from bridge.rbm_kernels import _sigmoid
+
+# at or below this temperature a choice is the likelier one (no sampling)
+_ARGMAX_TEMPERATURE = 1e-6
+
+
+@njit(cache=True, nogil=True)
+def _lstm(x, h, c, w_ih, w_hh, b, gates):
+    """One LSTM step in place: h, c (N,) <- the cell's next state given input x (In,)."""
+    n = h.shape[0]
+    for g in range(4 * n):
+        acc = b[g]
+        for i in range(x.shape[0]):
+            acc += w_ih[g, i] * x[i]
+        for j in range(n):
+            acc += w_hh[g, j] * h[j]
+        gates[g] = acc
+    for j in range(n):
+        i_gate = _sigmoid(gates[j])
+        f_gate = _sigmoid(gates[n + j])
+        g_gate = math.tanh(gates[2 * n + j])
+        o_gate = _sigmoid(gates[3 * n + j])
+        c[j] = f_gate * c[j] + i_gate * g_gate
+        h[j] = o_gate * math.tanh(c[j])
+
+
+@njit(cache=True, nogil=True)
+def _note_axis(time_out, notes, clamp_play, clamp_articulate, uniforms, temperature, downward,
+               w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits, sample):
+    """One step of one sequence along the pitch axis: (P, Ht) time outputs -> (P, 2) logits.
+    With `sample`, each pitch's notes are drawn (clamps and temperature) into `notes` before
+    the next pitch; else `notes` (P, 2) is read as given (teacher forcing)."""
+    p_count, ht = time_out.shape
+    n1, n2 = w_hh0.shape[1], w_hh1.shape[1]
+    x = np.zeros(ht + 2, dtype=np.float64)
+    h0 = np.zeros(n1)
+    c0 = np.zeros(n1)
+    h1 = np.zeros(n2)
+    c1 = np.zeros(n2)
+    gates0 = np.empty(4 * n1)
+    gates1 = np.empty(4 * n2)
+    before_play, before_articulate = 0.0, 0.0
+    for k in range(p_count):
+        p = p_count - 1 - k if downward else k
+        for i in range(ht):
+            x[i] = time_out[p, i]
+        x[ht] = before_play
+        x[ht + 1] = before_articulate
+        _lstm(x, h0, c0, w_ih0, w_hh0, b0, gates0)
+        _lstm(h0, h1, c1, w_ih1, w_hh1, b1, gates1)
+        for o in range(2):
+            acc = out_b[o]
+            for j in range(n2):
+                acc += out_w[o, j] * h1[j]
+            logits[p, o] = acc
+        if sample:
+            play = _draw(logits[p, 0], clamp_play[p], uniforms[p, 0], temperature)
+            articulate = 0.0
+            if play > 0.0:
+                articulate = _draw(logits[p, 1], clamp_articulate[p], uniforms[p, 1], temperature)
+            notes[p, 0] = play
+            notes[p, 1] = articulate
+        before_play = notes[p, 0]
+        before_articulate = notes[p, 1]
+
+
+@njit(cache=True, nogil=True)
+def _draw(logit, clamp, uniform, temperature):
+    """1.0 or 0.0: the clamp when there is one, else a draw of sigmoid(logit / temperature)."""
+    if clamp >= 0:
+        return float(clamp)
+    if temperature <= _ARGMAX_TEMPERATURE:
+        return 1.0 if logit > 0.0 else 0.0
+    return 1.0 if uniform < _sigmoid(logit / temperature) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def sample_step(time_out, clamp_play, clamp_articulate, uniforms, temperature, downward,
+                w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
+    """Draw one step's notes for each of B sequences: time_out (B, P, Ht) -> notes (B, P, 2)
+    (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
+    for b in range(time_out.shape[0]):
+        _note_axis(time_out[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
+                   w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def given_logits(time_out, notes, downward, w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits):
+    """The logits (S, P, 2) of S given steps' notes (S, P, 2) from their time outputs (S, P, Ht),
+    each pitch given the notes of the pitches before it on the axis (the likelihood; parity)."""
+    dummy_clamp = np.full(notes.shape[1], -1, dtype=np.int8)
+    dummy_uniforms = np.zeros((notes.shape[1], 2))
+    for s in prange(time_out.shape[0]):
+        _note_axis(time_out[s], notes[s], dummy_clamp, dummy_clamp, dummy_uniforms, 1.0, downward,
+                   w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits[s], False)
+
+
+@njit(cache=True, nogil=True)
+def log_likelihood(logits, notes):
+    """Sum over steps and pitches of log P(play) and, where played, log P(articulate | play)."""
+    total = 0.0
+    for s in range(logits.shape[0]):
+        for p in range(logits.shape[1]):
+            total += _log_bernoulli(logits[s, p, 0], notes[s, p, 0])
+            if notes[s, p, 0] > 0.5:
+                total += _log_bernoulli(logits[s, p, 1], notes[s, p, 1])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _log_bernoulli(logit, value):
+    """log sigmoid(logit) when value is 1, log (1 - sigmoid(logit)) when 0, stably."""
+    z = logit if value > 0.5 else -logit
+    if z >= 0.0:
+        return -math.log1p(math.exp(-z))
+    return z - math.log1p(math.exp(z))

@@ -1,0 +1,195 @@
+"""Bi-axial LSTM engine (Johnson 2017): a time stack of LSTMs run at every pitch with the same
+weights, then a note stack along the pitches; each 16th's notes drawn pitch by pitch.
+
+Step by step through the roll, from its first row: onnxruntime runs the time stack once (the
+previous row's notes in, every pitch's output and the next states out), then the numba kernel
+(bridge/biaxial_kernels.py) runs the note axis down from the top pitch, drawing each pitch's
+(play, articulate) before the next:
+
+- a given cell is clamped: its pitch plays, struck where its voice comes to it; when the soprano
+  is given, every pitch above it is clamped off (the melody is the top voice), and so is every
+  pitch outside the unknown voices' ranges, and outside the key when `--key` is set;
+- the free notes drawn go to the unknown voices by pitch order, as the RNN-RBM's do (highest
+  first, the lowest to the lowest voice); the row as it will sound is what the next step reads.
+
+The model is the same at every pitch (no absolute pitch among its inputs), so it needs no
+transposition: a melody in any key gets its harmony in that key. Its beat input counts 16ths
+from the roll's first row. The roll's grid cannot say that a voice strikes its pitch again; a
+note the model re-articulates in the same voice is heard as held.
+
+Knobs: `temperature` (each play and articulate drawn from sigmoid(logit / temperature); 0: the
+likelier), `key`, `voice_ranges`, `seed`. The Gibbs schedule and the candidates do not apply.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bridge import biaxial_kernels
+from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.errors import BadInput
+from bridge.settings import Settings
+
+VOICES = 4
+NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
+
+
+def note_axis_logits(time_out: np.ndarray, notes: np.ndarray, weights: dict, downward: bool = True) -> np.ndarray:
+    """(S, P, Ht) time outputs and (S, P, 2) given notes -> (S, P, 2) float32 logits, each pitch
+    given the notes before it on the axis; `weights` holds NOTE_WEIGHTS."""
+    logits = np.empty(notes.shape, dtype=np.float64)
+    biaxial_kernels.given_logits(np.ascontiguousarray(time_out, dtype=np.float64),
+                                 np.ascontiguousarray(notes, dtype=np.float64), downward,
+                                 *(np.ascontiguousarray(weights[name], dtype=np.float64) for name in NOTE_WEIGHTS),
+                                 logits)
+    return logits.astype(np.float32)
+
+
+def row_notes(row: np.ndarray, before: np.ndarray | None, min_pitch: int, num_pitches: int) -> np.ndarray:
+    """(P, 2) play and articulate of a row of MIDI pitches per voice, struck where a voice comes
+    to its pitch from another pitch or a rest (`before`: the row before, None at the start)."""
+    notes = np.zeros((num_pitches, 2), dtype=np.float32)
+    for v, pitch in enumerate(row):
+        index = int(pitch) - min_pitch
+        if pitch >= 0 and 0 <= index < num_pitches:
+            notes[index, 0] = 1.0
+            if before is None or before[v] != pitch:
+                notes[index, 1] = 1.0
+    return notes
+
+
+class BiaxialEngine(Engine):
+
+    receptive_radius = None  # recurrent: the whole roll before a cell matters
+    knobs = frozenset({"temperature", "key", "voice_ranges", "seed"})
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.time_layers = model.meta_int("time_layers")
+        self.state_width = model.meta_int("state_width")
+        self.downward = bool(model.meta_int("downward"))
+        outputs = dict(zip(model.output_names, self._run(np.zeros((1, self.num_pitches, 2), dtype=np.float32),
+                                                         np.zeros(1, dtype=np.int64), *self.zero_states(1))))
+        # the note stack's weights are outputs of the step graph; they do not change: read once
+        self.note_weights = tuple(np.ascontiguousarray(outputs[name], dtype=np.float64) for name in NOTE_WEIGHTS)
+
+    def _run(self, notes, step, hidden, cell):
+        return self.model.session.run(None, {"notes": notes, "step": step, "hidden": hidden, "cell": cell})
+
+    def zero_states(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.time_layers, batch * self.num_pitches, self.state_width)
+        return np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+
+    def time_step(self, notes: np.ndarray, step: np.ndarray, hidden: np.ndarray, cell: np.ndarray):
+        """(B, P, 2) the previous rows' notes, (B,) the 16th of the rows that follow, the states ->
+        (B, P, Ht) float64 time outputs and the next states."""
+        time_out, hidden, cell = self.model.session.run(
+            ["time_out", "next_hidden", "next_cell"],
+            {"notes": notes.astype(np.float32), "step": step.astype(np.int64), "hidden": hidden, "cell": cell})
+        return time_out.astype(np.float64), hidden, cell
+
+    # ---- inpainting ---------------------------------------------------------------------------
+
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+        # recurrent: a row depends only on the rows before it, so an open end changes nothing
+        roll = np.asarray(roll)
+        known = np.asarray(known, dtype=bool)
+        if roll.ndim != 2 or roll.shape[1] != VOICES or known.shape != roll.shape:
+            raise BadInput(f"roll and known must both be (T, {VOICES}), not {roll.shape} and {known.shape}")
+        out = np.where(known, roll, REST).astype(np.int16)
+        if known.all():
+            return out
+        allowed = self.free_pitches(out, known, settings)
+        rng = np.random.default_rng(settings.seed)
+        p = self.num_pitches
+        hidden, cell = self.zero_states(1)
+        previous = np.zeros((1, p, 2), dtype=np.float32)
+        notes = np.zeros((1, p, 2))
+        logits = np.empty((1, p, 2))
+        for t in range(len(out)):
+            time_out, hidden, cell = self.time_step(previous, np.array([t]), hidden, cell)
+            if not known[t].all():
+                clamp_play, clamp_articulate = self.clamps(out, known, t, allowed)
+                biaxial_kernels.sample_step(time_out, clamp_play[None], clamp_articulate[None], rng.random((1, p, 2)),
+                                            float(settings.temperature), self.downward, *self.note_weights,
+                                            notes, logits)
+                drawn = np.flatnonzero((notes[0, :, 0] > 0.5) & (clamp_play != 1))
+                unknown_voices = [v for v in range(VOICES) if not known[t, v]]
+                free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
+                for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
+                    out[t, v] = pitch
+            previous = row_notes(out[t], out[t - 1] if t else None, self.min_pitch, p)[None]
+        return out
+
+    def clamps(self, out: np.ndarray, known: np.ndarray, t: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) int8 clamps of play and articulate at row t: the given cells on (struck where their
+        voice comes to the pitch), the pitches above a given soprano and those not `allowed` off."""
+        clamp_play = np.where(allowed, -1, 0).astype(np.int8)
+        clamp_articulate = np.full(self.num_pitches, -1, dtype=np.int8)
+        for v in range(VOICES):
+            index = int(out[t, v]) - self.min_pitch
+            if known[t, v] and out[t, v] >= 0 and 0 <= index < self.num_pitches:
+                clamp_play[index] = 1
+                clamp_articulate[index] = 1 if t == 0 or out[t - 1, v] != out[t, v] else 0
+        if known[t, SOPRANO] and out[t, SOPRANO] >= 0:
+            top = int(out[t, SOPRANO]) - self.min_pitch
+            clamp_play[max(top + 1, 0):] = 0
+        return clamp_play, clamp_articulate
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        notes = np.zeros((1, self.num_pitches, 2))
+        note_axis_logits(np.zeros((1, self.num_pitches, self.state_width)), notes,
+                         dict(zip(NOTE_WEIGHTS, self.note_weights)), self.downward)
+
+    # ---- evaluation ------------------------------------------------------------------------
+
+    def sequence_logits(self, notes: np.ndarray) -> np.ndarray:
+        """(T, P, 2) true notes -> (T, P, 2) logits, each step's given the steps before it."""
+        hidden, cell = self.zero_states(1)
+        previous = np.zeros((1, self.num_pitches, 2), dtype=np.float32)
+        time_outs = []
+        for t in range(len(notes)):
+            time_out, hidden, cell = self.time_step(previous, np.array([t]), hidden, cell)
+            time_outs.append(time_out[0])
+            previous = notes[t:t + 1].astype(np.float32)
+        return note_axis_logits(np.stack(time_outs), notes, dict(zip(NOTE_WEIGHTS, self.note_weights)), self.downward)
+
+    def evaluate(self, data: Path, split: str, limit: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+        """Log-likelihood per 16th step (exact: the note axis factorizes a step) and Bay et al.'s
+        frame accuracy of play (the expected TP / (TP + FP + FN) of one draw per step given the
+        true steps before it, at temperature 1), on the JSB 16th split (Jsb16thSeparated.npz)."""
+        from models.data import load_jsb16, voices_to_notes
+
+        chorales = load_jsb16(data, split)[:limit]
+        if not chorales:
+            raise ValueError("no chorales in the split")
+        rng = np.random.default_rng(0)
+        total, steps, accuracy = 0.0, 0, 0.0
+        outside = 0
+        for index, chorale in enumerate(chorales):
+            sounding = chorale[chorale >= 0]
+            outside += int(((sounding < self.min_pitch) | (sounding >= self.min_pitch + self.num_pitches)).sum())
+            notes = voices_to_notes(chorale, self.min_pitch, self.num_pitches)
+            logits = self.sequence_logits(notes)
+            total += biaxial_kernels.log_likelihood(logits.astype(np.float64), notes.astype(np.float64))
+            steps += len(notes)
+            accuracy += frame_accuracy(logits, notes, rng)
+            if progress:
+                progress(index + 1, len(chorales))
+        return {"chorales": len(chorales), "steps": steps, "log_likelihood": total / steps,
+                "accuracy": accuracy / steps, "notes_outside_range": outside}
+
+
+def frame_accuracy(logits: np.ndarray, notes: np.ndarray, rng: np.random.Generator) -> float:
+    """Sum over steps of TP / (TP + FP + FN) between the true pitches played and one draw of
+    each pitch's play from its logit (a step with neither counts 1). The draw of each pitch is
+    given the true pitches before it on the axis, which the logits already are."""
+    drawn = rng.random(logits.shape[:2]) < 1.0 / (1.0 + np.exp(-logits[..., 0]))
+    true = notes[..., 0] > 0.5
+    tp = (drawn & true).sum(axis=1)
+    wrong = (drawn ^ true).sum(axis=1)
+    return float(np.where(tp + wrong > 0, tp / np.maximum(tp + wrong, 1), 1.0).sum())

@@ -1,0 +1,186 @@
+"""Train a bi-axial LSTM on chorales as 16th-note rolls of (play, articulate). Read it top to bottom.
+
+    python -m models.train_biaxial --out runs/biaxial                       # JSB 16th split (npz)
+    python -m models.train_biaxial --out runs/mine --source music21         # music21's chorales
+    python -m models.train_biaxial --out runs/mine --source midi --midi-dir my_chorales/
+
+Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, epoch,
+random state); `--resume FILE` starts a new OUT from a checkpoint such as
+`models/checkpoints/biaxial.pt`. `OUT/best.pt` holds the weights with the best validation loss;
+`OUT/log.csv` one row per epoch. Each checkpoint carries its config, so export needs nothing else.
+
+The loss is the exact negative log-likelihood of each step's notes given the steps before (the
+note axis factorizes a step's pitches): binary cross-entropy of play at every pitch, and of
+articulate where the pitch plays, summed over pitches, in nats per 16th step. Training reads
+random crops of `--length` steps, each transposed at random within the model's range (up to
+`--max-transpose` semitones); validation reads the whole validation chorales, untransposed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import data
+from models.biaxial import Biaxial, BiaxialConfig, count_parameters, loss
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--out", required=True, help="run folder: checkpoints and log")
+p.add_argument("--time-sizes", default="128,128", help="LSTM sizes along time")
+p.add_argument("--note-sizes", default="64,32", help="LSTM sizes along the pitch axis")
+p.add_argument("--upward", action="store_true", help="run the note axis from the bottom up (Johnson's order)")
+p.add_argument("--absolute-pitch", action="store_true", help="give the time stack each pitch's class and place")
+p.add_argument("--dropout", type=float, default=0.5)
+p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
+p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
+p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
+p.add_argument("--batch", type=int, default=8, help="crops per batch")
+p.add_argument("--length", type=int, default=128, help="16th steps per crop")
+p.add_argument("--max-transpose", type=int, default=6)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--max-epochs", type=int, default=500)
+p.add_argument("--epoch-batches", type=int, help="batches per epoch (default: about the training data's steps once)")
+p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
+p.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss before stopping")
+p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet")
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--seed", type=int, default=0)
+args = p.parse_args()
+
+torch.set_num_threads(args.threads)
+torch.manual_seed(args.seed)
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+
+# ---- data: chorales as (T, 4) MIDI rolls on the 16th grid ------------------------------------
+if args.source == "jsb":
+    npz = data.find_jsb16(args.data)
+    if npz is None or not npz.exists():
+        raise SystemExit("no JSB data: pass --data path/to/Jsb16thSeparated.npz")
+    train_set, valid_set = data.load_jsb16(npz, "train"), data.load_jsb16(npz, "valid")
+    source_name = f"JSB Jsb16thSeparated.npz train split ({len(train_set)} chorales)"
+else:
+    chorales, source_name = data.load_user_chorales(args.source, args.midi_dir)
+    train_set, valid_set = data.split_off_validation(chorales)
+
+# ---- model, optimizer, schedule; resume if a checkpoint is there ----------------------------
+last_path, best_path = out / "last.pt", out / "best.pt"
+resume_from = last_path if last_path.exists() else (Path(args.resume) if args.resume else None)
+state = torch.load(resume_from, weights_only=False) if resume_from else None
+if state is not None:
+    config = BiaxialConfig.from_dict(state["config"])
+else:
+    config = BiaxialConfig(time_sizes=[int(x) for x in args.time_sizes.split(",")],
+                           note_sizes=[int(x) for x in args.note_sizes.split(",")], dropout=args.dropout,
+                           downward=not args.upward, absolute_pitch=args.absolute_pitch)
+model = Biaxial(config)
+optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+step, epoch, best_valid, stale, rng = 0, 0, math.inf, 0, np.random.default_rng(args.seed)
+if state is not None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    plateau.load_state_dict(state["plateau"])
+    step, epoch, best_valid, stale = state["step"], state["epoch"], state["best_valid"], state["stale"]
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed from {resume_from} at epoch {epoch} (best valid loss {best_valid:.4f})")
+lowest, highest = config.min_pitch, config.min_pitch + config.num_pitches - 1
+print(f"bi-axial LSTM: {config.num_pitches} pitches (MIDI {lowest}..{highest}), time {config.time_sizes}, "
+      f"note {config.note_sizes} ({'downward' if config.downward else 'upward'}), dropout {config.dropout}, "
+      f"{count_parameters(model):,} parameters; {source_name}")
+outside = sum(int(((c >= 0) & ((c < lowest) | (c > highest))).sum()) for c in train_set + valid_set)
+if outside:
+    print(f"note: {outside} notes of the data lie outside the model's range and are dropped")
+
+
+def notes_of(rolls: list[np.ndarray], indices: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P, 2) notes of rolls padded with silence to the longest, and the (B, T) mask of
+    real steps. `indices`: the rolls hold pitch indices (random_crops), not MIDI pitches."""
+    steps = max(len(r) for r in rolls)
+    notes = np.zeros((len(rolls), steps, config.num_pitches, 2), dtype=np.float32)
+    mask = np.zeros((len(rolls), steps), dtype=np.float32)
+    for b, roll in enumerate(rolls):
+        base = 0 if indices else config.min_pitch
+        notes[b, :len(roll)] = data.voices_to_notes(roll, base, config.num_pitches)
+        mask[b, :len(roll)] = 1.0
+    return torch.from_numpy(notes), torch.from_numpy(mask)
+
+
+def checkpoint(path: Path, valid_loss: float) -> None:
+    torch.save({
+        "engine": "biaxial", "config": config.to_dict(), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "plateau": plateau.state_dict(), "step": step, "epoch": epoch,
+        "best_valid": best_valid, "stale": stale, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "valid_loss": valid_loss, "train_data": source_name,
+    }, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+
+
+@torch.no_grad()
+def validation_loss(chunk: int = 8) -> float:
+    """Nats per 16th step over the whole validation chorales."""
+    model.eval()
+    total, steps = 0.0, 0.0
+    for start in range(0, len(valid_set), chunk):
+        notes, mask = notes_of(valid_set[start:start + chunk])
+        value, count = loss(model(notes), notes, mask)
+        total += float(value) * float(count)
+        steps += float(count)
+    model.train()
+    return total / steps
+
+
+batches_per_epoch = args.epoch_batches or max(1, math.ceil(sum(len(c) for c in train_set) / (args.batch * args.length)))
+
+# ---- the loop ----------------------------------------------------------------------------------
+log_exists = (out / "log.csv").exists()
+log_file = open(out / "log.csv", "a", newline="")
+log = csv.writer(log_file)
+if not log_exists:
+    log.writerow(["epoch", "step", "minutes", "train_loss", "valid_loss", "lr"])
+started = time.monotonic()
+bar = tqdm(total=args.max_epochs, initial=epoch, unit="epoch", dynamic_ncols=True)
+while epoch < args.max_epochs and (time.monotonic() - started) / 60 < args.minutes:
+    losses = []
+    for _ in range(batches_per_epoch):
+        crops = data.random_crops(train_set, args.batch, args.length, rng, args.max_transpose,
+                                  config.min_pitch, config.num_pitches)
+        notes, mask = notes_of(list(crops), indices=True)
+        value, _ = loss(model(notes), notes, mask)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        step += 1
+        losses.append(value.item())
+    epoch += 1
+    bar.update(1)
+    valid = validation_loss()
+    plateau.step(valid)
+    if valid < best_valid:
+        best_valid, stale = valid, 0
+        checkpoint(best_path, valid)
+    else:
+        stale += 1
+    lr = optimizer.param_groups[0]["lr"]
+    train = float(np.mean(losses))
+    log.writerow([epoch, step, f"{(time.monotonic() - started) / 60:.2f}", f"{train:.4f}", f"{valid:.4f}", f"{lr:.2e}"])
+    log_file.flush()
+    bar.set_postfix(loss=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{best_valid:.3f}", lr=f"{lr:.0e}")
+    checkpoint(last_path, valid)
+    if stale >= args.patience:
+        print(f"\nearly stop at epoch {epoch}: no better validation loss in {stale} epochs")
+        break
+bar.close()
+if not best_path.exists():  # a run shorter than one epoch still leaves weights to export
+    best_valid = validation_loss()
+    checkpoint(best_path, best_valid)
+checkpoint(last_path, best_valid)
+print(f"done: epoch {epoch}, best validation loss {best_valid:.4f} nats per 16th -> {best_path}")

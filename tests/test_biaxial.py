@@ -1,0 +1,262 @@
+"""The bi-axial LSTM: the model's invariance along pitch, the numba note axis against torch, the
+sampler against the exact distribution, training (and resuming), ONNX export and parity, the
+engine (harmonize, inpaint, generate, eval) through the command line, and the live bridge through
+real JACK ports, all on a real (tiny, freshly trained) model."""
+from __future__ import annotations
+
+import csv
+import json
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from bridge import biaxial_kernels
+from bridge.engines import REST, load_engine
+from bridge.engines.biaxial import NOTE_WEIGHTS, note_axis_logits
+from bridge.settings import Settings
+from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, run_cli, run_module
+from models.biaxial import Biaxial, BiaxialConfig, note_weights
+
+HYMN = [67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 69]
+HYMN_BEATS = [1, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2]
+
+
+def hymn_steps() -> np.ndarray:
+    return np.repeat(np.array(HYMN), np.array(HYMN_BEATS) * 4).astype(np.int16)
+
+
+def random_model(seed: int = 0, **config) -> Biaxial:
+    torch.manual_seed(seed)
+    defaults = dict(time_sizes=[24, 24], note_sizes=[12, 8], num_pitches=40)
+    return Biaxial(BiaxialConfig(**{**defaults, **config})).eval()
+
+
+def random_notes(shape, seed: int = 1) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    notes = (rng.random((*shape, 2)) < 0.12).astype(np.float32)
+    notes[..., 1] *= notes[..., 0]
+    return torch.from_numpy(notes)
+
+
+def numpy_weights(model: Biaxial) -> dict:
+    return {name: value.detach().numpy() for name, value in note_weights(model).items()}
+
+
+# ------------------------------------------------------------- the model
+
+def test_a_transposed_input_gives_transposed_probabilities():
+    """The same weights at every pitch, and only relative inputs: the time stack's outputs move
+    with the notes exactly; through the note axis, which starts at the range's top, nearly
+    (away from the edges). With the absolute pitch among the inputs they do not."""
+    notes = random_notes((2, 24, 40))
+    notes[:, :, :8] = notes[:, :, 32:] = 0        # music away from the edges, so that all of it moves
+    shifted = torch.roll(notes, 3, dims=2)
+    for absolute, bound in ((False, 1e-3), (True, None)):
+        model = random_model(absolute_pitch=absolute)
+        with torch.no_grad():
+            here, there = torch.sigmoid(model(notes)), torch.sigmoid(model(shifted))
+            moved = (model.time_outputs(notes)[:, :, 14:26] - model.time_outputs(shifted)[:, :, 17:29]).abs().max()
+        gap = float((here[:, :, 14:26] - there[:, :, 17:29]).abs().max())
+        if bound is None:
+            assert moved > 1e-3   # the test can tell
+        else:
+            assert float(moved) == 0.0 and gap < bound, (float(moved), gap)
+
+
+@pytest.mark.parametrize("downward", [True, False])
+def test_the_numba_note_axis_equals_torchs(downward):
+    model = random_model(downward=downward)
+    notes = random_notes((3, 10, 40))
+    with torch.no_grad():
+        want = model(notes).numpy()
+        time_out = model.time_outputs(notes).numpy()
+    got = note_axis_logits(time_out.reshape(30, 40, -1), notes.numpy().reshape(30, 40, 2), numpy_weights(model),
+                           downward)
+    assert np.abs(got - want.reshape(30, 40, 2)).max() < 1e-5
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_the_sampler_draws_the_exact_distribution(temperature):
+    """The joint distribution of the top two pitches' play, drawn pitch by pitch by the kernel
+    with uniforms from a seeded generator, against the exact one from the logits: the top
+    pitch's own, the next one's given each outcome of the top (play, articulate)."""
+    model = random_model(seed=3)
+    with torch.no_grad():
+        time_out = model.time_outputs(random_notes((1, 5, 40)))[0, -1].numpy().astype(np.float64)   # (P, Ht)
+    weights = numpy_weights(model)
+    top, second = 39, 38
+    given = np.zeros((3, 40, 2))
+    given[1, top], given[2, top] = (1, 0), (1, 1)
+    logits = note_axis_logits(np.repeat(time_out[None], 3, axis=0), given, weights, True).astype(np.float64)
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x / temperature))  # noqa: E731
+    p_play, p_articulate = sigmoid(logits[0, top, 0]), sigmoid(logits[0, top, 1])
+    outcomes = [(1 - p_play, logits[0]), (p_play * (1 - p_articulate), logits[1]), (p_play * p_articulate, logits[2])]
+    exact = np.zeros((2, 2))   # [top plays][second plays]
+    for k, (weight, row) in enumerate(outcomes):
+        p_second = sigmoid(row[second, 0])
+        exact[int(k > 0), 1] += weight * p_second
+        exact[int(k > 0), 0] += weight * (1 - p_second)
+    draws = 40_000
+    clamp = np.full((draws, 40), -1, dtype=np.int8)
+    notes, drawn_logits = np.zeros((draws, 40, 2)), np.zeros((draws, 40, 2))
+    biaxial_kernels.sample_step(np.repeat(time_out[None], draws, axis=0), clamp, clamp,
+                                np.random.default_rng(7).random((draws, 40, 2)), temperature, True,
+                                *(np.ascontiguousarray(weights[name], dtype=np.float64) for name in NOTE_WEIGHTS),
+                                notes, drawn_logits)
+    observed = np.zeros((2, 2))
+    np.add.at(observed, (notes[:, top, 0].astype(int), notes[:, second, 0].astype(int)), 1.0 / draws)
+    assert np.abs(observed - exact).max() < 0.012, (observed, exact)
+    assert np.all(notes[:, :, 1] <= notes[:, :, 0])   # struck only where it plays
+
+
+def test_clamps_hold_at_any_temperature():
+    model = random_model(seed=4)
+    with torch.no_grad():
+        time_out = model.time_outputs(random_notes((1, 3, 40)))[0, -1].numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    clamp_play = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(64, 40))
+    clamp_articulate = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(64, 40))
+    weights = [np.ascontiguousarray(numpy_weights(model)[name], dtype=np.float64) for name in NOTE_WEIGHTS]
+    for temperature in (0.0, 0.3, 1.0, 5.0):
+        notes, logits = np.zeros((64, 40, 2)), np.zeros((64, 40, 2))
+        biaxial_kernels.sample_step(np.repeat(time_out[None], 64, axis=0), clamp_play, clamp_articulate,
+                                    rng.random((64, 40, 2)), temperature, True, *weights, notes, logits)
+        assert np.all(notes[:, :, 0][clamp_play == 1] == 1) and np.all(notes[:, :, 0][clamp_play == 0] == 0)
+        plays = notes[:, :, 0] == 1
+        assert np.all(notes[:, :, 1][plays & (clamp_articulate == 1)] == 1)
+        assert np.all(notes[:, :, 1][plays & (clamp_articulate == 0)] == 0)
+
+
+# ------------------------------------------------------------- training and export
+
+def test_training_lowers_the_validation_loss_and_keeps_the_optimizer(tiny_biaxial_run):
+    rows = list(csv.DictReader(open(tiny_biaxial_run / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["valid_loss"]) < float(rows[0]["valid_loss"])
+    state = torch.load(tiny_biaxial_run / "last.pt", weights_only=False)
+    assert state["engine"] == "biaxial" and state["optimizer"]["state"] and state["epoch"] == 3
+
+
+def test_training_resumes_from_its_last_checkpoint(tiny_biaxial_run, tmp_path, jsb_npz):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_biaxial_run, run)
+    result = run_module("models.train_biaxial", "--out", run, "--data", jsb_npz, "--max-epochs", 4,
+                        *TINY_BIAXIAL_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from" in result.stdout and "at epoch 3" in result.stdout
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "log.csv"))] == [1, 2, 3, 4]
+
+
+def test_export_carries_what_the_runtime_reads(tiny_biaxial):
+    engine = load_engine(tiny_biaxial, threads=1)
+    assert engine.model.engine == "biaxial" and engine.num_pitches == 58 and engine.downward
+    assert engine.knobs == {"temperature", "key", "voice_ranges", "seed"}
+    assert [w.shape[0] for w in engine.note_weights[:3]] == [48, 48, 48]   # 4 gates x 12 units
+
+
+# ------------------------------------------------------------- the engine
+
+@pytest.fixture(scope="module")
+def engine(tiny_biaxial):
+    return load_engine(tiny_biaxial, threads=1)
+
+
+def test_harmonize_keeps_the_melody_on_top_in_range_and_is_reproducible(engine):
+    soprano = hymn_steps()
+    settings = Settings(seed=1, temperature=1.0)
+    roll = engine.harmonize(soprano, settings)
+    assert roll.shape == (len(soprano), 4) and np.array_equal(roll[:, 0], soprano)
+    lower = roll[:, 1:]
+    assert np.all((lower < roll[:, :1]) | (lower == REST))
+    for voice in (1, 2, 3):
+        low, high = settings.voice_ranges[voice]
+        sounding = roll[:, voice][roll[:, voice] >= 0]
+        assert np.all((sounding >= min(r[0] for r in settings.voice_ranges[1:])) &
+                      (sounding <= max(r[1] for r in settings.voice_ranges[1:])))
+    assert (lower >= 0).mean() > 0.3   # it plays under the melody
+    assert np.array_equal(roll, engine.harmonize(soprano, settings))
+    assert not np.array_equal(engine.harmonize(soprano, settings.replace(seed=2)), roll)
+
+
+def test_inpaint_keeps_every_known_cell_and_the_key(engine):
+    rng = np.random.default_rng(0)
+    soprano = hymn_steps()
+    roll = np.stack([soprano, soprano - 5, soprano - 12, soprano - 24], axis=1)
+    known = rng.random(roll.shape) < 0.5
+    out = engine.inpaint(roll, known, Settings(seed=5, temperature=1.0))
+    assert np.array_equal(out[known], roll[known])
+    out = engine.harmonize(soprano, Settings(seed=3, key="G", temperature=1.5))
+    assert set(np.unique(out[:, 1:][out[:, 1:] >= 0] % 12)) <= {7, 9, 11, 0, 2, 4, 6}
+
+
+def test_generate_continues_a_prime_and_keeps_it(engine):
+    prime = np.stack([hymn_steps()[:32] - d for d in (0, 5, 12, 24)], 1)
+    out = engine.generate(prime, np.ones(prime.shape, dtype=bool), 48, Settings(seed=0, temperature=1.0))
+    assert out.shape == (80, 4) and np.array_equal(out[:32], prime)
+    assert np.mean(out[32:] >= 0) > 0.2   # it plays
+
+
+def tracks_of(path):
+    midi = mido.MidiFile(path)
+    names = [next((m.name for m in t if m.type == "track_name"), "") for t in midi.tracks]
+    notes = [[m.note for m in t if m.type == "note_on" and m.velocity > 0] for t in midi.tracks]
+    return names, notes
+
+
+def test_cli_harmonize_generate_and_eval_end_to_end(tiny_biaxial, jsb_npz, tmp_path):
+    out = tmp_path / "chorale.mid"
+    result = run_cli("harmonize", EXAMPLE_MELODY, "-o", out, "--model", tiny_biaxial, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    names, notes = tracks_of(out)
+    assert names == ["Soprano", "Alto", "Tenor", "Bass"] and notes[0] and notes[3]
+    generated = tmp_path / "generated.mid"
+    result = run_cli("generate", "--model", tiny_biaxial, "--bars", 2, "-o", generated, "--seed", 2,
+                     "--temperature", 1.0)
+    assert result.returncode == 0, result.stderr
+    assert sum(map(len, tracks_of(generated)[1])) > 4
+    result = run_cli("eval", "--model", tiny_biaxial, "--data", jsb_npz, "--split", "test", "--limit", 2, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["chorales"] == 2 and figures["steps"] > 100
+    assert -80 < figures["log_likelihood"] < 0 and 0 <= figures["accuracy"] <= 1
+
+
+def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_biaxial, tmp_path):
+    """`bachbridge live --model` a bi-axial model: jack_midiseq's melody into 'bachbridge in',
+    jack_midi_dump on 'bachbridge out': every onset gets its harmony, nothing is left sounding."""
+    from jackrig import MidiDump, MidiSeq, answers, missing_programs
+    from test_live_stock import start_live, stop_live
+
+    if missing_programs(["jack_midiseq", "jack_midi_dump"]):
+        pytest.skip("stock JACK programs missing (Debian: jackd2)")
+    server = realtime_jack
+    live = start_live("--no-echo", "--model", str(tiny_biaxial), "--key", "G")
+    dump = seq = None
+    try:
+        dump = MidiDump(server, "dump")
+        server.connect("bachbridge out", "dump:input")
+        eighth = 12_000
+        notes = [(k * eighth, pitch, 11_000) for k, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69])]
+        seq = MidiSeq(server, "seq", notes, loop_frames=8 * eighth)
+        server.connect("seq:out", "bachbridge in")
+        server.connect("seq:out", "dump:input")
+        import time
+
+        time.sleep(5.0)
+        seq.close()
+        time.sleep(0.5)
+        stop_live(live)
+        events = dump.events()
+    finally:
+        for program in (seq, dump):
+            if program is not None:
+                program.close()
+        if live.poll() is None:
+            live.kill()
+    got = answers(events)
+    assert got.onsets >= 15 and got.lost == [], got.line()
+    assert {key: n for key, n in got.hanging.items() if key[0] != 0} == {}
