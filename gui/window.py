@@ -692,6 +692,13 @@ class MainWindow(QMainWindow):
             lines.append("  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in figures[:2]))
         self.model_info.setText("\n".join(_short(line, 44) for line in lines))
         self.model_info.setToolTip("\n".join(f"{k}: {v}" for k, v in sorted(meta.items()) if len(str(v)) < 200))
+        # the knobs the engine does not read stay as set, disabled, and say so
+        for knob in self.knobs:
+            if knob.part == "settings":
+                used = knob.field in engine.knobs
+                for widget in knob.widgets:
+                    widget.setEnabled(used)
+        self.schedule_plot.setEnabled("steps" in engine.knobs)
         self._select_model_item(self.session.model)
         self.statusBar().showMessage(f"model {engine.name} loaded", 4000)
 

@@ -124,6 +124,21 @@ def test_every_control_changes_the_bridges_snapshot(live_window, qtbot, tiny_mod
     assert w.model_combo.currentData() == str(other)
 
 
+def test_the_knobs_an_engine_does_not_read_are_disabled(window, qtbot):
+    """coconet reads every knob; rnnrbm no Gibbs schedule: its steps, pmax, pmin, alpha and the
+    schedule's plot are disabled while it is the engine, and enabled again after."""
+    w = window
+    assert w.steps.isEnabled() and w.pmax.isEnabled() and w.temperature.isEnabled()
+    w.load_model("rnnrbm")
+    qtbot.waitUntil(lambda: w.session.engine is not None and w.session.engine.name == "rnnrbm",
+                    timeout=START_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not w.steps.isEnabled(), timeout=START_TIMEOUT_MS)
+    assert not any(box.isEnabled() for box in (w.pmax, w.pmin, w.alpha)) and not w.schedule_plot.isEnabled()
+    assert w.temperature.isEnabled() and w.candidates.isEnabled() and w.key.isEnabled()
+    w.load_model("coconet-live")
+    qtbot.waitUntil(lambda: w.steps.isEnabled() and w.pmax.isEnabled(), timeout=START_TIMEOUT_MS)
+
+
 def test_an_invalid_value_is_refused_with_a_message_and_the_bridge_keeps_the_last_good_one(live_window, qtbot):
     w = live_window
     w.pmax.setValue(0.5)
