@@ -120,10 +120,14 @@ def run_as_the_runtime(session, feeds) -> list[np.ndarray]:
     outputs = session.run(None, feeds)
     names = [o.name for o in session.get_outputs()]
     if "time_out" in names:   # the bi-axial LSTM: its note axis, as the engine runs it
-        from bridge.engines.biaxial import note_axis_logits
+        from bridge.engines.biaxial import NoteStack
 
         weights = dict(zip(names, outputs))
-        return [*outputs, note_axis_logits(weights["time_out"], feeds["notes"], weights)]
+        downward = bool(int(session.get_modelmeta().custom_metadata_map["downward"]))
+        time_out, notes = weights["time_out"], feeds["notes"]
+        logits = NoteStack(weights, downward).logits(time_out.reshape(-1, *time_out.shape[2:]),
+                                                     notes.reshape(-1, *notes.shape[2:]))
+        return [*outputs, logits.reshape(notes.shape)]
     if FEATURES not in names:
         return outputs
 
@@ -191,11 +195,11 @@ def export_rnnrbm(checkpoint: dict, name: str):
 
 
 def export_biaxial(checkpoint: dict, name: str):
-    """The bi-axial LSTM's time stack, one step: (notes (B, P, 2) of the step before, step (B,)
-    its 16th, hidden and cell (L, B*P, H) states) -> (time_out (B, P, Ht), next_hidden,
-    next_cell) and the note stack's weights (NOTE_WEIGHTS), which the runtime's numba kernel runs
-    along the pitches. Parity: the step's outputs, and the note axis's logits as the runtime
-    computes them (bridge.biaxial_kernels.given_logits on onnxruntime's time_out) against torch's."""
+    """The bi-axial LSTM's time stack over T steps: (notes (B, T, P, 2) of the step before each,
+    step (B, T) their 16ths, hidden and cell (L, B*P, H) states) -> (time_out (B, T, P, Ht),
+    next_hidden, next_cell) and the note stack's weights (NOTE_WEIGHTS), which the runtime's numba
+    kernel runs along the pitches. Parity: the outputs, and the note axis's logits as the runtime
+    computes them (bridge.engines.biaxial.NoteStack on onnxruntime's time_out) against torch's."""
     import torch
     from bridge.engines.biaxial import NOTE_WEIGHTS
     from models.biaxial import Biaxial, BiaxialConfig, TimeStep, note_weights
@@ -218,7 +222,7 @@ def export_biaxial(checkpoint: dict, name: str):
 
     layers, width = len(config.time_sizes), max(config.time_sizes)
     p = config.num_pitches
-    example = (torch.zeros(1, p, 2), torch.zeros(1, dtype=torch.int64), torch.zeros(layers, p, width),
+    example = (torch.zeros(1, 3, p, 2), torch.zeros(1, 3, dtype=torch.int64), torch.zeros(layers, p, width),
                torch.zeros(layers, p, width))
     step_module = Step().eval()
     buffer = io.BytesIO()
@@ -229,9 +233,9 @@ def export_biaxial(checkpoint: dict, name: str):
             do_constant_folding=False,  # folded, the weights outputs would lose their names
             input_names=["notes", "step", "hidden", "cell"],
             output_names=["time_out", "next_hidden", "next_cell", *NOTE_WEIGHTS],
-            dynamic_axes={"notes": {0: "batch"}, "step": {0: "batch"}, "hidden": {1: "sequences"},
-                          "cell": {1: "sequences"}, "time_out": {0: "batch"}, "next_hidden": {1: "sequences"},
-                          "next_cell": {1: "sequences"}},
+            dynamic_axes={"notes": {0: "batch", 1: "time"}, "step": {0: "batch", 1: "time"},
+                          "hidden": {1: "sequences"}, "cell": {1: "sequences"}, "time_out": {0: "batch", 1: "time"},
+                          "next_hidden": {1: "sequences"}, "next_cell": {1: "sequences"}},
         )
     metadata = {
         "engine": "biaxial",
@@ -247,17 +251,18 @@ def export_biaxial(checkpoint: dict, name: str):
     }
 
     def inputs(rng, batch, time):
-        notes = (rng.random((batch, p, 2)) < 0.1).astype(np.float32)
+        time = min(time, 24)   # the recurrence is the same at every step: a few dozen show it
+        notes = (rng.random((batch, time, p, 2)) < 0.1).astype(np.float32)
         notes[..., 1] *= notes[..., 0]
         state = lambda: rng.uniform(-1, 1, size=(layers, batch * p, width)).astype(np.float32)  # noqa: E731
-        return {"notes": notes, "step": rng.integers(0, 64, size=batch).astype(np.int64),
+        return {"notes": notes, "step": rng.integers(0, 64, size=(batch, time)).astype(np.int64),
                 "hidden": state(), "cell": state()}
 
     def reference(feeds):
         with torch.no_grad():
             tensors = {key: torch.from_numpy(value) for key, value in feeds.items()}
             outputs = step_module(tensors["notes"], tensors["step"], tensors["hidden"], tensors["cell"])
-            logits = model.note_logits(outputs[0][:, None], tensors["notes"][:, None])[:, 0]
+            logits = model.note_logits(outputs[0], tensors["notes"])
             return [t.numpy() for t in outputs] + [logits.numpy()]
 
     return buffer.getvalue(), metadata, inputs, reference

@@ -5,11 +5,14 @@ A network call per pitch per step would cost ~60 onnxruntime calls a 16th; the n
 small (two layers of tens of units), so it runs here from the weights the ONNX file carries, on
 the time stack's per-pitch outputs that onnxruntime computes once a step.
 
-Layout: time_out (B, P, Ht) float32, the time stack's outputs at one step; pitches in index
-order, low to high; the axis runs from the top down when `downward`. Note weights as torch keeps
-them, gates i, f, g, o: w_ih (4N, In), w_hh (4N, N), b (4N,) (its two biases summed), two layers,
-the first's input the time output and the (play, articulate) of the pitch before on the axis;
-then out_w (2, N2), out_b (2,). Clamps (B, P) int8: -1 = free, 0 = held off, 1 = held on.
+Layout: pitches in index order, low to high; the axis runs from the top down when `downward`.
+Note weights as torch keeps them, gates i, f, g, o, two layers: the first's input is the time
+stack's output at the pitch and the (play, articulate) of the pitch before on the axis. Its
+input weights on the time output are applied by the caller, for every pitch at once in one
+matrix product (numpy's BLAS), as gates_in (B, P, 4N1) with the bias added; the kernel takes the
+rest: w_note0 (4N1, 2) on the pitch before, w_hh0 (4N1, N1), then w_ih1 (4N2, N1), w_hh1
+(4N2, N2), b1 (4N2,) (torch's two biases summed), out_w (2, N2), out_b (2,). Clamps (B, P)
+int8: -1 = free, 0 = held off, 1 = held on.
 Randomness comes as uniforms (B, P, 2) drawn by the caller's seeded generator, so `--seed`
 reproduces a result exactly.
 """
@@ -26,17 +29,10 @@ from bridge.rbm_kernels import _sigmoid
 _ARGMAX_TEMPERATURE = 1e-6
 
 
-@njit(cache=True, nogil=True)
-def _lstm(x, h, c, w_ih, w_hh, b, gates):
-    """One LSTM step in place: h, c (N,) <- the cell's next state given input x (In,)."""
+@njit(cache=True, nogil=True, fastmath=True)
+def _lstm_update(gates, h, c):
+    """h, c (N,) <- the LSTM cell's next state from its gates' pre-activations (4N,)."""
     n = h.shape[0]
-    for g in range(4 * n):
-        acc = b[g]
-        for i in range(x.shape[0]):
-            acc += w_ih[g, i] * x[i]
-        for j in range(n):
-            acc += w_hh[g, j] * h[j]
-        gates[g] = acc
     for j in range(n):
         i_gate = _sigmoid(gates[j])
         f_gate = _sigmoid(gates[n + j])
@@ -46,15 +42,25 @@ def _lstm(x, h, c, w_ih, w_hh, b, gates):
         h[j] = o_gate * math.tanh(c[j])
 
 
-@njit(cache=True, nogil=True)
-def _note_axis(time_out, notes, clamp_play, clamp_articulate, uniforms, temperature, downward,
-               w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits, sample):
-    """One step of one sequence along the pitch axis: (P, Ht) time outputs -> (P, 2) logits.
-    With `sample`, each pitch's notes are drawn (clamps and temperature) into `notes` before
-    the next pitch; else `notes` (P, 2) is read as given (teacher forcing)."""
-    p_count, ht = time_out.shape
+@njit(cache=True, nogil=True, fastmath=True)
+def _add_product(gates, w, x):
+    """gates (G,) += w (G, In) @ x (In,)."""
+    for g in range(w.shape[0]):
+        acc = 0.0
+        for i in range(x.shape[0]):
+            acc += w[g, i] * x[i]
+        gates[g] += acc
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _note_axis(gates_in, notes, clamp_play, clamp_articulate, uniforms, temperature, downward,
+               w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits, sample):
+    """One step of one sequence along the pitch axis: gates_in (P, 4N1), the first layer's
+    pre-activations from the time stack's outputs (and its bias) -> (P, 2) logits. With
+    `sample`, each pitch's notes are drawn (clamps and temperature) into `notes` before the
+    next pitch; else `notes` (P, 2) is read as given (teacher forcing)."""
+    p_count = gates_in.shape[0]
     n1, n2 = w_hh0.shape[1], w_hh1.shape[1]
-    x = np.zeros(ht + 2, dtype=np.float64)
     h0 = np.zeros(n1)
     c0 = np.zeros(n1)
     h1 = np.zeros(n2)
@@ -64,12 +70,15 @@ def _note_axis(time_out, notes, clamp_play, clamp_articulate, uniforms, temperat
     before_play, before_articulate = 0.0, 0.0
     for k in range(p_count):
         p = p_count - 1 - k if downward else k
-        for i in range(ht):
-            x[i] = time_out[p, i]
-        x[ht] = before_play
-        x[ht + 1] = before_articulate
-        _lstm(x, h0, c0, w_ih0, w_hh0, b0, gates0)
-        _lstm(h0, h1, c1, w_ih1, w_hh1, b1, gates1)
+        for g in range(4 * n1):
+            gates0[g] = gates_in[p, g] + w_note0[g, 0] * before_play + w_note0[g, 1] * before_articulate
+        _add_product(gates0, w_hh0, h0)
+        _lstm_update(gates0, h0, c0)
+        for g in range(4 * n2):
+            gates1[g] = b1[g]
+        _add_product(gates1, w_ih1, h0)
+        _add_product(gates1, w_hh1, h1)
+        _lstm_update(gates1, h1, c1)
         for o in range(2):
             acc = out_b[o]
             for j in range(n2):
@@ -97,24 +106,25 @@ def _draw(logit, clamp, uniform, temperature):
 
 
 @njit(cache=True, nogil=True)
-def sample_step(time_out, clamp_play, clamp_articulate, uniforms, temperature, downward,
-                w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
-    """Draw one step's notes for each of B sequences: time_out (B, P, Ht) -> notes (B, P, 2)
+def sample_step(gates_in, clamp_play, clamp_articulate, uniforms, temperature, downward,
+                w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
+    """Draw one step's notes for each of B sequences: gates_in (B, P, 4N1) -> notes (B, P, 2)
     (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
-    for b in range(time_out.shape[0]):
-        _note_axis(time_out[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
-                   w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
+    for b in range(gates_in.shape[0]):
+        _note_axis(gates_in[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
+                   w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def given_logits(time_out, notes, downward, w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits):
-    """The logits (S, P, 2) of S given steps' notes (S, P, 2) from their time outputs (S, P, Ht),
-    each pitch given the notes of the pitches before it on the axis (the likelihood; parity)."""
+def given_logits(gates_in, notes, downward, w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits):
+    """The logits (S, P, 2) of S given steps' notes (S, P, 2) from their first-layer gates
+    (S, P, 4N1), each pitch given the notes of the pitches before it on the axis (the
+    likelihood; parity)."""
     dummy_clamp = np.full(notes.shape[1], -1, dtype=np.int8)
     dummy_uniforms = np.zeros((notes.shape[1], 2))
-    for s in prange(time_out.shape[0]):
-        _note_axis(time_out[s], notes[s], dummy_clamp, dummy_clamp, dummy_uniforms, 1.0, downward,
-                   w_ih0, w_hh0, b0, w_ih1, w_hh1, b1, out_w, out_b, logits[s], False)
+    for s in prange(gates_in.shape[0]):
+        _note_axis(gates_in[s], notes[s], dummy_clamp, dummy_clamp, dummy_uniforms, 1.0, downward,
+                   w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[s], False)
 
 
 @njit(cache=True, nogil=True)

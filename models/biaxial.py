@@ -27,8 +27,9 @@ Johnson's inputs also carried the pitch itself and its class (kept here as `abso
 by default) and a final constant 0 (dropped). His sizes: time [300, 300], note [100, 50],
 dropout 0.5.
 
-What the runtime exports (export_onnx.py): `TimeStep`, one step of the time stack (the previous
-step's notes, the beat and the LSTM states in; the per-pitch outputs and the next states out),
+What the runtime exports (export_onnx.py): `TimeStep`, the time stack over one or more steps (the
+notes of the step before each, their beats and the LSTM states in; the per-pitch outputs and the
+states after the last out),
 and the note stack's weights, which the sampling kernel (bridge/biaxial_kernels.py) runs in numba.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ class BiaxialConfig:
     num_pitches: int = 58            # .. to 87
     time_sizes: list[int] = field(default_factory=lambda: [128, 128])
     note_sizes: list[int] = field(default_factory=lambda: [64, 32])
-    dropout: float = 0.5             # between layers, in training
+    dropout: float = 0.3             # between layers, in training
     downward: bool = True            # the note axis from the top pitch down
     absolute_pitch: bool = False     # pitch class and place in the range as inputs
 
@@ -112,6 +113,10 @@ class Biaxial(nn.Module):
         sizes = [config.time_sizes[-1] + 2] + list(config.note_sizes)
         self.note_layers = nn.ModuleList(nn.LSTM(a, b, batch_first=True) for a, b in zip(sizes, sizes[1:]))
         self.out = nn.Linear(config.note_sizes[-1], 2)
+        with torch.no_grad():
+            # start at a chorale's base rates (about 4 of 58 pitches play; a quarter of them are
+            # struck at a 16th), not at 1/2: from 1/2, the first epochs only learn these, slowly
+            self.out.bias.copy_(torch.tensor([-2.6, -1.05]))
 
     def _stack(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for k, layer in enumerate(layers):
@@ -161,9 +166,10 @@ def loss(logits: torch.Tensor, notes: torch.Tensor, mask: torch.Tensor) -> tuple
 
 
 class TimeStep(nn.Module):
-    """One step of the time stack, for the runtime: (B, P, 2) the previous step's notes, (B,) the
-    step's 16th index, (L, B*P, H) hidden and cell states -> (B, P, Ht) outputs and the next
-    states. The note stack's weights ride along as outputs, as the sampling kernel needs them."""
+    """The time stack over one or more steps, from given states, for the runtime: (B, T, P, 2)
+    the notes of the step before each, (B, T) each step's 16th index, (L, B*P, H) hidden and
+    cell states -> (B, T, P, Ht) outputs and the states after the last step. One step at a time
+    while drawing; a run of given steps in one call."""
 
     def __init__(self, model: Biaxial):
         super().__init__()
@@ -171,15 +177,17 @@ class TimeStep(nn.Module):
 
     def forward(self, notes: torch.Tensor, step: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor):
         config = self.model.config
-        batch, p, _ = notes.shape
-        x = step_features(notes, step, config).reshape(batch * p, 1, -1)
+        batch, steps, p, _ = notes.shape
+        x = step_features(notes, step, config)                                  # (B, T, P, F)
+        x = x.permute(0, 2, 1, 3).reshape(batch * p, steps, -1)                 # (B*P, T, F)
         new_hidden, new_cell = [], []
         for k, layer in enumerate(self.model.time_layers):
             size = layer.hidden_size
             x, (h, c) = layer(x, (hidden[k:k + 1, :, :size], cell[k:k + 1, :, :size]))
             new_hidden.append(F.pad(h, (0, hidden.shape[-1] - size)))
             new_cell.append(F.pad(c, (0, cell.shape[-1] - size)))
-        return x.reshape(batch, p, -1), torch.cat(new_hidden), torch.cat(new_cell)
+        out = x.reshape(batch, p, steps, -1).permute(0, 2, 1, 3)                # (B, T, P, Ht)
+        return out, torch.cat(new_hidden), torch.cat(new_cell)
 
 
 def note_weights(model: Biaxial) -> dict[str, torch.Tensor]:

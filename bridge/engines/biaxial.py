@@ -36,15 +36,41 @@ VOICES = 4
 NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
 
 
-def note_axis_logits(time_out: np.ndarray, notes: np.ndarray, weights: dict, downward: bool = True) -> np.ndarray:
-    """(S, P, Ht) time outputs and (S, P, 2) given notes -> (S, P, 2) float32 logits, each pitch
-    given the notes before it on the axis; `weights` holds NOTE_WEIGHTS."""
-    logits = np.empty(notes.shape, dtype=np.float64)
-    biaxial_kernels.given_logits(np.ascontiguousarray(time_out, dtype=np.float64),
-                                 np.ascontiguousarray(notes, dtype=np.float64), downward,
-                                 *(np.ascontiguousarray(weights[name], dtype=np.float64) for name in NOTE_WEIGHTS),
-                                 logits)
-    return logits.astype(np.float32)
+class NoteStack:
+    """The note axis's weights (NOTE_WEIGHTS, as the ONNX file carries them) and what the engine
+    asks of it; the first layer's input product on the time outputs is one matrix product for
+    all pitches (numpy's BLAS), the rest runs along the pitches in bridge.biaxial_kernels."""
+
+    def __init__(self, weights: dict, downward: bool = True):
+        w = {name: np.ascontiguousarray(weights[name], dtype=np.float64) for name in NOTE_WEIGHTS}
+        width = w["note0_w_ih"].shape[1] - 2                       # the time stack's output size
+        self.time_in = np.ascontiguousarray(w["note0_w_ih"][:, :width].T)   # (Ht, 4N1)
+        self.bias0 = w["note0_b"]
+        self.kernel_weights = (np.ascontiguousarray(w["note0_w_ih"][:, width:]), w["note0_w_hh"], w["note1_w_ih"],
+                               w["note1_w_hh"], w["note1_b"], w["out_w"], w["out_b"])
+        self.downward = downward
+
+    def gates(self, time_out: np.ndarray) -> np.ndarray:
+        """(..., P, Ht) time outputs -> (..., P, 4N1) the first note layer's pre-activations."""
+        return np.ascontiguousarray(np.asarray(time_out, dtype=np.float64) @ self.time_in + self.bias0)
+
+    def sample(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray,
+               uniforms: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """(B, P, Ht) time outputs, (B, P) clamps, (B, P, 2) uniforms -> the notes (B, P, 2)
+        drawn pitch by pitch, and their logits."""
+        notes = np.zeros(uniforms.shape)
+        logits = np.empty(uniforms.shape)
+        biaxial_kernels.sample_step(self.gates(time_out), clamp_play, clamp_articulate, uniforms, float(temperature),
+                                    self.downward, *self.kernel_weights, notes, logits)
+        return notes, logits
+
+    def logits(self, time_out: np.ndarray, notes: np.ndarray) -> np.ndarray:
+        """(S, P, Ht) time outputs and (S, P, 2) given notes -> (S, P, 2) float32 logits, each
+        pitch given the notes before it on the axis."""
+        logits = np.empty(notes.shape, dtype=np.float64)
+        biaxial_kernels.given_logits(self.gates(time_out), np.ascontiguousarray(notes, dtype=np.float64),
+                                     self.downward, *self.kernel_weights, logits)
+        return logits.astype(np.float32)
 
 
 def row_notes(row: np.ndarray, before: np.ndarray | None, min_pitch: int, num_pitches: int) -> np.ndarray:
@@ -70,25 +96,25 @@ class BiaxialEngine(Engine):
         self.time_layers = model.meta_int("time_layers")
         self.state_width = model.meta_int("state_width")
         self.downward = bool(model.meta_int("downward"))
-        outputs = dict(zip(model.output_names, self._run(np.zeros((1, self.num_pitches, 2), dtype=np.float32),
-                                                         np.zeros(1, dtype=np.int64), *self.zero_states(1))))
+        hidden, cell = self.zero_states(1)
+        outputs = dict(zip(model.output_names, model.run({"notes": np.zeros((1, 1, self.num_pitches, 2), np.float32),
+                                                          "step": np.zeros((1, 1), np.int64), "hidden": hidden,
+                                                          "cell": cell})))
         # the note stack's weights are outputs of the step graph; they do not change: read once
-        self.note_weights = tuple(np.ascontiguousarray(outputs[name], dtype=np.float64) for name in NOTE_WEIGHTS)
-
-    def _run(self, notes, step, hidden, cell):
-        return self.model.session.run(None, {"notes": notes, "step": step, "hidden": hidden, "cell": cell})
+        self.note_stack = NoteStack(outputs, self.downward)
 
     def zero_states(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (self.time_layers, batch * self.num_pitches, self.state_width)
         return np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
 
-    def time_step(self, notes: np.ndarray, step: np.ndarray, hidden: np.ndarray, cell: np.ndarray):
-        """(B, P, 2) the previous rows' notes, (B,) the 16th of the rows that follow, the states ->
-        (B, P, Ht) float64 time outputs and the next states."""
+    def time_steps(self, notes: np.ndarray, first: int, hidden: np.ndarray, cell: np.ndarray):
+        """(T, P, 2) the notes of the row before each of T rows, the 16th of the first of them, the
+        states -> (T, P, Ht) float64 time outputs and the states after the last."""
+        steps = np.arange(first, first + len(notes), dtype=np.int64)[None]
         time_out, hidden, cell = self.model.session.run(
             ["time_out", "next_hidden", "next_cell"],
-            {"notes": notes.astype(np.float32), "step": step.astype(np.int64), "hidden": hidden, "cell": cell})
-        return time_out.astype(np.float64), hidden, cell
+            {"notes": np.asarray(notes, dtype=np.float32)[None], "step": steps, "hidden": hidden, "cell": cell})
+        return time_out[0].astype(np.float64), hidden, cell
 
     # ---- inpainting ---------------------------------------------------------------------------
 
@@ -105,23 +131,32 @@ class BiaxialEngine(Engine):
         rng = np.random.default_rng(settings.seed)
         p = self.num_pitches
         hidden, cell = self.zero_states(1)
-        previous = np.zeros((1, p, 2), dtype=np.float32)
-        notes = np.zeros((1, p, 2))
-        logits = np.empty((1, p, 2))
-        for t in range(len(out)):
-            time_out, hidden, cell = self.time_step(previous, np.array([t]), hidden, cell)
-            if not known[t].all():
+        complete = known.all(axis=1)
+        t = 0
+        while t < len(out):
+            # the rows before an unknown one are read in one call; each unknown row is drawn alone
+            end = t + 1
+            while complete[t] and end < len(out) and complete[end]:
+                end += 1
+            previous = self.rows_notes(out, t - 1, end - 1)
+            time_out, hidden, cell = self.time_steps(previous, t, hidden, cell)
+            if not complete[t]:
                 clamp_play, clamp_articulate = self.clamps(out, known, t, allowed)
-                biaxial_kernels.sample_step(time_out, clamp_play[None], clamp_articulate[None], rng.random((1, p, 2)),
-                                            float(settings.temperature), self.downward, *self.note_weights,
-                                            notes, logits)
+                notes, _ = self.note_stack.sample(time_out, clamp_play[None], clamp_articulate[None],
+                                                  rng.random((1, p, 2)), settings.temperature)
                 drawn = np.flatnonzero((notes[0, :, 0] > 0.5) & (clamp_play != 1))
                 unknown_voices = [v for v in range(VOICES) if not known[t, v]]
                 free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
                 for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
                     out[t, v] = pitch
-            previous = row_notes(out[t], out[t - 1] if t else None, self.min_pitch, p)[None]
+            t = end
         return out
+
+    def rows_notes(self, out: np.ndarray, first: int, last: int) -> np.ndarray:
+        """(last - first, P, 2) notes of rows first..last-1 as they sound (row -1: silence before the start)."""
+        return np.stack([row_notes(out[r], out[r - 1] if r > 0 else None, self.min_pitch, self.num_pitches)
+                         if r >= 0 else np.zeros((self.num_pitches, 2), dtype=np.float32)
+                         for r in range(first, last)])
 
     def clamps(self, out: np.ndarray, known: np.ndarray, t: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P,) int8 clamps of play and articulate at row t: the given cells on (struck where their
@@ -140,22 +175,16 @@ class BiaxialEngine(Engine):
 
     def warm_up(self) -> None:
         super().warm_up()
-        notes = np.zeros((1, self.num_pitches, 2))
-        note_axis_logits(np.zeros((1, self.num_pitches, self.state_width)), notes,
-                         dict(zip(NOTE_WEIGHTS, self.note_weights)), self.downward)
+        width = self.note_stack.time_in.shape[0]
+        self.note_stack.logits(np.zeros((1, self.num_pitches, width)), np.zeros((1, self.num_pitches, 2)))
 
     # ---- evaluation ------------------------------------------------------------------------
 
     def sequence_logits(self, notes: np.ndarray) -> np.ndarray:
         """(T, P, 2) true notes -> (T, P, 2) logits, each step's given the steps before it."""
-        hidden, cell = self.zero_states(1)
-        previous = np.zeros((1, self.num_pitches, 2), dtype=np.float32)
-        time_outs = []
-        for t in range(len(notes)):
-            time_out, hidden, cell = self.time_step(previous, np.array([t]), hidden, cell)
-            time_outs.append(time_out[0])
-            previous = notes[t:t + 1].astype(np.float32)
-        return note_axis_logits(np.stack(time_outs), notes, dict(zip(NOTE_WEIGHTS, self.note_weights)), self.downward)
+        previous = np.concatenate([np.zeros((1, self.num_pitches, 2), dtype=np.float32), notes[:-1]])
+        time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
+        return self.note_stack.logits(time_out, notes)
 
     def evaluate(self, data: Path, split: str, limit: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
