@@ -115,15 +115,18 @@ class Clock:
         last = self._last_clock_ns
         if last is not None:
             interval = t_ns - last
+            expected = self._midi_interval_ns
             if interval < MIN_CLOCK_INTERVAL_NS:
                 if self._owed_clocks <= 0:
                     return False  # a flood or a duplicate: neither tempo nor position
                 self._owed_clocks -= 1  # the clocks a stalled sender delivers together
             else:
-                expected = self._midi_interval_ns
                 self._owed_clocks = max(0, round(interval / expected) - 1) if expected else 0
-            if interval > MAX_CLOCK_INTERVAL_NS:
-                self._tempo_window.clear()  # the clock paused: measure afresh
+            if interval > MAX_CLOCK_INTERVAL_NS or (expected and not expected / 2 <= interval <= 2 * expected):
+                # the clock paused, or came bunched (a stalled sender or JACK cycle delivering
+                # what it owed): their arrival times say nothing of the tempo, and in the window
+                # they would read as a faster one for a quarter note; measure afresh after them
+                self._tempo_window.clear()
         self._last_clock_ns = t_ns
         window = self._tempo_window
         window.append(t_ns)

@@ -145,6 +145,28 @@ def test_after_a_pause_the_tempo_known_stands_until_a_quarter_note_came():
     assert clock.bpm == pytest.approx(90.0, rel=0.02)
 
 
+def test_clocks_bunched_after_a_pause_do_not_read_as_a_faster_tempo():
+    """After a pause the first clocks may come bunched (delivered together by a stalled sender
+    or JACK cycle), then on time: the tempo stays the DAW's at every clock, never the bunch's.
+    (Phrase mode's delay follows it: a tempo read 60% fast played a note 290 ms early.)"""
+    clock = Clock("midi")
+    clock.feed(START_B, 0)
+    t = send_clocks(clock, 100, 160.0, 1e9)
+    clock.feed(STOP_B, int(t))
+    resume = t + 0.4e9
+    clock.feed(CONTINUE_B, int(resume))
+    interval = clock_interval_ns(160.0)
+    bunch_at = resume + 9 * interval                   # clocks 0..8 owed, delivered at once
+    seen = []
+    for k in range(9):
+        clock.feed(CLOCK, int(bunch_at + k * 0.2 * MS))
+        seen.append(clock.bpm)
+    for k in range(9, 80):                             # then on time, with arrival jitter
+        clock.feed(CLOCK, int(resume + k * interval + ((k * 7919) % 11 - 5) * 0.1 * MS))
+        seen.append(clock.bpm)
+    assert all(b == pytest.approx(160.0, rel=0.02) for b in seen), [round(b, 1) for b in seen]
+
+
 def test_absurd_clock_tempi_are_clamped_or_forgotten():
     clock = Clock("midi")
     send_clocks(clock, 10, 500.0, 1e9)  # faster than 400 bpm: every other clock is refused
