@@ -72,6 +72,7 @@ class Clock:
         self._last_clock_index = None    # song position of the last clock; None: none since Start/SPP
         self._last_clock_ns = None       # arrival of the last clock accepted
         self._tempo_window = deque(maxlen=TEMPO_WINDOW)  # arrival times of the recent clocks
+        self._last_interval_ns = None    # between the last two clocks
         self._owed_clocks = 0  # clocks that may still come at once after a late one (see _tick)
         self._midi_interval_ns = None    # the DAW's clock interval, once measured
         self._last_onset = None          # (t_ns, step, source, bpm) of the last onset
@@ -122,10 +123,13 @@ class Clock:
                 self._owed_clocks -= 1  # the clocks a stalled sender delivers together
             else:
                 self._owed_clocks = max(0, round(interval / expected) - 1) if expected else 0
-            if interval > MAX_CLOCK_INTERVAL_NS or (expected and not expected / 2 <= interval <= 2 * expected):
-                # the clock paused, or came bunched (a stalled sender or JACK cycle delivering
-                # what it owed): their arrival times say nothing of the tempo, and in the window
-                # they would read as a faster one for a quarter note; measure afresh after them
+            previous, self._last_interval_ns = self._last_interval_ns, interval
+            if (interval > MAX_CLOCK_INTERVAL_NS or interval < MIN_CLOCK_INTERVAL_NS
+                    or (previous and not previous / 2 <= interval <= 2 * previous)):
+                # the clock paused, came bunched (a stalled sender or JACK cycle delivering what
+                # it owed), or jumped: arrival times across it say nothing of one tempo, and in
+                # the window a bunch would read as a faster one for a quarter note; measure
+                # afresh from here (the tempo known stands until the window is full again)
                 self._tempo_window.clear()
         self._last_clock_ns = t_ns
         window = self._tempo_window
