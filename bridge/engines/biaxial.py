@@ -173,6 +173,35 @@ class BiaxialEngine(Engine):
             clamp_play[max(top + 1, 0):] = 0
         return clamp_play, clamp_articulate
 
+    def top_note_probabilities(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
+        """(P,) the probability that each model pitch is the top note drawn at the last row, given
+        the rows before it (the last row's own cells left to the draw), exactly: the note axis
+        runs from the top down, so it is P(p plays | nothing above plays) times P(nothing above p
+        plays), read off one pass with nothing played; clamped pitches as inpaint clamps them."""
+        known = np.asarray(known, dtype=bool)
+        given = np.where(known, roll, REST).astype(np.int16)
+        previous = self.rows_notes(given, -1, len(given) - 1)
+        time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
+        silent = np.zeros((1, self.num_pitches, 2))
+        logits = self.note_stack.logits(time_out[-1:], silent)[0, :, 0].astype(np.float64)
+        temperature = max(float(settings.temperature), 1e-6)
+        play = 1.0 / (1.0 + np.exp(-logits / temperature))
+        play[~self.free_pitches(given, known, settings)] = 0.0
+        none_above = np.concatenate([np.cumprod((1.0 - play)[::-1])[::-1][1:], [1.0]])
+        return play * none_above
+
+    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+        """The likeliest top notes (in the soprano's range) of the last row (top_note_probabilities;
+        ties: the lower pitch). Only with the note axis from the top down; else none."""
+        roll = np.asarray(roll)
+        if len(roll) == 0 or count <= 0 or not self.downward:
+            return []
+        top = self.top_note_probabilities(roll, known, settings)
+        low, high = settings.voice_ranges[SOPRANO]
+        midi = self.min_pitch + np.arange(self.num_pitches)
+        order = sorted((i for i in range(self.num_pitches) if low <= midi[i] <= high), key=lambda i: (-top[i], i))
+        return [int(midi[i]) for i in order[:count]]
+
     def warm_up(self) -> None:
         super().warm_up()
         width = self.note_stack.time_in.shape[0]
