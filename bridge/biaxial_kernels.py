@@ -105,12 +105,12 @@ def _draw(logit, clamp, uniform, temperature):
     return 1.0 if uniform < _sigmoid(logit / temperature) else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def sample_step(gates_in, clamp_play, clamp_articulate, uniforms, temperature, downward,
                 w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
-    """Draw one step's notes for each of B sequences: gates_in (B, P, 4N1) -> notes (B, P, 2)
-    (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
-    for b in range(gates_in.shape[0]):
+    """Draw one step's notes for each of B sequences (or B draws of one): gates_in (B, P, 4N1)
+    -> notes (B, P, 2) (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
+    for b in prange(gates_in.shape[0]):
         _note_axis(gates_in[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
                    w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
 

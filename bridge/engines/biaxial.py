@@ -17,8 +17,11 @@ transposition: a melody in any key gets its harmony in that key. Its beat input 
 from the roll's first row. The roll's grid cannot say that a voice strikes its pitch again; a
 note the model re-articulates in the same voice is heard as held.
 
+Each row is drawn VOICING_DRAWS times side by side (or `candidates` times, when more): the
+draw that gives every unknown voice a note (else the fullest), the likeliest of them, is kept.
+
 Knobs: `temperature` (each play and articulate drawn from sigmoid(logit / temperature); 0: the
-likelier), `key`, `voice_ranges`, `seed`. The Gibbs schedule and the candidates do not apply.
+likelier), `candidates`, `key`, `voice_ranges`, `seed`. The Gibbs schedule does not apply.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ from bridge.errors import BadInput
 from bridge.settings import Settings
 
 VOICES = 4
+# draws of a row side by side, the fullest and likeliest kept (see BiaxialEngine.draw_row)
+VOICING_DRAWS = 8
 NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
 
 
@@ -89,7 +94,7 @@ def row_notes(row: np.ndarray, before: np.ndarray | None, min_pitch: int, num_pi
 class BiaxialEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll before a cell matters
-    knobs = frozenset({"temperature", "key", "voice_ranges", "seed"})
+    knobs = frozenset({"temperature", "candidates", "key", "voice_ranges", "seed"})
 
     def __init__(self, model):
         super().__init__(model)
@@ -141,16 +146,38 @@ class BiaxialEngine(Engine):
             previous = self.rows_notes(out, t - 1, end - 1)
             time_out, hidden, cell = self.time_steps(previous, t, hidden, cell)
             if not complete[t]:
-                clamp_play, clamp_articulate = self.clamps(out, known, t, allowed)
-                notes, _ = self.note_stack.sample(time_out, clamp_play[None], clamp_articulate[None],
-                                                  rng.random((1, p, 2)), settings.temperature)
-                drawn = np.flatnonzero((notes[0, :, 0] > 0.5) & (clamp_play != 1))
                 unknown_voices = [v for v in range(VOICES) if not known[t, v]]
+                drawn = self.draw_row(time_out, *self.clamps(out, known, t, allowed), len(unknown_voices), settings, rng)
                 free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
                 for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
                     out[t, v] = pitch
             t = end
         return out
+
+    def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
+                 settings: Settings, rng: np.random.Generator) -> np.ndarray:
+        """Model pitches of the free notes drawn at one row. max(candidates, VOICING_DRAWS) draws
+        side by side; among those with a note for each of the `wanted` voices (else the most
+        notes), the likeliest under the model wins: a pitch axis of independent-looking choices
+        often leaves a voice out, and a lower temperature, which sharpens each pitch's choice,
+        leaves out more."""
+        draws = max(int(settings.candidates), VOICING_DRAWS)
+        p = self.num_pitches
+        notes, logits = self.note_stack.sample(np.repeat(time_out, draws, axis=0), np.repeat(clamp_play[None], draws, 0),
+                                               np.repeat(clamp_articulate[None], draws, 0), rng.random((draws, p, 2)),
+                                               settings.temperature)
+        free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
+        counts = free.sum(axis=1)
+        enough = counts >= wanted
+        best, best_key = 0, None
+        for d in range(draws):
+            # a draw with just the voices wanted, then one with more (the middle ones dropped),
+            # then the fullest; the likeliest of them
+            key = (counts[d] == wanted, enough[d], min(counts[d], wanted),
+                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1]))
+            if best_key is None or key > best_key:
+                best, best_key = d, key
+        return np.flatnonzero(free[best])
 
     def rows_notes(self, out: np.ndarray, first: int, last: int) -> np.ndarray:
         """(last - first, P, 2) notes of rows first..last-1 as they sound (row -1: silence before the start)."""
