@@ -8,9 +8,8 @@ the time stack's per-pitch outputs that onnxruntime computes once a step.
 Layout: pitches in index order, low to high; the axis runs from the top down when `downward`.
 Note weights as torch keeps them, gates i, f, g, o, two layers: the first's input is the time
 stack's output at the pitch and the (play, articulate) of the pitch before on the axis. Its
-input weights on the time output are applied by the caller, for every pitch at once in one
-matrix product (numpy's BLAS), as gates_in (B, P, 4N1) with the bias added; the kernel takes the
-rest: w_note0 (4N1, 2) on the pitch before, w_hh0 (4N1, N1), then w_ih1 (4N2, N1), w_hh1
+input weights on the time output are applied for every pitch at once (`input_gates`), as
+gates_in (B, P, 4N1) with the bias added; the kernel along the pitches takes the rest: w_note0 (4N1, 2) on the pitch before, w_hh0 (4N1, N1), then w_ih1 (4N2, N1), w_hh1
 (4N2, N2), b1 (4N2,) (torch's two biases summed), out_w (2, N2), out_b (2,). Clamps (B, P)
 int8: -1 = free, 0 = held off, 1 = held on.
 Randomness comes as uniforms (B, P, 2) drawn by the caller's seeded generator, so `--seed`
@@ -27,6 +26,21 @@ from bridge.rbm_kernels import _sigmoid
 
 # at or below this temperature a choice is the likelier one (no sampling)
 _ARGMAX_TEMPERATURE = 1e-6
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def input_gates(time_out, time_in, bias, gates):
+    """gates (S, P, 4N1) = time_out (S, P, Ht) @ time_in (Ht, 4N1) + bias: the first note layer's
+    input from the time stack, for every pitch (here rather than numpy's BLAS, whose threads wait
+    for cores on a busy machine: 7 ms for what takes a fraction of one)."""
+    for s in range(time_out.shape[0]):
+        for p in range(time_out.shape[1]):
+            for g in range(gates.shape[2]):
+                gates[s, p, g] = bias[g]
+            for i in range(time_out.shape[2]):
+                x = time_out[s, p, i]
+                for g in range(gates.shape[2]):
+                    gates[s, p, g] += x * time_in[i, g]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -105,12 +119,12 @@ def _draw(logit, clamp, uniform, temperature):
     return 1.0 if uniform < _sigmoid(logit / temperature) else 0.0
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def sample_step(gates_in, clamp_play, clamp_articulate, uniforms, temperature, downward,
                 w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
     """Draw one step's notes for each of B sequences (or B draws of one): gates_in (B, P, 4N1)
     -> notes (B, P, 2) (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
-    for b in prange(gates_in.shape[0]):
+    for b in range(gates_in.shape[0]):   # not prange: numba's threads wait for cores a busy machine lends
         _note_axis(gates_in[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
                    w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
 

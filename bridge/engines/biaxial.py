@@ -17,8 +17,9 @@ transposition: a melody in any key gets its harmony in that key. Its beat input 
 from the roll's first row. The roll's grid cannot say that a voice strikes its pitch again; a
 note the model re-articulates in the same voice is heard as held.
 
-Each row is drawn VOICING_DRAWS times side by side (or `candidates` times, when more): the
-draw that gives every unknown voice a note (else the fullest), the likeliest of them, is kept.
+A row whose draw leaves an unknown voice without a note is drawn again (up to VOICING_DRAWS
+times): what is kept is a draw from the model given that every voice sounds. With `candidates`
+above 1, that many draws, the likeliest of the full ones.
 
 Knobs: `temperature` (each play and articulate drawn from sigmoid(logit / temperature); 0: the
 likelier), `candidates`, `key`, `voice_ranges`, `seed`. The Gibbs schedule does not apply.
@@ -36,15 +37,17 @@ from bridge.errors import BadInput
 from bridge.settings import Settings
 
 VOICES = 4
-# draws of a row side by side, the fullest and likeliest kept (see BiaxialEngine.draw_row)
+# a row is drawn again until every voice sounds, this many times at most, this many at once
+# (side by side): see BiaxialEngine.draw_row
 VOICING_DRAWS = 8
+DRAWS_AT_ONCE = 2
 NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
 
 
 class NoteStack:
     """The note axis's weights (NOTE_WEIGHTS, as the ONNX file carries them) and what the engine
-    asks of it; the first layer's input product on the time outputs is one matrix product for
-    all pitches (numpy's BLAS), the rest runs along the pitches in bridge.biaxial_kernels."""
+    asks of it, in bridge.biaxial_kernels: the first layer's input from the time outputs for all
+    pitches at once, then the rest along the pitches."""
 
     def __init__(self, weights: dict, downward: bool = True):
         w = {name: np.ascontiguousarray(weights[name], dtype=np.float64) for name in NOTE_WEIGHTS}
@@ -56,16 +59,22 @@ class NoteStack:
         self.downward = downward
 
     def gates(self, time_out: np.ndarray) -> np.ndarray:
-        """(..., P, Ht) time outputs -> (..., P, 4N1) the first note layer's pre-activations."""
-        return np.ascontiguousarray(np.asarray(time_out, dtype=np.float64) @ self.time_in + self.bias0)
+        """(S, P, Ht) time outputs -> (S, P, 4N1) the first note layer's pre-activations."""
+        time_out = np.ascontiguousarray(time_out, dtype=np.float64)
+        gates = np.empty((*time_out.shape[:2], len(self.bias0)))
+        biaxial_kernels.input_gates(time_out, self.time_in, self.bias0, gates)
+        return gates
 
     def sample(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray,
                uniforms: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-        """(B, P, Ht) time outputs, (B, P) clamps, (B, P, 2) uniforms -> the notes (B, P, 2)
-        drawn pitch by pitch, and their logits."""
+        """(B, P, Ht) time outputs (or (1, P, Ht) for B draws of one row), (B, P) clamps, (B, P, 2)
+        uniforms -> the notes (B, P, 2) drawn pitch by pitch, and their logits."""
+        gates = self.gates(time_out)
+        if len(gates) != len(uniforms):
+            gates = np.ascontiguousarray(np.repeat(gates, len(uniforms), axis=0))
         notes = np.zeros(uniforms.shape)
         logits = np.empty(uniforms.shape)
-        biaxial_kernels.sample_step(self.gates(time_out), clamp_play, clamp_articulate, uniforms, float(temperature),
+        biaxial_kernels.sample_step(gates, clamp_play, clamp_articulate, uniforms, float(temperature),
                                     self.downward, *self.kernel_weights, notes, logits)
         return notes, logits
 
@@ -156,25 +165,42 @@ class BiaxialEngine(Engine):
 
     def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
                  settings: Settings, rng: np.random.Generator) -> np.ndarray:
-        """Model pitches of the free notes drawn at one row. max(candidates, VOICING_DRAWS) draws
-        side by side; among those with a note for each of the `wanted` voices (else the most
-        notes), the likeliest under the model wins: a pitch axis of independent-looking choices
-        often leaves a voice out, and a lower temperature, which sharpens each pitch's choice,
-        leaves out more."""
-        draws = max(int(settings.candidates), VOICING_DRAWS)
+        """Model pitches of the free notes drawn at one row. Independent-looking choices along the
+        pitch axis often leave a voice out (more so at a low temperature, which sharpens each
+        one), so a draw that gives fewer than `wanted` notes is drawn again, DRAWS_AT_ONCE at a
+        time side by side, up to VOICING_DRAWS: the first full one is a draw from the model given
+        that every voice sounds (else the fullest is kept). With `candidates` above 1, that many
+        draws and the likeliest full one."""
+        if settings.candidates > 1:
+            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, int(settings.candidates), settings, rng)
+            return self._choose(notes, logits, clamp_play, wanted, likeliest=True)
+        tried_notes, tried_logits = [], []
+        while sum(len(n) for n in tried_notes) < VOICING_DRAWS:
+            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, DRAWS_AT_ONCE, settings, rng)
+            tried_notes.append(notes)
+            tried_logits.append(logits)
+            free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
+            if (free.sum(axis=1) >= wanted).any():
+                break
+        return self._choose(np.concatenate(tried_notes), np.concatenate(tried_logits), clamp_play, wanted,
+                            likeliest=False)
+
+    def _draws(self, time_out, clamp_play, clamp_articulate, count: int, settings: Settings, rng):
         p = self.num_pitches
-        notes, logits = self.note_stack.sample(np.repeat(time_out, draws, axis=0), np.repeat(clamp_play[None], draws, 0),
-                                               np.repeat(clamp_articulate[None], draws, 0), rng.random((draws, p, 2)),
-                                               settings.temperature)
+        return self.note_stack.sample(time_out, np.repeat(clamp_play[None], count, 0),
+                                      np.repeat(clamp_articulate[None], count, 0), rng.random((count, p, 2)),
+                                      settings.temperature)
+
+    @staticmethod
+    def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int, likeliest: bool) -> np.ndarray:
+        """The free notes of the draw kept: one with just the voices wanted, else one with more
+        (the middle ones are dropped), else the fullest; of those the likeliest, or the first."""
         free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
         counts = free.sum(axis=1)
-        enough = counts >= wanted
         best, best_key = 0, None
-        for d in range(draws):
-            # a draw with just the voices wanted, then one with more (the middle ones dropped),
-            # then the fullest; the likeliest of them
-            key = (counts[d] == wanted, enough[d], min(counts[d], wanted),
-                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1]))
+        for d in range(len(notes)):
+            key = (counts[d] == wanted, counts[d] >= wanted, min(counts[d], wanted),
+                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1]) if likeliest else -d)
             if best_key is None or key > best_key:
                 best, best_key = d, key
         return np.flatnonzero(free[best])
