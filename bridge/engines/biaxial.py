@@ -1,10 +1,10 @@
 """Bi-axial LSTM engine (Johnson 2017): a time stack of LSTMs run at every pitch with the same
 weights, then a note stack along the pitches; each 16th's notes drawn pitch by pitch.
 
-Step by step through the roll, from its first row: onnxruntime runs the time stack once (the
-previous row's notes in, every pitch's output and the next states out), then the numba kernel
-(bridge/biaxial_kernels.py) runs the note axis down from the top pitch, drawing each pitch's
-(play, articulate) before the next:
+Through the roll from its first row: onnxruntime runs the time stack (the notes of the row
+before in, every pitch's output and the next states out; a run of given rows in one call), and
+at each row with an unknown cell the numba kernel (bridge/biaxial_kernels.py) runs the note axis
+down from the top pitch, drawing each pitch's (play, articulate) before the next:
 
 - a given cell is clamped: its pitch plays, struck where its voice comes to it; when the soprano
   is given, every pitch above it is clamped off (the melody is the top voice), and so is every
