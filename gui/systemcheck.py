@@ -105,17 +105,23 @@ def debian_packages(libraries: list[str]) -> list[str]:
     return sorted({DEBIAN_PACKAGES[name] for name in libraries if name in DEBIAN_PACKAGES})
 
 
-def _blocked(platform: str) -> tuple[str, list[str]] | None:
-    """(why, missing libraries) when `platform` cannot open a window here; None when it can."""
+def _blocked(platform: str) -> tuple[str, list[str], str] | None:
+    """(why, missing libraries, what to do) when `platform` cannot open a window here; None when
+    it can."""
     variable = _DISPLAY_VARIABLE.get(platform)
     if variable and not os.environ.get(variable):
-        return f"no display to open the window on ({variable} is not set)", []
+        return (f"no display to open the window on ({variable} is not set)", [],
+                "run it in a desktop session, or render offscreen: bachbridge gui --screenshot window.png")
     plugin = plugin_path(platform)
     if plugin is None:
-        return f"PyQt6 has no {platform!r} platform plugin", []
+        return f"PyQt6 has no {platform!r} platform plugin", [], "reinstall PyQt6 (make venv)"
     missing = missing_libraries(plugin)
     if missing:
-        return f"Qt's {platform} platform plugin cannot load: missing {', '.join(missing)}", missing
+        packages = debian_packages(missing)
+        todo = (f"install {' '.join(packages)} (Debian/Ubuntu: sudo apt-get install {' '.join(packages)}; "
+                "`make run` does it; other systems: installers/README.md)" if packages
+                else "install the packages that provide them (installers/README.md)")
+        return f"Qt's {platform} platform plugin cannot load: missing {', '.join(missing)}", missing, todo
     return None
 
 
@@ -131,17 +137,7 @@ def window_problem() -> tuple[str, list[str]] | None:
             return None
         blocked.append(why)
     # a missing library is what a user can fix: say that one (xcb's, when both plugins lack some)
-    why, missing = next((block for block in reversed(blocked) if block[1]), blocked[0])
-    packages = debian_packages(missing)
-    if packages:
-        todo = (f"install {' '.join(packages)} (Debian/Ubuntu: sudo apt-get install {' '.join(packages)}; "
-                "`make run` does it; other systems: installers/README.md)")
-    elif missing:
-        todo = "install the packages that provide them (installers/README.md)"
-    elif "not set" in why:
-        todo = "run it in a desktop session, or render offscreen: bachbridge gui --screenshot window.png"
-    else:
-        todo = "reinstall PyQt6 (make venv)"
+    why, missing, todo = next((block for block in reversed(blocked) if block[1]), blocked[0])
     return f"{why}; {todo}", missing
 
 
