@@ -12,6 +12,7 @@ SHIPPED_MODELS = {
     "coconet": "coconet.onnx",
     "coconet-live": "coconet-live.onnx",
     "rnnrbm": "rnnrbm.onnx",
+    "biaxial": "biaxial.onnx",
 }
 
 

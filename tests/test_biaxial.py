@@ -284,3 +284,28 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
     got = answers(events, onset_grid=eighth, xruns=[x - dump.start_frame for x in xruns.frames])
     assert got.onsets >= 15 and got.lost_by_sender == [], got.line()   # an xrun's losses are JACK's
     assert {key: n for key, n in got.hanging.items() if key[0] != 0} == {}
+
+
+# ------------------------------------------------------------- the shipped model
+
+def test_shipped_biaxial_is_there_small_and_described():
+    from bridge.onnxmodel import OnnxModel
+    from models import shipped_model
+
+    path = shipped_model("biaxial")
+    assert path.exists() and path.stat().st_size < 10 * 1024 * 1024
+    model = OnnxModel(path)
+    assert model.engine == "biaxial" and model.name == "biaxial"
+    assert "Jsb16thSeparated.npz train split (229 chorales)" in model.metadata["train_data"]
+    figures = model.figures()
+    assert figures["split"] == "test" and -3.0 < figures["log_likelihood"] < -1.0
+
+
+def test_shipped_biaxial_harmonizes_in_three_voices_below_the_melody():
+    engine = load_engine("biaxial")
+    soprano = hymn_steps()
+    roll = engine.harmonize(soprano, Settings(seed=0))
+    assert np.array_equal(roll[:, 0], soprano)
+    lower = roll[:, 1:]
+    assert np.all((lower < roll[:, :1]) | (lower == REST))
+    assert (lower >= 0).mean() > 0.9   # every voice sounds almost everywhere
