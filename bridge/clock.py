@@ -116,12 +116,12 @@ class Clock:
         last = self._last_clock_ns
         if last is not None:
             interval = t_ns - last
-            expected = self._midi_interval_ns
             if interval < MIN_CLOCK_INTERVAL_NS:
                 if self._owed_clocks <= 0:
                     return False  # a flood or a duplicate: neither tempo nor position
                 self._owed_clocks -= 1  # the clocks a stalled sender delivers together
             else:
+                expected = self._midi_interval_ns
                 self._owed_clocks = max(0, round(interval / expected) - 1) if expected else 0
             previous, self._last_interval_ns = self._last_interval_ns, interval
             if (interval > MAX_CLOCK_INTERVAL_NS or interval < MIN_CLOCK_INTERVAL_NS

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
-import mido
 import numpy as np
 import pytest
 import torch
@@ -16,6 +16,7 @@ from bridge.engines import REST, load_engine
 from bridge.engines.biaxial import NoteStack
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, run_cli, run_module
+from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
 
 HYMN = [67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 69]
@@ -221,13 +222,6 @@ def test_melody_candidates_are_the_likeliest_top_notes(engine):
     assert candidates == sorted(in_range, key=lambda q: (-exact[q - engine.min_pitch], q))[:3]
 
 
-def tracks_of(path):
-    midi = mido.MidiFile(path)
-    names = [next((m.name for m in t if m.type == "track_name"), "") for t in midi.tracks]
-    notes = [[m.note for m in t if m.type == "note_on" and m.velocity > 0] for t in midi.tracks]
-    return names, notes
-
-
 def test_cli_harmonize_generate_and_eval_end_to_end(tiny_biaxial, jsb_npz, tmp_path):
     out = tmp_path / "chorale.mid"
     result = run_cli("harmonize", EXAMPLE_MELODY, "-o", out, "--model", tiny_biaxial, "--seed", 1)
@@ -267,8 +261,6 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
         seq = MidiSeq(server, "seq", notes, loop_frames=8 * eighth)
         server.connect("seq:out", "bachbridge in")
         server.connect("seq:out", "dump:input")
-        import time
-
         time.sleep(5.0)
         seq.close()
         time.sleep(0.5)

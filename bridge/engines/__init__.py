@@ -94,6 +94,16 @@ class Engine(ABC):
         known = np.concatenate([prime_known, np.zeros((steps, 4), dtype=bool)])
         return self.inpaint(roll, known, settings)
 
+    @staticmethod
+    def given_cells(roll: np.ndarray, known: np.ndarray, voices: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """(the roll with every unknown cell a rest, int16; `known` as bool), BadInput unless both
+        are (T, voices)."""
+        roll = np.asarray(roll)
+        known = np.asarray(known, dtype=bool)
+        if roll.ndim != 2 or roll.shape[1] != voices or known.shape != roll.shape:
+            raise BadInput(f"roll and known must both be (T, {voices}), not {roll.shape} and {known.shape}")
+        return np.where(known, roll, REST).astype(np.int16), known
+
     def scale(self, roll: np.ndarray, known: np.ndarray, settings: Settings):
         """Pitch classes the filled-in voices may use, or None (any)."""
         if settings.key == "off":

@@ -33,7 +33,6 @@ import numpy as np
 
 from bridge import biaxial_kernels
 from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
-from bridge.errors import BadInput
 from bridge.settings import Settings
 
 VOICES = 4
@@ -134,11 +133,7 @@ class BiaxialEngine(Engine):
 
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
         # recurrent: a row depends only on the rows before it, so an open end changes nothing
-        roll = np.asarray(roll)
-        known = np.asarray(known, dtype=bool)
-        if roll.ndim != 2 or roll.shape[1] != VOICES or known.shape != roll.shape:
-            raise BadInput(f"roll and known must both be (T, {VOICES}), not {roll.shape} and {known.shape}")
-        out = np.where(known, roll, REST).astype(np.int16)
+        out, known = self.given_cells(roll, known)
         if known.all():
             return out
         allowed = self.free_pitches(out, known, settings)
@@ -231,8 +226,7 @@ class BiaxialEngine(Engine):
         the rows before it (the last row's own cells left to the draw), exactly: the note axis
         runs from the top down, so it is P(p plays | nothing above plays) times P(nothing above p
         plays), read off one pass with nothing played; clamped pitches as inpaint clamps them."""
-        known = np.asarray(known, dtype=bool)
-        given = np.where(known, roll, REST).astype(np.int16)
+        given, known = self.given_cells(roll, known)
         previous = self.rows_notes(given, -1, len(given) - 1)
         time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
         silent = np.zeros((1, self.num_pitches, 2))

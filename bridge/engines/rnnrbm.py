@@ -37,7 +37,6 @@ import numpy as np
 
 from bridge import keys, rbm_kernels
 from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
-from bridge.errors import BadInput
 from bridge.settings import Settings
 
 VOICES = 4
@@ -113,11 +112,7 @@ class RnnRbmEngine(Engine):
 
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
         # recurrent: a frame depends only on the frames before it, so an open end changes nothing
-        roll = np.asarray(roll)
-        known = np.asarray(known, dtype=bool)
-        if roll.ndim != 2 or roll.shape[1] != VOICES or known.shape != roll.shape:
-            raise BadInput(f"roll and known must both be (T, {VOICES}), not {roll.shape} and {known.shape}")
-        out = np.where(known, roll, REST).astype(np.int16)
+        out, known = self.given_cells(roll, known)
         unknown_rows = np.flatnonzero(~known.all(axis=1))
         if unknown_rows.size == 0:
             return out
@@ -188,12 +183,10 @@ class RnnRbmEngine(Engine):
         """The commonest top notes (in the soprano's range) of CANDIDATE_CHAINS draws from the
         RBM of the last row's frame, given the frames before it: the model's own distribution of
         the next melody note, estimated by sampling (ties: the lower pitch)."""
-        roll = np.asarray(roll)
-        known = np.asarray(known, dtype=bool)
-        steps, spf = len(roll), self.steps_per_frame
+        given, known = self.given_cells(roll, known)
+        steps, spf = len(given), self.steps_per_frame
         if steps == 0 or count <= 0:
             return []
-        given = np.where(known, roll, REST).astype(np.int16)
         shift = self.model_shift(given, known, settings)
         notes = np.zeros((1, self.num_pitches), dtype=np.float32)
         state = np.zeros((1, self.num_recurrent), dtype=np.float32)

@@ -285,9 +285,9 @@ class PhraseMode(Player):
             # the earliest due of the pending rows: each keeps the delay of its note's tempo, so
             # after the tempo rose (the DAW's first clocks, after the internal tempo) a later row
             # can be due before the first
-            due = self.start_ns[settled:rows] + self.delay_at[settled:rows]
-            row = settled + int(np.argmin(due))
-            return int(due[row - settled]) - self.margin_ns(int(self.delay_at[row]))
+            # (a few rows, every tick of the worker: a loop, no arrays made)
+            due, row = min((int(self.start_ns[r]) + int(self.delay_at[r]), r) for r in range(settled, rows))
+            return due - self.margin_ns(int(self.delay_at[row]))
         if self.melody is not None and self.clock.mode != "free":
             row = self.rows - 1
             delay = int(self.delay_at[row])
