@@ -247,6 +247,8 @@ def export_biaxial(checkpoint: dict, name: str):
         "time_layers": layers,
         "state_width": width,
         "downward": int(config.downward),
+        "step_16ths": config.step_16ths,
+        "articulation": int(config.articulation),
         "config": json.dumps(config.to_dict()),
     }
 

@@ -55,7 +55,7 @@ def main() -> int:
                                                        rng.random((DRAWS_AT_ONCE, pitches, 2)), 1.0), args.repeat)
     prime = np.tile(np.array([[67, 62, 55, 43]], dtype=np.int16), (16, 1))
     started = time.perf_counter()
-    engine.generate(prime, np.ones(prime.shape, dtype=bool), 64, Settings(seed=0, temperature=1.0))
+    engine.generate(prime, np.ones(prime.shape, dtype=bool), 64, Settings(seed=0, temperature=1.0)).pitches
     generated = 1e3 * (time.perf_counter() - started) / 64
     context = LiveConfig().context_steps
     window = np.tile(np.array([[67, 62, 55, 43]], dtype=np.int16), (context + 1, 1))

@@ -141,7 +141,7 @@ def main() -> int:
                 config = LiveConfig(mode=args.live, context_steps=args.context)
                 rolls.append(render(engine, soprano, config, settings.replace(seed=seed)))
             else:
-                rolls.append(engine.harmonize(soprano, settings.replace(seed=seed)))
+                rolls.append(engine.harmonize(soprano, settings.replace(seed=seed)).pitches)
             print(f"\rharmonized {seed + 1}/{len(sopranos)}", end="", file=sys.stderr, flush=True)
         seconds = time.perf_counter() - started
         print(file=sys.stderr)

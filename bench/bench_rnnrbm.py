@@ -58,7 +58,7 @@ def main() -> int:
     times = []
     for seed in range(10):
         started = time.perf_counter()
-        engine.generate(empty, empty.astype(bool), bars * 16, settings.replace(seed=seed))
+        engine.generate(empty, empty.astype(bool), bars * 16, settings.replace(seed=seed)).pitches
         times.append(time.perf_counter() - started)
     frames = bars * 16 // engine.steps_per_frame
     per_generation = statistics.median(times)
@@ -92,7 +92,7 @@ def main() -> int:
         times = []
         for seed, soprano in enumerate(sopranos):
             started = time.perf_counter()
-            engine.harmonize(soprano, settings.replace(seed=seed))
+            engine.harmonize(soprano, settings.replace(seed=seed)).pitches
             times.append(time.perf_counter() - started)
         print(f"harmonize {len(sopranos)} JSB test sopranos (mean {statistics.mean(map(len, sopranos)):.0f} sixteenths), "
               f"defaults: mean {statistics.mean(times) * 1e3:.1f} ms, median {statistics.median(times) * 1e3:.1f} ms, "
@@ -100,7 +100,7 @@ def main() -> int:
 
     # ---- the live bridge's questions
     soprano = np.repeat(np.array([67, 67, 66, 64, 62, 67, 69, 71, 71], dtype=np.int16), 4)[:33]
-    roll = engine.harmonize(soprano, settings.replace(seed=0))
+    roll = np.array(engine.harmonize(soprano, settings.replace(seed=0)).pitches)
     known = np.ones(roll.shape, dtype=bool)
     known[-1, 1:] = False
     note_settings = settings  # the live bridge passes its settings as they are

@@ -142,13 +142,14 @@ def given_logits(gates_in, notes, downward, w_note0, w_hh0, w_ih1, w_hh1, b1, ou
 
 
 @njit(cache=True, nogil=True)
-def log_likelihood(logits, notes):
-    """Sum over steps and pitches of log P(play) and, where played, log P(articulate | play)."""
+def log_likelihood(logits, notes, articulation):
+    """Sum over steps and pitches of log P(play) and, where played and `articulation`,
+    log P(articulate | play)."""
     total = 0.0
     for s in range(logits.shape[0]):
         for p in range(logits.shape[1]):
             total += _log_bernoulli(logits[s, p, 0], notes[s, p, 0])
-            if notes[s, p, 0] > 0.5:
+            if articulation and notes[s, p, 0] > 0.5:
                 total += _log_bernoulli(logits[s, p, 1], notes[s, p, 1])
     return total
 

@@ -131,8 +131,9 @@ def cmd_generate(args) -> int:
     import numpy as np
 
     from bridge.convert import atomic_write
-    from bridge.engines import REST, load_engine
+    from bridge.engines import load_engine
     from bridge.midifile import quantize, read_melody, read_voices, write_voices
+    from bridge.score import REST, Score
 
     if args.bars < 1:
         raise BadInput(f"--bars must be >= 1, not {args.bars}")
@@ -140,24 +141,28 @@ def cmd_generate(args) -> int:
     if not output.parent.is_dir():
         raise BadInput("output folder does not exist", output)
     settings = settings_from(args)
-    prime, known = np.zeros((0, 4), dtype=np.int16), np.zeros((0, 4), dtype=bool)
+    prime, known = Score.of(np.zeros((0, 4), dtype=np.int16)), np.zeros((0, 4), dtype=bool)
     if args.prime:
         source = Path(args.prime)
         if not source.is_file():
             raise BadInput("no such file", source)
         try:
             prime = read_voices(source)
-            known = np.ones(prime.shape, dtype=bool)
+            known = np.ones(prime.pitches.shape, dtype=bool)
         except BadInput:  # not four voices: its top line is the melody, the rest is filled in
-            soprano, _ = quantize(read_melody(source))
-            prime = np.full((len(soprano), 4), REST, dtype=np.int16)
-            prime[:, 0] = soprano
-            known = np.zeros(prime.shape, dtype=bool)
+            melody, _ = quantize(read_melody(source))
+            soprano = melody.pitches[:, 0]
+            pitches = np.full((len(soprano), 4), REST, dtype=np.int16)
+            pitches[:, 0] = soprano
+            onsets = np.zeros(pitches.shape, dtype=bool)
+            onsets[:, 0] = melody.onsets[:, 0]
+            prime = Score.of(pitches, onsets)
+            known = np.zeros(pitches.shape, dtype=bool)
             known[:, 0] = True
             known[soprano < 0] = True
     engine = load_engine(model_from(args))
-    roll = engine.generate(prime, known, args.bars * 16, settings)
-    atomic_write(output, lambda temp: write_voices(temp, roll, bpm=args.bpm))
+    score = engine.generate(prime, known, args.bars * 16, settings)
+    atomic_write(output, lambda temp: write_voices(temp, score, bpm=args.bpm))
     return 0
 
 

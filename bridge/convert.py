@@ -46,8 +46,8 @@ def harmonize_file(source: Path, target: Path, engine: Engine, settings: Setting
         raise BadInput("output folder does not exist", target)
     melody = read_melody(source, track=track)
     soprano, step_ticks = quantize(melody)
-    roll = engine.harmonize(soprano, settings)
-    atomic_write(target, lambda temp: write_chorale(temp, roll, melody, step_ticks))
+    score = engine.harmonize(soprano, settings)
+    atomic_write(target, lambda temp: write_chorale(temp, score, melody, step_ticks))
 
 
 # ---- batch ----------------------------------------------------------------------------------

@@ -97,3 +97,11 @@ def parse_key(text: str) -> tuple[int, str]:
         pc -= 1
     mode = "minor" if match["mode"] in ("m", "min", "minor") else "major"
     return pc % 12, mode
+
+
+_TONIC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """(tonic pitch class, 'major' or 'minor') -> a name parse_key reads back: 'Eb', 'F#m'."""
+    return _TONIC_NAMES[tonic % 12] + ("m" if mode == "minor" else "")

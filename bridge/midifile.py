@@ -16,8 +16,8 @@ import mido
 import numpy as np
 
 from bridge.errors import BadInput
+from bridge.score import REST, Score
 
-REST = -1
 STEPS_PER_BEAT = 4
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 
@@ -78,8 +78,8 @@ def read_melody(path, track: int | None = None) -> Melody:
     )
 
 
-def read_voices(path) -> np.ndarray:
-    """A four-voice file back into a (T, 4) roll on the 16th grid.
+def read_voices(path) -> Score:
+    """A four-voice file back into a Score on the 16th grid (repeated notes struck again).
 
     Voices are the 4 non-drum tracks with notes, in track order, or, when a single track has
     notes, its 4 channels in channel order.
@@ -87,11 +87,13 @@ def read_voices(path) -> np.ndarray:
     scans, ticks_per_beat = _read_file(path)
     voices = _voice_notes(scans, path)
     step = ticks_per_beat / STEPS_PER_BEAT
-    columns = [_to_grid(_top_line(notes, min_tail=ticks_per_beat / 8), step)[0] for notes in voices]
-    roll = np.full((max(len(c) for c in columns), len(VOICE_NAMES)), REST, dtype=np.int16)
-    for voice, column in enumerate(columns):
+    columns = [_to_grid(_top_line(notes, min_tail=ticks_per_beat / 8), step) for notes in voices]
+    roll = np.full((max(len(c) for c, _ in columns), len(VOICE_NAMES)), REST, dtype=np.int16)
+    onsets = np.zeros(roll.shape, dtype=bool)
+    for voice, (column, onset_ticks) in enumerate(columns):
         roll[: len(column), voice] = column
-    return roll
+        onsets[: len(column), voice] = _onsets(len(column), onset_ticks)
+    return Score.of(roll, onsets)
 
 
 def _voice_notes(scans: list[_TrackScan], path) -> list[list[Note]]:
@@ -220,8 +222,9 @@ def _top_line(notes: list[Note], min_tail: float) -> list[Note]:
 
 # ---------------------------------------------------------------------------- the grid
 
-def quantize(melody: Melody) -> tuple[np.ndarray, np.ndarray]:
-    """-> soprano (T,) int16 MIDI pitch or REST, and step_ticks (T+1,) int64: each step's start tick.
+def quantize(melody: Melody) -> tuple[Score, np.ndarray]:
+    """-> the melody as a one-voice Score on the 16th grid (a repeated note struck again), and
+    step_ticks (T+1,) int64: each step's start tick.
 
     Steps where a melody note starts begin at that note's real tick, and the last entry is the
     melody's real end, so harmony written on these ticks moves exactly with the melody as played.
@@ -229,7 +232,13 @@ def quantize(melody: Melody) -> tuple[np.ndarray, np.ndarray]:
     step = melody.ticks_per_beat / STEPS_PER_BEAT
     soprano, onset_ticks = _to_grid(melody.notes, step)
     end = melody.notes[-1].end if melody.notes else 0
-    return soprano, _step_ticks(len(soprano), step, onset_ticks, end)
+    return Score.melody(soprano, _onsets(len(soprano), onset_ticks)), _step_ticks(len(soprano), step, onset_ticks, end)
+
+
+def _onsets(steps: int, onset_ticks: dict[int, int]) -> np.ndarray:
+    onsets = np.zeros(steps, dtype=bool)
+    onsets[list(onset_ticks)] = True
+    return onsets
 
 
 def _to_grid(notes, step: float) -> tuple[np.ndarray, dict[int, int]]:
@@ -270,12 +279,12 @@ def _nearest_step(tick: int, step: float) -> int:
 
 # ---------------------------------------------------------------------------- writing
 
-def write_chorale(path, roll: np.ndarray, melody: Melody, step_ticks: np.ndarray) -> None:
-    """Four tracks, Soprano..Bass on channels 1-4: the melody as played, roll columns 1-3 under it."""
-    roll = np.asarray(roll)
+def write_chorale(path, score: Score, melody: Melody, step_ticks: np.ndarray) -> None:
+    """Four tracks, Soprano..Bass on channels 1-4: the melody as played, the score's alto, tenor
+    and bass under it (a note per onset)."""
     step_ticks = np.asarray(step_ticks)
-    if roll.ndim != 2 or roll.shape[1] != len(VOICE_NAMES) or len(step_ticks) != len(roll) + 1:
-        raise ValueError(f"roll {roll.shape} and step_ticks {step_ticks.shape} do not match")
+    if score.pitches.shape[1] != len(VOICE_NAMES) or len(step_ticks) != len(score) + 1:
+        raise ValueError(f"score {score.pitches.shape} and step_ticks {step_ticks.shape} do not match")
 
     starts = [note.start for note in melody.notes]
 
@@ -284,10 +293,10 @@ def write_chorale(path, roll: np.ndarray, melody: Melody, step_ticks: np.ndarray
         return melody.notes[index].velocity if index >= 0 else DEFAULT_VELOCITY
 
     voices = [list(melody.notes)]
-    for column in roll[:, 1:].T:
+    for voice in range(1, len(VOICE_NAMES)):
         voices.append([
             Note(pitch, int(step_ticks[t0]), int(step_ticks[t1]), velocity_at(step_ticks[t0]))
-            for pitch, t0, t1 in note_runs(column)
+            for pitch, t0, t1 in score.note_runs(voice)
         ])
     end = max([melody.length_ticks, int(step_ticks[-1])] + [tick for tick, _ in melody.meta])
 
@@ -303,7 +312,7 @@ def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity
     """A one-track 4/4 melody file from (T,) MIDI pitches per 16th step (REST = silence)."""
     pitches = np.asarray(pitches_per_step)
     ticks = _grid_ticks(len(pitches), ticks_per_beat / STEPS_PER_BEAT)
-    notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in note_runs(pitches)]
+    notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in Score.melody(pitches).note_runs(0)]
     meta = (
         (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
@@ -313,35 +322,22 @@ def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity
     midi.save(path)
 
 
-def write_voices(path, roll: np.ndarray, ticks_per_beat: int = 480, bpm: float = 100.0,
+def write_voices(path, score: Score, ticks_per_beat: int = 480, bpm: float = 100.0,
                  velocity: int = DEFAULT_VELOCITY) -> None:
-    """Four tracks, Soprano..Bass on channels 1-4, from a (T, 4) roll on the 16th grid (4/4 at
-    `bpm`): for music with no source melody to keep, such as `bachbridge generate`'s."""
-    roll = np.asarray(roll)
-    if roll.ndim != 2 or roll.shape[1] != len(VOICE_NAMES):
-        raise ValueError(f"roll must be (T, {len(VOICE_NAMES)}), not {roll.shape}")
-    ticks = _grid_ticks(len(roll), ticks_per_beat / STEPS_PER_BEAT)
+    """Four tracks, Soprano..Bass on channels 1-4, from a four-voice Score on the 16th grid (4/4
+    at `bpm`): for music with no source melody to keep, such as `bachbridge generate`'s."""
+    if score.pitches.shape[1] != len(VOICE_NAMES):
+        raise ValueError(f"score must have {len(VOICE_NAMES)} voices, not {score.pitches.shape[1]}")
+    ticks = _grid_ticks(len(score), ticks_per_beat / STEPS_PER_BEAT)
     meta = (
         (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
     )
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    for channel, (name, column) in enumerate(zip(VOICE_NAMES, roll.T)):
-        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in note_runs(column)]
+    for channel, name in enumerate(VOICE_NAMES):
+        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), velocity) for p, t0, t1 in score.note_runs(channel)]
         midi.tracks.append(_voice_track(name, channel, notes, meta if channel == 0 else (), int(ticks[-1])))
     midi.save(path)
-
-
-def note_runs(column: np.ndarray) -> list[tuple[int, int, int]]:
-    """(pitch, first step, stop step) for each run of equal non-rest pitches."""
-    runs = []
-    start = 0
-    for t in range(1, len(column) + 1):
-        if t == len(column) or column[t] != column[start]:
-            if column[start] != REST:
-                runs.append((int(column[start]), start, t))
-            start = t
-    return runs
 
 
 def _voice_track(name, channel, notes, meta, end) -> mido.MidiTrack:

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--bars", type=int, default=None)
     args = p.parse_args(argv)
     try:
-        roll = read_voices(args.midi)
+        roll = read_voices(args.midi).pitches
     except BadInput as error:
         print(f"showroll: {error}", file=sys.stderr)
         return 2

@@ -169,8 +169,8 @@ def demo_in_roll(window, bpm: float = 92.0, at_step: int = 58) -> None:
     from gui.window import position_text
 
     engine = window.session.engine
-    soprano, _ = quantize(read_melody(EXAMPLE_MELODY))
-    roll = engine.harmonize(soprano[: at_step + 8], window.session.settings.replace(steps=12, seed=3))
+    melody, _ = quantize(read_melody(EXAMPLE_MELODY))
+    roll = engine.harmonize(melody.pitches[: at_step + 8, 0], window.session.settings.replace(steps=12, seed=3)).pitches
     step_ns = NS_PER_MINUTE / (bpm * 4)
     start = time.perf_counter_ns()
     now = int(start + at_step * step_ns)

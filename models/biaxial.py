@@ -54,6 +54,9 @@ class BiaxialConfig:
     dropout: float = 0.3             # between layers, in training
     downward: bool = True            # the note axis from the top pitch down
     absolute_pitch: bool = False     # pitch class and place in the range as inputs
+    step_16ths: int = 1              # 16ths per time step: 4 for the quarter-note frames of the JSB pickle
+    articulation: bool = True        # False: the data cannot say what is struck (the pickle's frames);
+                                     # every sounding pitch reads as struck, and only play is scored
 
     @property
     def num_features(self) -> int:
@@ -76,8 +79,8 @@ def beat_bits(steps: torch.Tensor) -> torch.Tensor:
 def step_features(notes: torch.Tensor, steps: torch.Tensor, config: BiaxialConfig) -> torch.Tensor:
     """The time stack's inputs at one or more steps, from the notes of the step before each.
 
-    notes (..., P, 2) the previous step's play and articulate; steps (...) the 16th step of the
-    step being predicted (its beat) -> (..., P, F)."""
+    notes (..., P, 2) the previous step's play and articulate; steps (...) the index of the step
+    being predicted (its beat: `config.step_16ths` 16ths a step) -> (..., P, F)."""
     p = notes.shape[-2]
     lead = notes.shape[:-2]
     padded = F.pad(notes, (0, 0, OCTAVE, OCTAVE))                                   # (..., P + 24, 2)
@@ -93,7 +96,7 @@ def step_features(notes: torch.Tensor, steps: torch.Tensor, config: BiaxialConfi
     # context[..., q, k] = counts[..., (class(q) + k) % 12]
     index = (pitch_class[:, None] + octave[None, :]) % OCTAVE                      # (P, 12)
     context = counts[..., index]                                                    # (..., P, 12)
-    beat = beat_bits(steps)[..., None, :].expand(*lead, p, BEAT_BITS)
+    beat = beat_bits(steps * config.step_16ths)[..., None, :].expand(*lead, p, BEAT_BITS)
     parts = [vicinity, context, beat]
     if config.absolute_pitch:
         # the pitch class of index q is that of MIDI min_pitch + q
@@ -154,13 +157,16 @@ class Biaxial(nn.Module):
         return logits[:, :, torch.argsort(order)]
 
 
-def loss(logits: torch.Tensor, notes: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss(logits: torch.Tensor, notes: torch.Tensor, mask: torch.Tensor,
+         articulation: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Negative log-likelihood of `notes` (B, T, P, 2) under `logits`, nats per real step (mask
-    (B, T) 1 = a real step): play everywhere, articulate where played. -> (loss, steps)."""
+    (B, T) 1 = a real step): play everywhere, articulate where played (unless not
+    `articulation`). -> (loss, steps)."""
     play, articulate = notes[..., 0], notes[..., 1]
-    nll_play = F.binary_cross_entropy_with_logits(logits[..., 0], play, reduction="none")
-    nll_articulate = F.binary_cross_entropy_with_logits(logits[..., 1], articulate, reduction="none") * play
-    per_step = (nll_play + nll_articulate).sum(-1) * mask                          # (B, T)
+    per_pitch = F.binary_cross_entropy_with_logits(logits[..., 0], play, reduction="none")
+    if articulation:
+        per_pitch = per_pitch + F.binary_cross_entropy_with_logits(logits[..., 1], articulate, reduction="none") * play
+    per_step = per_pitch.sum(-1) * mask                                            # (B, T)
     steps = mask.sum().clamp(min=1.0)
     return per_step.sum() / steps, steps
 

@@ -286,6 +286,30 @@ def frames_to_roll(chorale: list[tuple[int, ...]], min_pitch: int, num_pitches: 
     return roll
 
 
+def frames_to_notes(chorale: list[tuple[int, ...]], min_pitch: int, num_pitches: int) -> np.ndarray:
+    """Frames of MIDI pitches -> (T, P, 2) float32 play and articulate, every sounding pitch read
+    as struck (the frames cannot say what is held)."""
+    play = frames_to_roll(chorale, min_pitch, num_pitches)
+    return np.stack([play, play], axis=-1)
+
+
+def random_frame_crops(chorales: list[list[tuple[int, ...]]], batch: int, length: int, rng: np.random.Generator,
+                       max_transpose: int, min_pitch: int, num_pitches: int) -> list[list[tuple[int, ...]]]:
+    """`batch` random crops of up to `length` frames, each transposed at random (up to
+    `max_transpose` semitones) as far as its notes stay in the range."""
+    crops = []
+    for _ in range(batch):
+        chorale = chorales[rng.integers(len(chorales))]
+        start = int(rng.integers(max(1, len(chorale) - length + 1)))
+        crop = chorale[start:start + length]
+        pitches = [p for frame in crop for p in frame]
+        low = max(-max_transpose, min_pitch - min(pitches, default=min_pitch))
+        high = min(max_transpose, min_pitch + num_pitches - 1 - max(pitches, default=min_pitch))
+        shift = int(rng.integers(low, high + 1)) if low <= high else 0
+        crops.append([tuple(p + shift for p in frame) for frame in crop])
+    return crops
+
+
 def voices_to_frames(chorale: np.ndarray, steps_per_frame: int = 4) -> list[tuple[int, ...]]:
     """A (T, 4) 16th-note chorale -> frames of the pitches sounding at each beat, transposed so
     that its (Krumhansl-Schmuckler) tonic is C, as in Boulanger-Lewandowski's JSB data."""

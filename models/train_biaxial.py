@@ -3,6 +3,12 @@
     python -m models.train_biaxial --out runs/biaxial                       # JSB 16th split (npz)
     python -m models.train_biaxial --out runs/mine --source music21         # music21's chorales
     python -m models.train_biaxial --out runs/mine --source midi --midi-dir my_chorales/
+    python -m models.train_biaxial --out runs/quarter --source jsb-quarter   # the JSB quarter-note pickle
+
+The quarter-note pickle (Boulanger-Lewandowski's frames, the RNN-RBM's data and the published
+likelihood figures') gives a model whose step is a quarter note and which scores play only: the
+frames cannot say what is struck. It is for that comparison (`bachbridge eval` on the pickle);
+the engine harmonizes with 16th models.
 
 Running the same command again resumes from `OUT/last.pt` (model, optimizer, schedule, epoch,
 random state); `--resume FILE` starts a new OUT from a checkpoint such as
@@ -37,11 +43,11 @@ p.add_argument("--note-sizes", default="64,32", help="LSTM sizes along the pitch
 p.add_argument("--upward", action="store_true", help="run the note axis from the bottom up (Johnson's order)")
 p.add_argument("--absolute-pitch", action="store_true", help="give the time stack each pitch's class and place")
 p.add_argument("--dropout", type=float, default=0.3)
-p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
-p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
+p.add_argument("--source", choices=["jsb", "jsb-quarter", "music21", "midi"], default="jsb")
+p.add_argument("--data", help="JSB Jsb16thSeparated.npz, or with jsb-quarter the pickle (default: ../shared/data/jsb/)")
 p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
 p.add_argument("--batch", type=int, default=8, help="crops per batch")
-p.add_argument("--length", type=int, default=128, help="16th steps per crop")
+p.add_argument("--length", type=int, help="steps per crop (default 128 16ths, 32 quarters)")
 p.add_argument("--max-transpose", type=int, default=6)
 p.add_argument("--lr", type=float, default=2e-3)
 p.add_argument("--max-epochs", type=int, default=500)
@@ -58,8 +64,16 @@ torch.manual_seed(args.seed)
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
-# ---- data: chorales as (T, 4) MIDI rolls on the 16th grid ------------------------------------
-if args.source == "jsb":
+# ---- data: chorales as (T, 4) MIDI rolls on the 16th grid, or the pickle's frames -------------
+quarter = args.source == "jsb-quarter"
+length = args.length or (32 if quarter else 128)
+if quarter:
+    pkl = data.find_jsb_quarter(args.data)
+    if pkl is None or not pkl.exists():
+        raise SystemExit(f"no JSB pickle: pass --data path/to/{data.JSB_QUARTER_PKL}")
+    train_set, valid_set = data.load_jsb_quarter(pkl, "train"), data.load_jsb_quarter(pkl, "valid")
+    source_name = f"JSB {data.JSB_QUARTER_PKL} train split ({len(train_set)} chorales, quarter-note frames)"
+elif args.source == "jsb":
     npz = data.find_jsb16(args.data)
     if npz is None or not npz.exists():
         raise SystemExit("no JSB data: pass --data path/to/Jsb16thSeparated.npz")
@@ -78,7 +92,12 @@ if state is not None:
 else:
     config = BiaxialConfig(time_sizes=[int(x) for x in args.time_sizes.split(",")],
                            note_sizes=[int(x) for x in args.note_sizes.split(",")], dropout=args.dropout,
-                           downward=not args.upward, absolute_pitch=args.absolute_pitch)
+                           downward=not args.upward, absolute_pitch=args.absolute_pitch,
+                           step_16ths=4 if quarter else 1, articulation=not quarter)
+    if quarter:  # the pickle's frames lie in MIDI 43..96 (moved to C): room to transpose either side
+        config.min_pitch, config.num_pitches = 36, 64
+if quarter != (config.step_16ths == 4):
+    raise SystemExit("train_biaxial: the checkpoint was trained on another grid than --source gives")
 model = Biaxial(config)
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
@@ -95,22 +114,36 @@ lowest, highest = config.min_pitch, config.min_pitch + config.num_pitches - 1
 print(f"bi-axial LSTM: {config.num_pitches} pitches (MIDI {lowest}..{highest}), time {config.time_sizes}, "
       f"note {config.note_sizes} ({'downward' if config.downward else 'upward'}), dropout {config.dropout}, "
       f"{count_parameters(model):,} parameters; {source_name}")
-outside = sum(int(((c >= 0) & ((c < lowest) | (c > highest))).sum()) for c in train_set + valid_set)
+if quarter:
+    outside = sum(1 for c in train_set + valid_set for f in c for p in f if not lowest <= p <= highest)
+else:
+    outside = sum(int(((c >= 0) & ((c < lowest) | (c > highest))).sum()) for c in train_set + valid_set)
 if outside:
     print(f"note: {outside} notes of the data lie outside the model's range and are dropped")
 
 
-def notes_of(rolls: list[np.ndarray], indices: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, P, 2) notes of rolls padded with silence to the longest, and the (B, T) mask of
-    real steps. `indices`: the rolls hold pitch indices (random_crops), not MIDI pitches."""
-    steps = max(len(r) for r in rolls)
-    notes = np.zeros((len(rolls), steps, config.num_pitches, 2), dtype=np.float32)
-    mask = np.zeros((len(rolls), steps), dtype=np.float32)
-    for b, roll in enumerate(rolls):
-        base = 0 if indices else config.min_pitch
-        notes[b, :len(roll)] = data.voices_to_notes(roll, base, config.num_pitches)
-        mask[b, :len(roll)] = 1.0
+def notes_of(chorales: list, indices: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, P, 2) notes of chorales (rolls, or frames) padded with silence to the longest, and
+    the (B, T) mask of real steps. `indices`: the rolls hold pitch indices (random_crops), not
+    MIDI pitches."""
+    base = 0 if indices else config.min_pitch
+    arrays = [data.frames_to_notes(c, base, config.num_pitches) if quarter
+              else data.voices_to_notes(c, base, config.num_pitches) for c in chorales]
+    notes = np.zeros((len(arrays), max(len(a) for a in arrays), config.num_pitches, 2), dtype=np.float32)
+    mask = np.zeros(notes.shape[:2], dtype=np.float32)
+    for b, array in enumerate(arrays):
+        notes[b, :len(array)] = array
+        mask[b, :len(array)] = 1.0
     return torch.from_numpy(notes), torch.from_numpy(mask)
+
+
+def training_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    if quarter:
+        return notes_of(data.random_frame_crops(train_set, args.batch, length, rng, args.max_transpose,
+                                                config.min_pitch, config.num_pitches))
+    crops = data.random_crops(train_set, args.batch, length, rng, args.max_transpose,
+                              config.min_pitch, config.num_pitches)
+    return notes_of(list(crops), indices=True)
 
 
 def checkpoint(path: Path, valid_loss: float) -> None:
@@ -125,19 +158,19 @@ def checkpoint(path: Path, valid_loss: float) -> None:
 
 @torch.no_grad()
 def validation_loss(chunk: int = 8) -> float:
-    """Nats per 16th step over the whole validation chorales."""
+    """Nats per step over the whole validation chorales."""
     model.eval()
     total, steps = 0.0, 0.0
     for start in range(0, len(valid_set), chunk):
         notes, mask = notes_of(valid_set[start:start + chunk])
-        value, count = loss(model(notes), notes, mask)
+        value, count = loss(model(notes), notes, mask, config.articulation)
         total += float(value) * float(count)
         steps += float(count)
     model.train()
     return total / steps
 
 
-batches_per_epoch = args.epoch_batches or max(1, math.ceil(sum(len(c) for c in train_set) / (args.batch * args.length)))
+batches_per_epoch = args.epoch_batches or max(1, math.ceil(sum(len(c) for c in train_set) / (args.batch * length)))
 
 # ---- the loop ----------------------------------------------------------------------------------
 log_exists = (out / "log.csv").exists()
@@ -150,10 +183,8 @@ bar = tqdm(total=args.max_epochs, initial=epoch, unit="epoch", dynamic_ncols=Tru
 while epoch < args.max_epochs and (time.monotonic() - started) / 60 < args.minutes:
     losses = []
     for _ in range(batches_per_epoch):
-        crops = data.random_crops(train_set, args.batch, args.length, rng, args.max_transpose,
-                                  config.min_pitch, config.num_pitches)
-        notes, mask = notes_of(list(crops), indices=True)
-        value, _ = loss(model(notes), notes, mask)
+        notes, mask = training_batch()
+        value, _ = loss(model(notes), notes, mask, config.articulation)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -183,4 +214,4 @@ if not best_path.exists():  # a run shorter than one epoch still leaves weights 
     best_valid = validation_loss()
     checkpoint(best_path, best_valid)
 checkpoint(last_path, best_valid)
-print(f"done: epoch {epoch}, best validation loss {best_valid:.4f} nats per 16th -> {best_path}")
+print(f"done: epoch {epoch}, best validation loss {best_valid:.4f} nats per {'quarter' if quarter else '16th'} -> {best_path}")

@@ -7,11 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest_jack import jack_rig, jack_server, outside, realtime_jack  # noqa: F401  (a real JACK server for the port tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_MELODY = ROOT / "bridge" / "examples" / "chorale_melody.mid"
+# Old Hundredth, in quarter beats
+HYMN = [67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 69]
+HYMN_BEATS = [1, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2]
+
+
+def hymn_steps(transpose: int = 0) -> np.ndarray:
+    """The hymn on the 16th grid, (T,) int16 MIDI pitches."""
+    return np.repeat(np.array(HYMN) + transpose, np.array(HYMN_BEATS) * 4).astype(np.int16)
 
 
 def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:

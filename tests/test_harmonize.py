@@ -8,15 +8,10 @@ import pytest
 from bridge.engines import REST, load_engine
 from bridge.midifile import quantize, read_melody, read_voices, write_melody
 from bridge.settings import DEFAULT_VOICE_RANGES, Settings
-from conftest import EXAMPLE_MELODY, run_cli
+from conftest import EXAMPLE_MELODY, hymn_steps, run_cli
 
 # "Old Hundredth" in G: two phrases in quarter and half notes
-HYMN = [67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 69]
-HYMN_BEATS = [1, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2]
 
-
-def hymn_steps(transpose: int = 0) -> np.ndarray:
-    return np.repeat(np.array(HYMN) + transpose, np.array(HYMN_BEATS) * 4).astype(np.int16)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def notes_by_track(path):
 
 def test_harmonize_keeps_soprano_and_fills_every_voice(engine):
     soprano = hymn_steps()
-    roll = engine.harmonize(soprano, Settings(seed=1))
+    roll = engine.harmonize(soprano, Settings(seed=1)).pitches
     assert roll.shape == (len(soprano), 4)
     assert np.array_equal(roll[:, 0], soprano)
     assert np.all(roll[:, 1:] >= 0)
@@ -55,13 +50,13 @@ def test_harmonize_keeps_soprano_and_fills_every_voice(engine):
 
 def test_same_seed_same_result_other_seed_other_result(engine):
     soprano = hymn_steps()
-    first = engine.harmonize(soprano, Settings(seed=7, temperature=1.0))
-    assert np.array_equal(first, engine.harmonize(soprano, Settings(seed=7, temperature=1.0)))
-    assert not np.array_equal(first, engine.harmonize(soprano, Settings(seed=8, temperature=1.0)))
+    first = engine.harmonize(soprano, Settings(seed=7, temperature=1.0)).pitches
+    assert np.array_equal(first, engine.harmonize(soprano, Settings(seed=7, temperature=1.0)).pitches)
+    assert not np.array_equal(first, engine.harmonize(soprano, Settings(seed=8, temperature=1.0)).pitches)
 
 
 def test_key_constraint_is_never_broken(engine):
-    roll = engine.harmonize(hymn_steps(), Settings(seed=3, key="G", temperature=1.5))
+    roll = engine.harmonize(hymn_steps(), Settings(seed=3, key="G", temperature=1.5)).pitches
     g_major = {7, 9, 11, 0, 2, 4, 6}
     assert set(np.unique(roll[:, 1:] % 12)) <= g_major
 
@@ -79,7 +74,7 @@ def test_inpaint_keeps_every_known_cell(engine):
 def test_low_melody_keeps_its_register(engine):
     """A melody an octave below the soprano range is harmonized an octave down, not moved."""
     low = hymn_steps(-12)
-    roll = engine.harmonize(low, Settings(seed=4))
+    roll = engine.harmonize(low, Settings(seed=4)).pitches
     assert np.array_equal(roll[:, 0], low)
     b_lo, b_hi = DEFAULT_VOICE_RANGES[3]
     assert roll[:, 3].min() >= b_lo - 12 and roll[:, 3].max() <= b_hi - 12
@@ -99,9 +94,10 @@ def test_cli_harmonize_writes_four_monophonic_tracks(tmp_path, tiny_model):
     assert all(len(notes) > 0 for _, _, notes in tracks[1:])
     tempos = [m.tempo for m in mido.MidiFile(EXAMPLE_MELODY).tracks[0] if m.type == "set_tempo"]
     assert [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"] == tempos
-    roll = read_voices(out)
+    score = read_voices(out)
     soprano, _ = quantize(melody)
-    assert np.array_equal(roll[:len(soprano), 0], soprano)
+    assert np.array_equal(score.pitches[:len(soprano), :1], soprano.pitches)
+    assert np.array_equal(score.onsets[:len(soprano), :1], soprano.onsets)   # its repeated notes too
 
 
 def test_cli_seed_reproduces_the_file(tmp_path, tiny_model):
@@ -202,6 +198,6 @@ def test_short_melody_gaps_are_held_through_long_rests_silence_all(engine):
     soprano = hymn_steps()
     soprano[7] = REST          # a 16th gap between two notes: detached playing
     soprano[40:48] = REST      # two beats of rest
-    roll = engine.harmonize(soprano, Settings(seed=2))
+    roll = engine.harmonize(soprano, Settings(seed=2)).pitches
     assert roll[7, 0] == REST and np.all(roll[7, 1:] >= 0)
     assert np.all(roll[40:48] == REST)

@@ -17,7 +17,8 @@ import pytest
 
 from bridge.engines import REST, load_engine
 from bridge.engines.coconet import CoconetEngine
-from bridge.live import LIVE_SETTINGS, Bridge, Context, LiveConfig, LiveStats, NoteMode, Outlet, Snapshot, model_view
+from bridge.live import LIVE_SETTINGS, Bridge, Context, LiveConfig, LiveStats, NoteMode, Outlet, Snapshot
+from bridge.score import Score
 from bridge.settings import DEFAULT_VOICE_RANGES
 from bridge.sounding import Sounding
 from conftest import ROOT
@@ -154,13 +155,19 @@ def test_context_moves_on_holds_notes_and_crops_what_is_not_history():
     assert Context(4).resized(8).window()[0].shape == (1, 4)
 
 
-def test_model_view_moves_a_high_melody_by_octaves_and_keeps_given_notes_in_the_models_range():
+def test_the_engines_view_moves_a_high_melody_by_octaves_and_keeps_given_notes_in_the_models_range(engine):
     roll = np.array([[96, 84, 80, 20], [98, REST, REST, REST]], dtype=np.int16)
-    view, shift = model_view(roll, LIVE_SETTINGS, 36, 81)
-    assert shift == -24
-    assert view[:, 0].tolist() == [72, 74]
-    assert view[0, 1:].tolist() == [60, 56, 44]  # 20 - 24 is below the model: folded up
-    assert view[1, 1:].tolist() == [REST] * 3
+    known = np.array([[True] * 4, [True] + [False] * 3])
+    assert (engine.min_pitch, engine.num_pitches) == (36, 46)
+    view, shift, view_settings = engine._model_view(Score.of(roll), known, LIVE_SETTINGS)
+    assert shift == -24 and view_settings == LIVE_SETTINGS    # whole octaves: key and ranges as they were
+    assert view.pitches[:, 0].tolist() == [72, 74]
+    assert view.pitches[0, 1:].tolist() == [60, 56, 44]  # 20 - 24 is below the model: folded up
+    assert view.pitches[1, 1:].tolist() == [REST] * 3
+    # and the answer comes back in the melody's register, the given cells exactly as given
+    answer = engine.inpaint(roll, known, LIVE_SETTINGS.replace(seed=0), open_end=True)
+    assert answer[0].tolist() == roll[0].tolist() and answer[1, 0] == 98
+    assert all(36 + 24 <= p <= 98 for p in answer[1, 1:]), answer    # the model's pitches, two octaves up
 
 
 class Unisons(CoconetEngine):

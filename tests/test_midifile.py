@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bridge.errors import BadInput
+from bridge.score import Score
 from bridge.midifile import (
     REST, VOICE_NAMES, Melody, Note, quantize, read_melody, read_voices, write_chorale,
     write_melody,
@@ -124,10 +125,16 @@ def test_type0_file_with_two_channels(tmp_path):
 
 # ---------------------------------------------------------------------------- the grid
 
+def grid(melody):
+    """quantize's soprano as a (T,) array, and its step ticks."""
+    score, step_ticks = quantize(melody)
+    return score.pitches[:, 0], step_ticks
+
+
 def test_off_grid_note_snaps_but_its_step_starts_at_the_real_tick(tmp_path):
     # At 480 ticks per beat a 16th is 120 ticks; the second note comes 7 ticks late.
     path = save_midi(tmp_path / "late.mid", [note(0, 480, 60) + note(487, 960, 62)])
-    soprano, step_ticks = quantize(read_melody(path))
+    soprano, step_ticks = grid(read_melody(path))
     assert soprano.tolist() == [60] * 4 + [62] * 4
     assert step_ticks.tolist() == [0, 120, 240, 360, 487, 600, 720, 840, 960]
 
@@ -139,7 +146,7 @@ def test_quarter_eighth_and_sixteenth_notes_at_any_resolution(tmp_path, ticks_pe
         note(0, q, 60) + note(q, q + q // 2, 62) + note(q + q // 2, q + 3 * q // 4, 64)
         + note(2 * q, 3 * q, 65),
     ], ticks_per_beat=ticks_per_beat)
-    soprano, step_ticks = quantize(read_melody(path))
+    soprano, step_ticks = grid(read_melody(path))
     assert soprano.dtype == np.int16
     assert soprano.tolist() == [60] * 4 + [62] * 2 + [64] + [REST] + [65] * 4
     assert step_ticks.tolist() == [t * q // 4 for t in range(13)]
@@ -150,7 +157,7 @@ def test_note_shorter_than_a_step_keeps_one_step_unless_the_next_onset_takes_it(
         notes=(Note(60, 0, 30, 80), Note(62, 480, 500, 80), Note(64, 530, 600, 80)),
         ticks_per_beat=480, meta=(), length_ticks=600, source="x.mid",
     )
-    soprano, step_ticks = quantize(melody)
+    soprano, step_ticks = grid(melody)
     # 62 (480-500) rounds onto step 4, as does 64 (530): the later onset wins the step.
     assert soprano.tolist() == [60, REST, REST, REST, 64]
     assert step_ticks.tolist() == [0, 120, 240, 360, 530, 600]
@@ -160,7 +167,7 @@ def test_note_shorter_than_a_step_keeps_one_step_unless_the_next_onset_takes_it(
 def test_ticks_per_beat_below_four_is_scaled_so_steps_keep_distinct_ticks(tmp_path):
     path = save_midi(tmp_path / "coarse.mid", [note(0, 1, 60) + note(1, 3, 62)], ticks_per_beat=1)
     melody = read_melody(path)
-    soprano, step_ticks = quantize(melody)
+    soprano, step_ticks = grid(melody)
     assert melody.ticks_per_beat == 4 and line(melody) == [(60, 0, 4), (62, 4, 12)]
     assert soprano.tolist() == [60] * 4 + [62] * 8
     assert np.all(np.diff(step_ticks) > 0)
@@ -194,9 +201,9 @@ def harmony_for(soprano):
 
 
 def test_chorale_has_four_named_tracks_on_channels_one_to_four(tmp_path, played_melody):
-    soprano, step_ticks = quantize(played_melody)
+    soprano, step_ticks = grid(played_melody)
     out = tmp_path / "out.mid"
-    write_chorale(out, harmony_for(soprano), played_melody, step_ticks)
+    write_chorale(out, Score.of(harmony_for(soprano)), played_melody, step_ticks)
 
     midi = mido.MidiFile(out)
     assert midi.type == 1 and midi.ticks_per_beat == 480
@@ -209,9 +216,9 @@ def test_chorale_has_four_named_tracks_on_channels_one_to_four(tmp_path, played_
 
 
 def test_chorale_keeps_the_tempo_map_and_the_melody_as_played(tmp_path, played_melody):
-    soprano, step_ticks = quantize(played_melody)
+    soprano, step_ticks = grid(played_melody)
     out = tmp_path / "out.mid"
-    write_chorale(out, harmony_for(soprano), played_melody, step_ticks)
+    write_chorale(out, Score.of(harmony_for(soprano)), played_melody, step_ticks)
 
     tick, tempo_map = 0, []
     for msg in mido.MidiFile(out).tracks[0]:
@@ -223,9 +230,9 @@ def test_chorale_keeps_the_tempo_map_and_the_melody_as_played(tmp_path, played_m
 
 
 def test_harmony_moves_with_the_melody_and_takes_its_velocity(tmp_path, played_melody):
-    soprano, step_ticks = quantize(played_melody)
+    soprano, step_ticks = grid(played_melody)
     out = tmp_path / "out.mid"
-    write_chorale(out, harmony_for(soprano), played_melody, step_ticks)
+    write_chorale(out, Score.of(harmony_for(soprano)), played_melody, step_ticks)
 
     alto = read_melody(out, track=1)
     # The alto changes pitch at step 8, where the melody's third note starts at tick 960.
@@ -237,18 +244,41 @@ def test_harmony_moves_with_the_melody_and_takes_its_velocity(tmp_path, played_m
 
 
 def test_read_voices_gives_the_roll_back(tmp_path, played_melody):
-    soprano, step_ticks = quantize(played_melody)
+    soprano, step_ticks = grid(played_melody)
     roll = harmony_for(soprano)
     out = tmp_path / "out.mid"
-    write_chorale(out, roll, played_melody, step_ticks)
-    np.testing.assert_array_equal(read_voices(out), roll)
+    write_chorale(out, Score.of(roll), played_melody, step_ticks)
+    np.testing.assert_array_equal(read_voices(out).pitches, roll)
+
+
+def test_a_repeated_note_is_struck_again_from_file_to_score_to_file(tmp_path, played_melody):
+    # the melody repeats a pitch (two notes, no gap): quantize gives two onsets at that pitch;
+    # an inner voice's repeated strikes in the score come out as separate notes, and back
+    path = save_midi(tmp_path / "repeat.mid", [note(0, 480, 67) + note(480, 960, 67) + note(960, 1440, 69)])
+    melody, step_ticks = quantize(read_melody(path))
+    assert melody.pitches[:, 0].tolist() == [67] * 8 + [69] * 4
+    assert np.flatnonzero(melody.onsets[:, 0]).tolist() == [0, 4, 8]
+    pitches = np.full((12, 4), REST, dtype=np.int16)
+    pitches[:, 0] = melody.pitches[:, 0]
+    pitches[:, 1], pitches[:, 2], pitches[:, 3] = 64, 60, 48
+    onsets = np.zeros(pitches.shape, dtype=bool)
+    onsets[:, 0] = melody.onsets[:, 0]
+    onsets[[0, 4, 8], 1] = True        # the alto strikes its E with every melody note
+    score = Score.of(pitches, onsets)
+    out = tmp_path / "out.mid"
+    write_chorale(out, score, read_melody(path), step_ticks)
+    assert line(read_melody(out, track=1)) == [(64, 0, 480), (64, 480, 960), (64, 960, 1440)]
+    assert line(read_melody(out, track=2)) == [(60, 0, 1440)]
+    back = read_voices(out)
+    np.testing.assert_array_equal(back.pitches, score.pitches)
+    np.testing.assert_array_equal(back.onsets, score.onsets)
 
 
 def test_read_voices_from_one_track_on_four_channels(tmp_path):
     events = []
     for channel, pitch in enumerate([72, 67, 64, 48]):
         events += note(0, 480, pitch, channel=channel) + note(480, 960, pitch - 2, channel=channel)
-    roll = read_voices(save_midi(tmp_path / "satb.mid", [events], file_type=0))
+    roll = read_voices(save_midi(tmp_path / "satb.mid", [events], file_type=0)).pitches
     assert roll.tolist() == [[72, 67, 64, 48]] * 4 + [[70, 65, 62, 46]] * 4
 
 
@@ -258,7 +288,7 @@ def test_write_melody_round_trip(tmp_path):
     write_melody(path, pitches, ticks_per_beat=96, bpm=120.0)
     melody = read_melody(path)
     assert line(melody) == [(60, 0, 48), (62, 48, 72), (64, 96, 192)]
-    assert quantize(melody)[0].tolist() == pitches.tolist()
+    assert grid(melody)[0].tolist() == pitches.tolist()
 
 
 def test_bundled_example_is_a_singable_melody():

@@ -18,15 +18,10 @@ from bridge import rbm_kernels
 from bridge.engines import REST, load_engine
 from bridge.engines import assign_by_pitch_order
 from bridge.settings import Settings
-from conftest import EXAMPLE_MELODY, TINY_RNNRBM_ARGS, run_cli, run_module
+from conftest import EXAMPLE_MELODY, HYMN, TINY_RNNRBM_ARGS, hymn_steps, run_cli, run_module
 
-HYMN = [67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 69]
-HYMN_BEATS = [1, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2]
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 
-
-def hymn_steps() -> np.ndarray:
-    return np.repeat(np.array(HYMN), np.array(HYMN_BEATS) * 4).astype(np.int16)
 
 
 # ------------------------------------------------------------- tiny RBMs, enumerated exactly
@@ -235,7 +230,7 @@ def engine(tiny_rnnrbm):
 
 def test_harmonize_keeps_the_melody_on_top_and_is_reproducible(engine):
     soprano = hymn_steps()
-    roll = engine.harmonize(soprano, Settings(seed=1))
+    roll = engine.harmonize(soprano, Settings(seed=1)).pitches
     assert roll.shape == (len(soprano), 4) and np.array_equal(roll[:, 0], soprano)
     lower = roll[:, 1:]
     assert np.all((lower < roll[:, :1]) | (lower == REST))           # every pitch above the melody is off
@@ -244,8 +239,8 @@ def test_harmonize_keeps_the_melody_on_top_and_is_reproducible(engine):
         assert np.all(np.diff(sounding) < 0)
     for t in range(0, len(roll), 4):                                  # a frame's harmony holds for the frame
         assert np.all(lower[t:t + 4] == lower[t])
-    assert np.array_equal(roll, engine.harmonize(soprano, Settings(seed=1)))
-    other = [engine.harmonize(soprano, Settings(seed=s, temperature=1.0)) for s in (2, 3)]
+    assert np.array_equal(roll, engine.harmonize(soprano, Settings(seed=1)).pitches)
+    other = [engine.harmonize(soprano, Settings(seed=s, temperature=1.0)).pitches for s in (2, 3)]
     assert not np.array_equal(other[0], other[1])
 
 
@@ -257,7 +252,7 @@ def test_inpaint_keeps_every_known_cell_and_the_key(engine):
     for candidates in (1, 3):
         out = engine.inpaint(roll, known, Settings(seed=5, candidates=candidates))
         assert np.array_equal(out[known], roll[known])
-    out = engine.harmonize(soprano, Settings(seed=3, key="G", temperature=1.5))
+    out = engine.harmonize(soprano, Settings(seed=3, key="G", temperature=1.5)).pitches
     assert set(np.unique(out[:, 1:][out[:, 1:] >= 0] % 12)) <= {7, 9, 11, 0, 2, 4, 6}
 
 
@@ -266,14 +261,14 @@ def test_transposed_melody_gets_the_transposed_harmony(engine):
     own key, is harmonized a tone up with the same draws."""
     soprano = hymn_steps()
     settings = Settings(seed=4, key="G")
-    low = engine.harmonize(soprano, settings)
-    high = engine.harmonize(soprano + 2, settings.replace(key="A"))
+    low = engine.harmonize(soprano, settings).pitches
+    high = engine.harmonize(soprano + 2, settings.replace(key="A")).pitches
     assert np.array_equal(np.where(low >= 0, low + 2, REST), high)
 
 
 def test_generate_continues_a_prime_and_keeps_it(engine):
     prime = np.stack([hymn_steps()[:32], hymn_steps()[:32] - 5, hymn_steps()[:32] - 12, hymn_steps()[:32] - 24], 1)
-    out = engine.generate(prime, np.ones(prime.shape, dtype=bool), 64, Settings(seed=0, temperature=1.0))
+    out = engine.generate(prime, np.ones(prime.shape, dtype=bool), 64, Settings(seed=0, temperature=1.0)).pitches
     assert out.shape == (96, 4) and np.array_equal(out[:32], prime)
     assert np.mean(out[32:] >= 0) > 0.3   # it plays
 
@@ -385,7 +380,7 @@ def test_shipped_rnnrbm_is_there_small_and_described():
 def test_shipped_rnnrbm_harmonizes_in_three_voices_below_the_melody():
     engine = load_engine("rnnrbm")
     soprano = hymn_steps()
-    roll = engine.harmonize(soprano, Settings(seed=0))
+    roll = engine.harmonize(soprano, Settings(seed=0)).pitches
     assert np.array_equal(roll[:, 0], soprano)
     lower = roll[:, 1:]
     assert np.all((lower < roll[:, :1]) | (lower == REST))

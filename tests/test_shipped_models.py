@@ -30,7 +30,7 @@ def test_shipped_model_is_there_small_and_described(name):
 def test_shipped_model_harmonizes(name):
     engine = load_engine(name)
     soprano = np.repeat(np.array([67, 67, 66, 64, 62, 67, 69, 71], dtype=np.int16), 4)
-    roll = engine.harmonize(soprano, Settings(seed=0))
+    roll = engine.harmonize(soprano, Settings(seed=0)).pitches
     assert np.array_equal(roll[:, 0], soprano) and np.all(roll[:, 1:] >= 0)
     # sanity of a trained model: voices stay in order most of the time
     in_order = np.mean((roll[:, 0] >= roll[:, 1]) & (roll[:, 1] >= roll[:, 2]) & (roll[:, 2] >= roll[:, 3]))

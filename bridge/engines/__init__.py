@@ -1,16 +1,24 @@
 """The one engine interface. The batch converter, the live loop and the window hold an `Engine`
 and never ask which one it is.
 
-An engine turns a partly known roll into a full one:
+An engine fills in a partly known score (bridge.score.Score: MIDI pitches on the 16th grid,
+onsets, voices S A T B):
 
-    roll  (T, 4) int16 MIDI pitches, columns S A T B, 16th-note steps, -1 = silent
-    known (T, 4) bool, True = given (kept exactly), False = to be filled in
-    engine.inpaint(roll, known, settings) -> (T, 4) roll with every known cell unchanged
+    known (T, 4) bool, True = given (kept exactly, onsets too), False = to be filled in
+    engine.fill(score, known, settings) -> Score with every known cell unchanged
+    engine.inpaint(roll, known, settings) -> the same on a (T, 4) roll of pitches (-1 = silent)
 
-`harmonize(soprano, settings)` is inpainting with the soprano given and `generate(prime, known,
-steps, settings)` inpainting with the future unknown, both shared by all engines, and
+`harmonize(melody, settings)` is filling with the soprano given and `generate(prime, known,
+steps, settings)` filling with the future unknown, both shared by all engines, and
 `evaluate(data, split, limit)` returns the engine's likelihood figures on a held-out split.
-Engines are built from an exported `.onnx` file, whose metadata names the engine class.
+
+The user's pitches may lie in any register and key. `fill` moves them to where the model learnt
+(`register_shift`: by default whole octaves that put the melody in the soprano range; an engine
+trained in one key moves them to it too), with the key and the voice ranges, and moves the answer
+back: engines only ever see their own register (`_fill_many`, `_melody_candidates`).
+
+An engine says what it can do (`capabilities`) and which knobs it reads (`knobs`). Engines are
+built from an exported `.onnx` file, whose metadata names the engine class.
 """
 from __future__ import annotations
 
@@ -25,12 +33,18 @@ import numpy as np
 from bridge import keys
 from bridge.errors import BadInput
 from bridge.onnxmodel import OnnxModel
+from bridge.score import REST, Score
 from bridge.settings import Settings
 
-REST = -1
 SOPRANO = 0
 # melody rests shorter than this many 16ths (a detached or staccato note) do not silence the harmony
 SHORTEST_HARMONY_REST = 4
+
+# capabilities
+FILL = "fill"                      # fills in any mask given the rest (harmonize, the live note mode)
+CONTINUE = "continue"              # steps a sequence with a state: continues a prime, cell by cell in time
+ARTICULATE = "articulate"          # says where a voice strikes its pitch again (onsets of its own)
+PREDICT_MELODY = "predict melody"  # names the likely next melody pitches (the live bridge speculates on them)
 
 # metadata 'engine' -> class, imported on first use
 ENGINE_CLASSES = {
@@ -40,6 +54,13 @@ ENGINE_CLASSES = {
 }
 
 
+def rest_is_held(rest_steps: int) -> bool:
+    """Whether a melody rest of this many 16ths (so far) is detached playing, held through for
+    the harmony (the chorales the models learnt from have no such gaps), rather than a rest the
+    harmony keeps too. The one rule for files, the live note mode and phrase mode."""
+    return rest_steps < SHORTEST_HARMONY_REST
+
+
 class Engine(ABC):
     """Base of every engine: holds the ONNX model and does what all engines share."""
 
@@ -47,6 +68,7 @@ class Engine(ABC):
     receptive_radius: int | None = None
     # the Settings fields the engine reads (the window leaves the others' controls disabled)
     knobs: frozenset[str] = frozenset(field.name for field in dataclasses.fields(Settings))
+    capabilities: frozenset[str] = frozenset({FILL})
 
     def __init__(self, model: OnnxModel):
         self.model = model
@@ -57,47 +79,168 @@ class Engine(ABC):
     def name(self) -> str:
         return self.model.name
 
-    @abstractmethod
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
-        """Fill in every cell not `known`; known cells come back unchanged. `open_end`: the music
-        goes on after the roll's last step, unknown (the live bridge's windows), rather than ends."""
+    # ---- what each engine implements, in its own register -------------------------------------
 
-    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
-                     open_end: bool = False) -> list[np.ndarray]:
-        """`inpaint` for several rolls (the live bridge's speculation asks for many at once); an
+    def _fill_many(self, scores: list[Score], knowns: list[np.ndarray], settings: Settings,
+                   open_end: bool) -> list[Score]:
+        """`_fill` for several scores (the live bridge's speculation asks for many at once); an
         engine that can batch them overrides this."""
-        return [self.inpaint(roll, known, settings, open_end) for roll, known in zip(rolls, knowns)]
+        return [self._fill(score, known, settings, open_end) for score, known in zip(scores, knowns)]
+
+    def _fill(self, score: Score, known: np.ndarray, settings: Settings, open_end: bool) -> Score:
+        """Fill in every cell not `known` of a score in the model's register (given notes within
+        its pitches, the settings' key and ranges moved with them); known cells come back
+        unchanged. `open_end`: the music goes on after the last step, unknown (the live bridge's
+        windows), rather than ends."""
+        return self._fill_many([score], [known], settings, open_end)[0]
+
+    def _melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+        """`melody_candidates` in the model's register; engines with PREDICT_MELODY override it."""
+        return []
 
     @abstractmethod
     def evaluate(self, data: Path, split: str, limit: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
         """Likelihood figures on a held-out split of `data`, as a flat dict of numbers."""
 
+    def register_shift(self, roll: np.ndarray, known: np.ndarray, settings: Settings, octaves: int) -> int:
+        """Semitones added to the user's pitches to give the model its view: `octaves`, the whole
+        octaves that put most of the given melody inside the soprano's range (an engine that
+        learnt in one key moves to it as well)."""
+        return octaves
+
+    # ---- the interface every caller uses, in the user's register ------------------------------
+
+    def fill(self, score: Score, known: np.ndarray, settings: Settings, open_end: bool = False) -> Score:
+        """Fill in every cell not `known`, in the score's own register; known cells (pitches and
+        onsets) come back unchanged."""
+        return self.fill_many([score], [known], settings, open_end)[0]
+
+    def fill_many(self, scores: list[Score], knowns: list[np.ndarray], settings: Settings,
+                  open_end: bool = False) -> list[Score]:
+        """`fill` for several scores, in one batch where the engine can."""
+        views = [self._model_view(score, known, settings) for score, known in zip(scores, knowns)]
+        results: list[Score | None] = [None] * len(views)
+        # the scores whose view has the same settings (the same register's key and ranges) go together
+        groups: dict[Settings, list[int]] = {}
+        for i, (_, _, view_settings) in enumerate(views):
+            groups.setdefault(view_settings, []).append(i)
+        for view_settings, members in groups.items():
+            filled = self._fill_many([views[i][0] for i in members], [np.asarray(knowns[i], dtype=bool) for i in members],
+                                     view_settings, open_end)
+            for i, result in zip(members, filled):
+                results[i] = self._user_view(result, scores[i], np.asarray(knowns[i], dtype=bool), views[i][1])
+        return results
+
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+        """`fill` on a (T, 4) roll of pitches -> (T, 4) int16 roll."""
+        return np.array(self.fill(self.score_of(roll, known), known, settings, open_end).pitches)
+
+    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
+                     open_end: bool = False) -> list[np.ndarray]:
+        scores = [self.score_of(roll, known) for roll, known in zip(rolls, knowns)]
+        return [np.array(s.pitches) for s in self.fill_many(scores, knowns, settings, open_end)]
+
     def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         """The `count` likeliest soprano pitches (MIDI, likeliest first) for the last step of
-        `roll`, whose soprano is not `known`, given the known cells (the music goes on after it). The live bridge speculates
-        on them between notes; an engine that cannot say returns [] (then it does not speculate)."""
-        return []
+        `roll`, whose soprano is not `known`, given the known cells (the music goes on after it).
+        The live bridge speculates on them between notes; [] from an engine without
+        PREDICT_MELODY."""
+        score = self.score_of(roll, known)
+        view, shift, view_settings = self._model_view(score, known, settings)
+        likely = self._melody_candidates(np.array(view.pitches), np.asarray(known, dtype=bool), view_settings, count)
+        return [p - shift for p in likely if 0 <= p - shift <= 127]
 
     def warm_up(self) -> None:
         """Compile the kernels and touch the session once, so the first real call is fast."""
         self.harmonize(np.full(8, 72, dtype=np.int16), Settings(steps=2, seed=0))
 
-    def generate(self, prime: np.ndarray, prime_known: np.ndarray, steps: int, settings: Settings) -> np.ndarray:
-        """Continue a (T0, 4) `prime` roll (cells in `prime_known` are kept; the others, such as
-        the lower voices of a melody-only prime, are filled in) by `steps` new 16ths, every
-        voice free: inpainting with the future unknown, so every engine can do it (an
-        orderless one like coconet as well as a recurrent one). -> (T0 + steps, 4) roll."""
-        prime = np.asarray(prime, dtype=np.int16).reshape(-1, 4)
-        prime_known = np.asarray(prime_known, dtype=bool).reshape(prime.shape)
-        roll = np.concatenate([prime, np.full((steps, 4), REST, dtype=np.int16)])
+    def harmonize(self, melody: np.ndarray | Score, settings: Settings) -> Score:
+        """A melody ((T,) MIDI pitches, -1 = rest, or a one-voice Score with its onsets) -> the
+        four-voice Score, its soprano the melody exactly.
+
+        Where the melody rests for a beat or more, every voice rests; shorter gaps (detached
+        playing) are held through (`rest_is_held`)."""
+        melody = melody if isinstance(melody, Score) else Score.melody(np.asarray(melody, dtype=np.int16))
+        soprano = np.array(melody.pitches[:, 0])
+        held = hold_through_short_rests(soprano)
+        roll = np.full((len(soprano), 4), REST, dtype=np.int16)
+        roll[:, SOPRANO] = held
+        onsets = np.zeros(roll.shape, dtype=bool)
+        onsets[:, SOPRANO] = melody.onsets[:, 0] & (soprano >= 0)
+        known = np.zeros(roll.shape, dtype=bool)
+        known[:, SOPRANO] = True
+        known[held < 0] = True
+        result = self.fill(Score.of(roll, onsets), known, settings)
+        pitches = np.array(result.pitches)
+        pitches[:, SOPRANO] = soprano
+        onsets = np.array(result.onsets)
+        onsets[:, SOPRANO] = melody.onsets[:, 0]
+        return Score.of(pitches, onsets)
+
+    def generate(self, prime: np.ndarray | Score, prime_known: np.ndarray, steps: int, settings: Settings) -> Score:
+        """Continue a (T0, 4) `prime` (a roll or a Score; cells in `prime_known` are kept, the
+        others, such as the lower voices of a melody-only prime, filled in) by `steps` new 16ths,
+        every voice free: filling with the future unknown, so every engine with FILL can (an
+        orderless one like coconet as well as a recurrent one). -> Score of T0 + steps."""
+        prime = prime if isinstance(prime, Score) else Score.of(np.asarray(prime, dtype=np.int16).reshape(-1, 4))
+        prime_known = np.asarray(prime_known, dtype=bool).reshape(prime.pitches.shape)
+        pitches = np.concatenate([prime.pitches, np.full((steps, 4), REST, dtype=np.int16)])
+        onsets = np.concatenate([prime.onsets, np.zeros((steps, 4), dtype=bool)])
         known = np.concatenate([prime_known, np.zeros((steps, 4), dtype=bool)])
-        return self.inpaint(roll, known, settings)
+        return self.fill(Score.of(pitches, onsets), known, settings)
+
+    # ---- the register path, the one place -----------------------------------------------------
+
+    @staticmethod
+    def score_of(roll: np.ndarray, known: np.ndarray, voices: int = 4) -> Score:
+        """The Score of a roll (repeated pitches held), BadInput unless roll and known are (T, voices)."""
+        roll = np.asarray(roll)
+        known = np.asarray(known)
+        if roll.ndim != 2 or roll.shape[1] != voices or known.shape != roll.shape:
+            raise BadInput(f"roll and known must both be (T, {voices}), not {roll.shape} and {known.shape}")
+        return Score.of(np.where(np.asarray(known, dtype=bool), roll, REST))
+
+    def _model_view(self, score: Score, known: np.ndarray, settings: Settings) -> tuple[Score, int, Settings]:
+        """(the score as the model sees it, the shift applied, the settings in its register).
+
+        The given notes move by `register_shift`; a melody note still outside the soprano's range
+        (a melody wider than it) and a given harmony note outside the model's pitches are folded
+        in by octaves. The key moves with the shift, and the voice ranges with what the shift
+        adds to the octaves that bring the melody into the soprano's range: the ranges are where
+        the voices sing under a melody in the soprano's range, in every engine. Unknown cells
+        read as silent."""
+        known = np.asarray(known, dtype=bool)
+        if known.shape != score.pitches.shape or score.pitches.shape[1] != 4:
+            raise BadInput(f"score and known must both be (T, 4), not {score.pitches.shape} and {known.shape}")
+        given = np.where(known, score.pitches, REST).astype(np.int16)
+        low, high = settings.voice_ranges[SOPRANO]
+        octaves = octave_shift_into_range(given[known[:, SOPRANO], SOPRANO], low, high)
+        shift = self.register_shift(given, known, settings, octaves)
+        view_settings = settings_moved(settings, shift, shift - octaves)
+        low, high = view_settings.voice_ranges[SOPRANO]
+        lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
+        view = np.empty_like(given)
+        # folded before the shift, where every sounding pitch is >= 0 (fold_into_range reads < 0 as rests)
+        view[:, SOPRANO] = fold_into_range(given[:, SOPRANO], low - shift, high - shift)
+        view[:, 1:] = fold_into_range(given[:, 1:], lowest - shift, highest - shift)
+        view = np.where(view >= 0, view + shift, REST).astype(np.int16)
+        return Score.of(view, score.onsets & known), shift, view_settings
+
+    @staticmethod
+    def _user_view(result: Score, score: Score, known: np.ndarray, shift: int) -> Score:
+        """The model's answer moved back to the user's register, the given cells exactly as given."""
+        moved = fold_into_range(np.where(result.pitches >= 0, result.pitches - shift, REST), 0, 127)
+        pitches = np.where(known, score.pitches, moved)
+        onsets = np.where(known, score.onsets, result.onsets)
+        return Score.of(pitches, onsets, score.voices)
+
+    # ---- for the engines that draw chords and give their notes to voices ----------------------
 
     @staticmethod
     def given_cells(roll: np.ndarray, known: np.ndarray, voices: int = 4) -> tuple[np.ndarray, np.ndarray]:
-        """(the roll with every unknown cell a rest, int16; `known` as bool), BadInput unless both
-        are (T, voices)."""
+        """(the roll with every unknown cell a rest, int16, writable; `known` as bool), BadInput
+        unless both are (T, voices)."""
         roll = np.asarray(roll)
         known = np.asarray(known, dtype=bool)
         if roll.ndim != 2 or roll.shape[1] != voices or known.shape != roll.shape:
@@ -113,51 +256,45 @@ class Engine(ABC):
             return keys.scale_pitch_classes(*keys.estimate_key(given)) if given.size else None
         return keys.scale_pitch_classes(*keys.parse_key(settings.key))
 
-    def free_pitches(self, roll: np.ndarray, known: np.ndarray, settings: Settings, shift: int = 0) -> np.ndarray:
-        """(P,) bool: model pitches (MIDI + `shift`) a filled-in note may take: inside the ranges of
-        the voices that are ever unknown (their lowest low to their highest high), in the key when
-        one is set. For the engines that draw chords and give their notes to voices."""
+    def free_pitches(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> np.ndarray:
+        """(P,) bool: model pitches a filled-in note may take: inside the ranges of the voices
+        that are ever unknown (their lowest low to their highest high), in the key when one is
+        set."""
         voices = [v for v in range(known.shape[1]) if not known[:, v].all()] or list(range(known.shape[1]))
         low = min(settings.voice_ranges[v][0] for v in voices)
         high = max(settings.voice_ranges[v][1] for v in voices)
-        midi = self.min_pitch + np.arange(self.num_pitches) - shift
+        midi = self.min_pitch + np.arange(self.num_pitches)
         allowed = (midi >= low) & (midi <= high)
         scale = self.scale(roll, known, settings)
         if scale is not None:
             allowed &= np.isin(midi % 12, scale)
         return allowed
 
-    def harmonize(self, soprano: np.ndarray, settings: Settings) -> np.ndarray:
-        """Soprano (T,) MIDI pitches (-1 = rest) -> (T, 4) roll, soprano column unchanged.
 
-        A melody outside the model's soprano range is moved by whole octaves for the model and
-        the harmony moved back, so the result keeps the user's register. Where the melody rests
-        for a beat or more, every voice rests; shorter gaps (detached playing) are held through.
-        """
-        soprano = np.asarray(soprano, dtype=np.int16)
-        model_soprano = hold_through_short_rests(soprano, SHORTEST_HARMONY_REST)
-        low, high = settings.voice_ranges[SOPRANO]
-        shift = octave_shift_into_range(model_soprano, low, high)
-        roll = np.full((len(soprano), 4), REST, dtype=np.int16)
-        roll[:, SOPRANO] = fold_into_range(np.where(model_soprano >= 0, model_soprano + shift, REST), low, high)
-        known = np.zeros(roll.shape, dtype=bool)
-        known[:, SOPRANO] = True
-        known[model_soprano < 0] = True
-        result = self.inpaint(roll, known, settings)
-        result = np.where(result >= 0, result - shift, REST).astype(np.int16)
-        result[:, SOPRANO] = soprano
-        return result
+def settings_moved(settings: Settings, key_shift: int, range_shift: int) -> Settings:
+    """The settings with an explicit key moved `key_shift` semitones and the voice ranges
+    `range_shift` (kept inside MIDI)."""
+    changes = {}
+    if key_shift % 12 and settings.key not in ("off", "auto"):
+        tonic, mode = keys.parse_key(settings.key)
+        changes["key"] = keys.key_name((tonic + key_shift) % 12, mode)
+    if range_shift:
+        changes["voice_ranges"] = tuple((min(max(low + range_shift, 0), 116), min(max(high + range_shift, 11), 127))
+                                        for low, high in settings.voice_ranges)
+    return settings.replace(**changes) if changes else settings
 
 
-def hold_through_short_rests(melody: np.ndarray, shortest_rest: int) -> np.ndarray:
-    """The melody with each rest shorter than `shortest_rest` steps, between two notes, filled
-    with the note before it."""
+def hold_through_short_rests(melody: np.ndarray) -> np.ndarray:
+    """The melody with each rest between two notes that `rest_is_held` filled with the note before it."""
     held = melody.copy()
     sounding = np.flatnonzero(melody >= 0)
     for before, after in zip(sounding[:-1], sounding[1:]):
-        if 1 < after - before <= shortest_rest:
+        if rest_is_held(after - before - 1):
             held[before + 1:after] = melody[before]
     return held
+
+
+_OCTAVE_SHIFTS = np.arange(-60, 61, 12)
 
 
 def octave_shift_into_range(melody: np.ndarray, low: int, high: int) -> int:
@@ -168,20 +305,20 @@ def octave_shift_into_range(melody: np.ndarray, low: int, high: int) -> int:
     notes = melody[melody >= 0].astype(np.int64)
     if notes.size == 0:
         return 0
-    shifts = range(-60, 61, 12)
-    outside = [int(np.sum((notes + s < low) | (notes + s > high))) for s in shifts]
-    return min(zip(outside, (abs(s) for s in shifts), shifts))[2]
+    moved = notes[None, :] + _OCTAVE_SHIFTS[:, None]
+    outside = ((moved < low) | (moved > high)).sum(axis=1)
+    return int(_OCTAVE_SHIFTS[np.lexsort((_OCTAVE_SHIFTS, np.abs(_OCTAVE_SHIFTS), outside))[0]])
 
 
 def fold_into_range(melody: np.ndarray, low: int, high: int) -> np.ndarray:
     """Notes still outside [low, high] (a melody wider than the range) moved by octaves into it."""
-    folded = melody.astype(np.int16).copy()
-    sounding = folded >= 0
-    while np.any(sounding & (folded < low)):
-        folded[sounding & (folded < low)] += 12
-    while np.any(sounding & (folded > high)):
-        folded[sounding & (folded > high)] -= 12
-    return folded
+    pitches = melody.astype(np.int64)
+    sounding = pitches[pitches >= 0]
+    if sounding.size == 0 or (sounding.min() >= low and sounding.max() <= high):   # the common case
+        return melody.astype(np.int16)
+    up = np.where(pitches < low, -((pitches - low) // 12) * 12, 0)       # whole octaves up to reach low
+    down = np.where(pitches > high, ((pitches - high + 11) // 12) * 12, 0)
+    return np.where(melody >= 0, pitches + up - down, melody).astype(np.int16)
 
 
 def load_engine(model: str | Path = "coconet", threads: int | None = None, spin: bool = True) -> Engine:

@@ -6,16 +6,19 @@ before in, every pitch's output and the next states out; a run of given rows in 
 at each row with an unknown cell the numba kernel (bridge/biaxial_kernels.py) runs the note axis
 down from the top pitch, drawing each pitch's (play, articulate) before the next:
 
-- a given cell is clamped: its pitch plays, struck where its voice comes to it; when the soprano
-  is given, every pitch above it is clamped off (the melody is the top voice), and so is every
-  pitch outside the unknown voices' ranges, and outside the key when `--key` is set;
+- a given cell is clamped: its pitch plays, struck at the score's onsets (a repeated melody
+  note is struck again); when the soprano is given, every pitch above it is clamped off (the
+  melody is the top voice), and so is every pitch outside the unknown voices' ranges, and
+  outside the key when `--key` is set;
 - the free notes drawn go to the unknown voices by pitch order, as the RNN-RBM's do (highest
-  first, the lowest to the lowest voice); the row as it will sound is what the next step reads.
+  first, the lowest to the lowest voice), struck where the model drew articulate (and wherever a
+  voice comes to a new pitch); the row as it will sound is what the next step reads.
 
-The model is the same at every pitch (no absolute pitch among its inputs), so it needs no
-transposition: a melody in any key gets its harmony in that key. Its beat input counts 16ths
-from the roll's first row. The roll's grid cannot say that a voice strikes its pitch again; a
-note the model re-articulates in the same voice is heard as held.
+The model is the same at every pitch (no absolute pitch among its inputs), so it needs no key of
+its own: a melody in any key gets its harmony in that key (Engine.fill moves it by whole octaves
+only, into the soprano's range). Its beat input counts 16ths from the score's first row. The JSB
+16th data never strikes a held pitch again, so the shipped model seldom does; one trained on
+music that does (a MIDI folder) has those strikes written as separate notes.
 
 A row whose draw leaves an unknown voice without a note is drawn again (up to VOICING_DRAWS
 times): what is kept is a draw from the model given that every voice sounds. With `candidates`
@@ -32,7 +35,9 @@ from typing import Callable
 import numpy as np
 
 from bridge import biaxial_kernels
-from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.engines import ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, SOPRANO, Engine, assign_by_pitch_order
+from bridge.errors import BadInput
+from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
 
 VOICES = 4
@@ -40,6 +45,8 @@ VOICES = 4
 # (side by side): see BiaxialEngine.draw_row
 VOICING_DRAWS = 8
 DRAWS_AT_ONCE = 2
+# draws of each step for the frame accuracy (its spread over the test split is then under 0.002)
+ACCURACY_DRAWS = 4
 NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
 
 
@@ -86,15 +93,15 @@ class NoteStack:
         return logits.astype(np.float32)
 
 
-def row_notes(row: np.ndarray, before: np.ndarray | None, min_pitch: int, num_pitches: int) -> np.ndarray:
-    """(P, 2) play and articulate of a row of MIDI pitches per voice, struck where a voice comes
-    to its pitch from another pitch or a rest (`before`: the row before, None at the start)."""
+def row_notes(row: np.ndarray, struck: np.ndarray, min_pitch: int, num_pitches: int) -> np.ndarray:
+    """(P, 2) play and articulate of a row of MIDI pitches per voice and the voices' onsets
+    (`struck`); pitches outside the model's range are dropped."""
     notes = np.zeros((num_pitches, 2), dtype=np.float32)
     for v, pitch in enumerate(row):
         index = int(pitch) - min_pitch
         if pitch >= 0 and 0 <= index < num_pitches:
             notes[index, 0] = 1.0
-            if before is None or before[v] != pitch:
+            if struck[v]:
                 notes[index, 1] = 1.0
     return notes
 
@@ -103,12 +110,18 @@ class BiaxialEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll before a cell matters
     knobs = frozenset({"temperature", "candidates", "key", "voice_ranges", "seed"})
+    capabilities = frozenset({FILL, CONTINUE, ARTICULATE, PREDICT_MELODY})
 
     def __init__(self, model):
         super().__init__(model)
         self.time_layers = model.meta_int("time_layers")
         self.state_width = model.meta_int("state_width")
         self.downward = bool(model.meta_int("downward"))
+        if not self.downward:  # the top note comes last on an upward axis: no cheap melody prediction
+            self.capabilities = self.capabilities - {PREDICT_MELODY}
+        # a quarter-note model (trained on the pickle's frames, play only) only evaluates there
+        self.step_16ths = int(model.metadata.get("step_16ths", 1))
+        self.articulation = bool(int(model.metadata.get("articulation", 1)))
         hidden, cell = self.zero_states(1)
         outputs = dict(zip(model.output_names, model.run({"notes": np.zeros((1, 1, self.num_pitches, 2), np.float32),
                                                           "step": np.zeros((1, 1), np.int64), "hidden": hidden,
@@ -131,14 +144,17 @@ class BiaxialEngine(Engine):
 
     # ---- inpainting ---------------------------------------------------------------------------
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+    def _fill(self, score: Score, known: np.ndarray, settings: Settings, open_end: bool) -> Score:
         # recurrent: a row depends only on the rows before it, so an open end changes nothing
-        out, known = self.given_cells(roll, known)
+        if self.step_16ths != 1:
+            raise BadInput("a quarter-note model only evaluates (on the quarter-note pickle); "
+                           "harmonize with a 16th model", self.model.path)
+        out, known = self.given_cells(score.pitches, known)
         if known.all():
-            return out
+            return score
+        struck = np.array(score.onsets) & known
         allowed = self.free_pitches(out, known, settings)
         rng = np.random.default_rng(settings.seed)
-        p = self.num_pitches
         hidden, cell = self.zero_states(1)
         complete = known.all(axis=1)
         t = 0
@@ -147,20 +163,24 @@ class BiaxialEngine(Engine):
             end = t + 1
             while complete[t] and end < len(out) and complete[end]:
                 end += 1
-            previous = self.rows_notes(out, t - 1, end - 1)
+            previous = self.rows_notes(out, struck, t - 1, end - 1)
             time_out, hidden, cell = self.time_steps(previous, t, hidden, cell)
             if not complete[t]:
                 unknown_voices = [v for v in range(VOICES) if not known[t, v]]
-                drawn = self.draw_row(time_out, *self.clamps(out, known, t, allowed), len(unknown_voices), settings, rng)
+                drawn, articulated = self.draw_row(time_out, *self.clamps(out, struck, known, t, allowed),
+                                                   len(unknown_voices), settings, rng)
                 free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
                 for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
                     out[t, v] = pitch
+                    # a voice coming to a new pitch strikes it whatever the model said
+                    struck[t, v] = articulated[pitch - self.min_pitch] or t == 0 or out[t - 1, v] != pitch
             t = end
-        return out
+        return Score.of(out, struck)
 
     def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
-                 settings: Settings, rng: np.random.Generator) -> np.ndarray:
-        """Model pitches of the free notes drawn at one row. Independent-looking choices along the
+                 settings: Settings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Model pitches of the free notes drawn at one row, and (P,) whether each pitch was
+        drawn struck. Independent-looking choices along the
         pitch axis often leave a voice out (more so at a low temperature, which sharpens each
         one), so a draw that gives fewer than `wanted` notes is drawn again, DRAWS_AT_ONCE at a
         time side by side, up to VOICING_DRAWS: the first full one is a draw from the model given
@@ -187,7 +207,8 @@ class BiaxialEngine(Engine):
                                       settings.temperature)
 
     @staticmethod
-    def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int, likeliest: bool) -> np.ndarray:
+    def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int,
+                likeliest: bool) -> tuple[np.ndarray, np.ndarray]:
         """The free notes of the draw kept: one with just the voices wanted, else one with more
         (the middle ones are dropped), else the fullest; of those the likeliest, or the first."""
         free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
@@ -195,27 +216,28 @@ class BiaxialEngine(Engine):
         best, best_key = 0, None
         for d in range(len(notes)):
             key = (counts[d] == wanted, counts[d] >= wanted, min(counts[d], wanted),
-                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1]) if likeliest else -d)
+                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1], True) if likeliest else -d)
             if best_key is None or key > best_key:
                 best, best_key = d, key
-        return np.flatnonzero(free[best])
+        return np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
 
-    def rows_notes(self, out: np.ndarray, first: int, last: int) -> np.ndarray:
+    def rows_notes(self, out: np.ndarray, struck: np.ndarray, first: int, last: int) -> np.ndarray:
         """(last - first, P, 2) notes of rows first..last-1 as they sound (row -1: silence before the start)."""
-        return np.stack([row_notes(out[r], out[r - 1] if r > 0 else None, self.min_pitch, self.num_pitches)
+        return np.stack([row_notes(out[r], struck[r], self.min_pitch, self.num_pitches)
                          if r >= 0 else np.zeros((self.num_pitches, 2), dtype=np.float32)
                          for r in range(first, last)])
 
-    def clamps(self, out: np.ndarray, known: np.ndarray, t: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P,) int8 clamps of play and articulate at row t: the given cells on (struck where their
-        voice comes to the pitch), the pitches above a given soprano and those not `allowed` off."""
+    def clamps(self, out: np.ndarray, struck: np.ndarray, known: np.ndarray, t: int,
+               allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) int8 clamps of play and articulate at row t: the given cells on (struck at their
+        onsets), the pitches above a given soprano and those not `allowed` off."""
         clamp_play = np.where(allowed, -1, 0).astype(np.int8)
         clamp_articulate = np.full(self.num_pitches, -1, dtype=np.int8)
         for v in range(VOICES):
             index = int(out[t, v]) - self.min_pitch
             if known[t, v] and out[t, v] >= 0 and 0 <= index < self.num_pitches:
                 clamp_play[index] = 1
-                clamp_articulate[index] = 1 if t == 0 or out[t - 1, v] != out[t, v] else 0
+                clamp_articulate[index] = 1 if struck[t, v] else 0
         if known[t, SOPRANO] and out[t, SOPRANO] >= 0:
             top = int(out[t, SOPRANO]) - self.min_pitch
             clamp_play[max(top + 1, 0):] = 0
@@ -227,7 +249,7 @@ class BiaxialEngine(Engine):
         runs from the top down, so it is P(p plays | nothing above plays) times P(nothing above p
         plays), read off one pass with nothing played; clamped pitches as inpaint clamps them."""
         given, known = self.given_cells(roll, known)
-        previous = self.rows_notes(given, -1, len(given) - 1)
+        previous = self.rows_notes(given, pitch_changes(given), -1, len(given) - 1)
         time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
         silent = np.zeros((1, self.num_pitches, 2))
         logits = self.note_stack.logits(time_out[-1:], silent)[0, :, 0].astype(np.float64)
@@ -237,7 +259,7 @@ class BiaxialEngine(Engine):
         none_above = np.concatenate([np.cumprod((1.0 - play)[::-1])[::-1][1:], [1.0]])
         return play * none_above
 
-    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+    def _melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         """The likeliest top notes (in the soprano's range) of the last row (top_note_probabilities;
         ties: the lower pitch). Only with the note axis from the top down; else none."""
         roll = np.asarray(roll)
@@ -256,45 +278,57 @@ class BiaxialEngine(Engine):
 
     # ---- evaluation ------------------------------------------------------------------------
 
-    def sequence_logits(self, notes: np.ndarray) -> np.ndarray:
-        """(T, P, 2) true notes -> (T, P, 2) logits, each step's given the steps before it."""
-        previous = np.concatenate([np.zeros((1, self.num_pitches, 2), dtype=np.float32), notes[:-1]])
-        time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
-        return self.note_stack.logits(time_out, notes)
-
     def evaluate(self, data: Path, split: str, limit: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
-        """Log-likelihood per 16th step (exact: the note axis factorizes a step) and Bay et al.'s
-        frame accuracy of play (the expected TP / (TP + FP + FN) of one draw per step given the
-        true steps before it, at temperature 1), on the JSB 16th split (Jsb16thSeparated.npz)."""
-        from models.data import load_jsb16, voices_to_notes
+        """Log-likelihood per step (exact: the note axis factorizes a step) and Bay et al.'s frame
+        accuracy (the expected TP / (TP + FP + FN) between the true pitches and a step drawn from
+        the model at temperature 1, pitch by pitch down the note axis, given the true steps
+        before it; ACCURACY_DRAWS draws a step), of a 16th model on the JSB 16th split
+        (Jsb16thSeparated.npz, play and articulate scored) or of a quarter-note model on the
+        quarter-note pickle (Boulanger-Lewandowski's frames, play scored: the RNN-RBM's figures)."""
+        from models import data as corpus
 
-        chorales = load_jsb16(data, split)[:limit]
+        on_frames = Path(data).suffix == ".pkl"
+        if on_frames != (self.step_16ths == 4):
+            raise BadInput(f"this model steps in {'quarter notes' if self.step_16ths == 4 else '16ths'}: evaluate it on "
+                           f"{'the quarter-note pickle' if self.step_16ths == 4 else corpus.JSB_16TH_NPZ}", data)
+        if on_frames:
+            chorales = corpus.load_jsb_quarter(data, split)[:limit]
+            pitch_lists = [[p for frame in c for p in frame] for c in chorales]
+            notes_of = lambda c: corpus.frames_to_notes(c, self.min_pitch, self.num_pitches)  # noqa: E731
+        else:
+            chorales = corpus.load_jsb16(data, split)[:limit]
+            pitch_lists = [c[c >= 0] for c in chorales]
+            notes_of = lambda c: corpus.voices_to_notes(c, self.min_pitch, self.num_pitches)  # noqa: E731
         if not chorales:
             raise ValueError("no chorales in the split")
+        highest = self.min_pitch + self.num_pitches - 1
+        outside = sum(int(np.sum((np.asarray(p) < self.min_pitch) | (np.asarray(p) > highest))) for p in pitch_lists)
         rng = np.random.default_rng(0)
         total, steps, accuracy = 0.0, 0, 0.0
-        outside = 0
         for index, chorale in enumerate(chorales):
-            sounding = chorale[chorale >= 0]
-            outside += int(((sounding < self.min_pitch) | (sounding >= self.min_pitch + self.num_pitches)).sum())
-            notes = voices_to_notes(chorale, self.min_pitch, self.num_pitches)
-            logits = self.sequence_logits(notes)
-            total += biaxial_kernels.log_likelihood(logits.astype(np.float64), notes.astype(np.float64))
+            notes = notes_of(chorale)
+            previous = np.concatenate([np.zeros((1, self.num_pitches, 2), dtype=np.float32), notes[:-1]])
+            time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
+            logits = self.note_stack.logits(time_out, notes).astype(np.float64)
+            total += biaxial_kernels.log_likelihood(logits, notes.astype(np.float64), self.articulation)
             steps += len(notes)
-            accuracy += frame_accuracy(logits, notes, rng)
+            accuracy += self.frame_accuracy(time_out, notes, rng)
             if progress:
                 progress(index + 1, len(chorales))
         return {"chorales": len(chorales), "steps": steps, "log_likelihood": total / steps,
                 "accuracy": accuracy / steps, "notes_outside_range": outside}
 
-
-def frame_accuracy(logits: np.ndarray, notes: np.ndarray, rng: np.random.Generator) -> float:
-    """Sum over steps of TP / (TP + FP + FN) between the true pitches played and one draw of
-    each pitch's play from its logit (a step with neither counts 1). The draw of each pitch is
-    given the true pitches before it on the axis, which the logits already are."""
-    drawn = rng.random(logits.shape[:2]) < 1.0 / (1.0 + np.exp(-logits[..., 0]))
-    true = notes[..., 0] > 0.5
-    tp = (drawn & true).sum(axis=1)
-    wrong = (drawn ^ true).sum(axis=1)
-    return float(np.where(tp + wrong > 0, tp / np.maximum(tp + wrong, 1), 1.0).sum())
+    def frame_accuracy(self, time_out: np.ndarray, notes: np.ndarray, rng: np.random.Generator) -> float:
+        """Sum over the T steps of the mean over ACCURACY_DRAWS draws of TP / (TP + FP + FN)
+        between the true pitches played and the drawn ones (a step with neither counts 1)."""
+        free = np.full((len(notes), self.num_pitches), -1, dtype=np.int8)
+        true = notes[..., 0] > 0.5
+        total = 0.0
+        for _ in range(ACCURACY_DRAWS):
+            drawn, _ = self.note_stack.sample(time_out, free, free, rng.random((*free.shape, 2)), 1.0)
+            drawn = drawn[..., 0] > 0.5
+            tp = (drawn & true).sum(axis=1)
+            wrong = (drawn ^ true).sum(axis=1)
+            total += float(np.where(tp + wrong > 0, tp / np.maximum(tp + wrong, 1), 1.0).sum())
+        return total / ACCURACY_DRAWS

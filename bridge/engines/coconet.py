@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from bridge import kernels, keys
-from bridge.engines import REST, SOPRANO, Engine
+from bridge.engines import FILL, PREDICT_MELODY, REST, SOPRANO, Engine
 from bridge.errors import BadInput
+from bridge.score import Score
 from bridge.settings import Settings
 
 # blocks of the candidates' pseudo-likelihood: each free cell is masked in exactly one of them
@@ -32,6 +33,8 @@ HEAD_WEIGHTS = ("in_proj", "bias", "interval", "upper_proj", "out")
 
 
 class CoconetEngine(Engine):
+
+    capabilities = frozenset({FILL, PREDICT_MELODY})
 
     def __init__(self, model):
         super().__init__(model)
@@ -68,21 +71,15 @@ class CoconetEngine(Engine):
             self._allowed_cache = cached
         return cached[1]
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
-        return self.inpaint_many([roll], [known], settings, open_end)[0]
-
-    def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
-                     open_end: bool = False) -> list[np.ndarray]:
-        """Rolls of one length, and one set of allowed pitches, run as one batch (rolls x
-        candidates chains); anything else one by one."""
-        rolls = [np.asarray(roll) for roll in rolls]
-        knowns = [np.asarray(known, dtype=bool) for known in knowns]
+    def _fill_many(self, scores: list[Score], knowns: list[np.ndarray], settings: Settings,
+                   open_end: bool) -> list[Score]:
+        """Scores of one length, and one set of allowed pitches, run as one batch (scores x
+        candidates chains); anything else one by one. The network knows no onsets: a filled-in
+        voice strikes where its pitch changes."""
+        rolls = [np.asarray(score.pitches) for score in scores]
+        lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
         for roll, known in zip(rolls, knowns):
-            if roll.ndim != 2 or roll.shape[1] != self.num_voices or known.shape != roll.shape:
-                raise BadInput(f"roll and known must both be (T, {self.num_voices}), not {roll.shape} and {known.shape}")
-            given = known & (roll >= 0)
-            lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
-            if np.any(given & ((roll < lowest) | (roll > highest))):
+            if np.any(known & (roll >= 0) & ((roll < lowest) | (roll > highest))):
                 raise BadInput(f"given notes must lie in MIDI {lowest}..{highest} for this model")
         if not rolls:
             return []
@@ -90,9 +87,11 @@ class CoconetEngine(Engine):
             [self.allowed(rolls[0], settings)] * len(rolls)
         if len(rolls) > 1 and (len({roll.shape for roll in rolls}) > 1
                                or any(not np.array_equal(a, allowed[0]) for a in allowed[1:])):
-            return [self._sample([roll], [known], a, settings, open_end)[0]
-                    for roll, known, a in zip(rolls, knowns, allowed)]
-        return self._sample(rolls, knowns, allowed[0], settings, open_end)
+            filled = [self._sample([roll], [known], a, settings, open_end)[0]
+                      for roll, known, a in zip(rolls, knowns, allowed)]
+        else:
+            filled = self._sample(rolls, knowns, allowed[0], settings, open_end)
+        return [score.replace(pitches=result) for score, result in zip(scores, filled)]
 
     def _sample(self, rolls: list[np.ndarray], knowns: list[np.ndarray], allowed: np.ndarray,
                 settings: Settings, open_end: bool) -> list[np.ndarray]:
@@ -201,7 +200,7 @@ class CoconetEngine(Engine):
                                      settings.temperature, uniforms, pitches, settings.parallel_penalty, scores)
         return scores
 
-    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+    def _melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         # one network call: the last step's soprano distribution, every unknown cell masked, and
         # the future unknown (see _sample)
         future = min(OPEN_END_STEPS, self.receptive_radius)

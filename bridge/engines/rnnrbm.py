@@ -17,9 +17,9 @@ From the 16th grid to the model's frames (one frame = `steps_per_frame` 16ths, a
   free notes drawn go to the unknown voices by pitch order, highest first and the lowest to the
   lowest voice; fewer notes than voices leave the middle voices silent, more notes than voices
   drop the ones between. Every unknown cell of the frame's rows takes its voice's pitch.
-- The training pieces were all moved to C (Boulanger-Lewandowski's data); the engine moves the
-  given notes to C (the key of `--key`, else the melody's estimated key) and by octaves to the
-  data's register, and the result back.
+- The training pieces were all moved to C (Boulanger-Lewandowski's data): the engine's
+  `register_shift` moves the given notes to C (the key of `--key`, else the melody's estimated
+  key) and by octaves to the data's register; Engine.fill moves them, and the result back.
 
 Knobs: `temperature` (the chain cools from 1 to it over its k steps, metadata `gibbs_steps`),
 `candidates` (chains per frame; the one with the lowest free energy wins), `parallel_penalty`
@@ -36,7 +36,8 @@ from typing import Callable
 import numpy as np
 
 from bridge import keys, rbm_kernels
-from bridge.engines import REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.engines import CONTINUE, FILL, PREDICT_MELODY, REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.score import Score
 from bridge.settings import Settings
 
 VOICES = 4
@@ -55,6 +56,7 @@ PENALTY_CHAINS = 8
 class RnnRbmEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll matters
+    capabilities = frozenset({FILL, CONTINUE, PREDICT_MELODY})
     knobs = frozenset({"temperature", "candidates", "parallel_penalty", "key", "voice_ranges", "seed"})
 
     def __init__(self, model):
@@ -78,9 +80,9 @@ class RnnRbmEngine(Engine):
             ["next_state", "visible_bias", "hidden_bias"], {"notes": notes, "state": state})
         return state, visible_bias.astype(np.float64), hidden_bias.astype(np.float64)
 
-    # ---- from the user's pitches to the model's and back -----------------------------------
+    # ---- from the user's pitches to the model's -----------------------------------------------
 
-    def model_shift(self, roll: np.ndarray, known: np.ndarray, settings: Settings) -> int:
+    def register_shift(self, roll: np.ndarray, known: np.ndarray, settings: Settings, octaves: int) -> int:
         """Semitones to add to MIDI pitches to put them where the training data was: tonic on
         the data's (C), the melody's median near the data's top-voice median."""
         given = known & (roll >= 0)
@@ -99,26 +101,25 @@ class RnnRbmEngine(Engine):
         return min((base + 12 * n for n in range(-10, 11)),
                    key=lambda s: (abs(register + s - self.soprano_median), s))
 
-    def frame_notes(self, row: np.ndarray, shift: int) -> np.ndarray:
+    def frame_notes(self, row: np.ndarray) -> np.ndarray:
         """(1, P) visible vector of a row of MIDI pitches (the model's pitches outside its range dropped)."""
         notes = np.zeros((1, self.num_pitches), dtype=np.float32)
         for pitch in row:
-            index = int(pitch) + shift - self.min_pitch
+            index = int(pitch) - self.min_pitch
             if pitch >= 0 and 0 <= index < self.num_pitches:
                 notes[0, index] = 1.0
         return notes
 
     # ---- inpainting ---------------------------------------------------------------------------
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
+    def _fill(self, score: Score, known: np.ndarray, settings: Settings, open_end: bool) -> Score:
         # recurrent: a frame depends only on the frames before it, so an open end changes nothing
-        out, known = self.given_cells(roll, known)
+        out, known = self.given_cells(score.pitches, known)
         unknown_rows = np.flatnonzero(~known.all(axis=1))
         if unknown_rows.size == 0:
-            return out
-        steps, spf = len(roll), self.steps_per_frame
-        shift = self.model_shift(out, known, settings)
-        free_allowed = self.free_pitches(out, known, settings, shift)
+            return score
+        steps, spf = len(out), self.steps_per_frame
+        free_allowed = self.free_pitches(out, known, settings)
         rng = np.random.default_rng(settings.seed)
         notes = np.zeros((1, self.num_pitches), dtype=np.float32)
         state = np.zeros((1, self.num_recurrent), dtype=np.float32)
@@ -126,22 +127,21 @@ class RnnRbmEngine(Engine):
             rows = slice(start, min(start + spf, steps))
             state, visible_bias, hidden_bias = self.step(notes, state)
             if not known[rows].all():
-                self.sample_frame(out, known, start, rows, visible_bias, hidden_bias, free_allowed, shift,
-                                  settings, rng)
-            notes = self.frame_notes(out[start], shift)
-        return out
+                self.sample_frame(out, known, start, rows, visible_bias, hidden_bias, free_allowed, settings, rng)
+            notes = self.frame_notes(out[start])
+        return score.replace(pitches=out)
 
-    def sample_frame(self, out, known, start, rows, visible_bias, hidden_bias, free_allowed, shift,
+    def sample_frame(self, out, known, start, rows, visible_bias, hidden_bias, free_allowed,
                      settings: Settings, rng: np.random.Generator) -> None:
         """Draw the frame whose reference row is `start` and write its unknown cells into `out`."""
         reference, reference_known = out[start], known[start]
         clamp = np.where(free_allowed, -1, 0).astype(np.int8)
         for v in range(VOICES):
-            index = int(reference[v]) + shift - self.min_pitch
+            index = int(reference[v]) - self.min_pitch
             if reference_known[v] and reference[v] >= 0 and 0 <= index < self.num_pitches:
                 clamp[index] = 1
         if reference_known[SOPRANO] and reference[SOPRANO] >= 0:
-            top = int(reference[SOPRANO]) + shift - self.min_pitch
+            top = int(reference[SOPRANO]) - self.min_pitch
             clamp[max(top + 1, 0):] = 0   # the melody is the top voice: nothing above it
         # the RBM knows chords, not voices: with the parallel penalty on, several chains are drawn
         # and the one whose voices make the fewest consecutive fifths and octaves with the frame
@@ -160,7 +160,7 @@ class RnnRbmEngine(Engine):
         voicings = []
         for chain in visible:
             drawn = np.flatnonzero((chain == 1) & (clamp != 1))
-            free_notes = sorted((int(i) + self.min_pitch - shift for i in drawn), reverse=True)
+            free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
             pitch_of_voice = {v: int(reference[v]) for v in range(VOICES) if reference_known[v]}
             pitch_of_voice.update(assign_by_pitch_order(free_notes, unknown_voices))
             voicings.append(pitch_of_voice)
@@ -179,7 +179,7 @@ class RnnRbmEngine(Engine):
                 if not known[t, v]:
                     out[t, v] = pitch_of_voice.get(v, REST)
 
-    def melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
+    def _melody_candidates(self, roll: np.ndarray, known: np.ndarray, settings: Settings, count: int) -> list[int]:
         """The commonest top notes (in the soprano's range) of CANDIDATE_CHAINS draws from the
         RBM of the last row's frame, given the frames before it: the model's own distribution of
         the next melody note, estimated by sampling (ties: the lower pitch)."""
@@ -187,12 +187,11 @@ class RnnRbmEngine(Engine):
         steps, spf = len(given), self.steps_per_frame
         if steps == 0 or count <= 0:
             return []
-        shift = self.model_shift(given, known, settings)
         notes = np.zeros((1, self.num_pitches), dtype=np.float32)
         state = np.zeros((1, self.num_recurrent), dtype=np.float32)
         for start in range((steps - 1) % spf, steps, spf):
             state, visible_bias, hidden_bias = self.step(notes, state)
-            notes = self.frame_notes(given[start], shift)
+            notes = self.frame_notes(given[start])
         rng = np.random.default_rng(settings.seed)
         chains = CANDIDATE_CHAINS
         clamps = np.full((chains, self.num_pitches), -1, dtype=np.int8)
@@ -207,7 +206,7 @@ class RnnRbmEngine(Engine):
         for chain in visible:
             sounding = np.flatnonzero(chain)
             if sounding.size:
-                top = int(sounding[-1]) + self.min_pitch - shift
+                top = int(sounding[-1]) + self.min_pitch
                 if low <= top <= high:
                     tally[top] = tally.get(top, 0) + 1
         return [p for p, _ in sorted(tally.items(), key=lambda item: (-item[1], item[0]))][:count]

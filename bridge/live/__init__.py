@@ -49,7 +49,7 @@ music), `bridge` (Bridge: worker and watcher).
 """
 from bridge.live.bridge import IDLE_SLEEP_S, Bridge
 from bridge.live.config import LIVE_SETTINGS, MODES, LiveConfig, Snapshot
-from bridge.live.context import Context, ask_engine, model_view, past_steps_for, warm_up
+from bridge.live.context import Context, ask_engine, past_steps_for, warm_up
 from bridge.live.note_mode import NoteMode
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.player import Outlet, Player
@@ -58,4 +58,4 @@ from bridge.live.stats import LiveStats, MonitorEvent, StatsSnapshot
 
 __all__ = ["IDLE_SLEEP_S", "LIVE_SETTINGS", "MODES", "Bridge", "Context", "LiveConfig", "LiveStats",
            "MonitorEvent", "NoteMode", "Outlet", "PhraseMode", "Player", "Snapshot", "StatsSnapshot",
-           "ask_engine", "model_view", "past_steps_for", "render", "warm_up"]
+           "ask_engine", "past_steps_for", "render", "warm_up"]

@@ -127,7 +127,7 @@ class Bridge:
             self._watcher = threading.Thread(target=self._watch, args=(lister,), name="bachbridge-ports",
                                              daemon=True)
             self._watcher.start()
-        if snapshot.config.mode == NoteMode.mode and snapshot.config.speculate:
+        if snapshot.config.mode == NoteMode.mode and snapshot.speculating:
             self.speculator.start()  # else when first asked to speculate
         return self
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bridge.clock import MAX_BPM, MIN_BPM, MODES as CLOCK_MODES, NS_PER_MINUTE
-from bridge.engines import Engine
+from bridge.engines import FILL, PREDICT_MELODY, Engine
 from bridge.errors import BadInput
 from bridge.settings import Settings
 
@@ -77,6 +77,12 @@ class Snapshot:
     settings: Settings
     engine: Engine
 
+    @property
+    def speculating(self) -> bool:
+        """Note mode works out likely next answers: asked to, with an engine that can name the
+        likely next melody notes."""
+        return self.config.speculate and PREDICT_MELODY in self.engine.capabilities
+
 
 def checked_snapshot(engine, config, settings) -> Snapshot:
     if not isinstance(engine, Engine):
@@ -85,4 +91,6 @@ def checked_snapshot(engine, config, settings) -> Snapshot:
         raise TypeError(f"config must be a LiveConfig, not {type(config).__name__}")
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
+    if FILL not in engine.capabilities:  # both modes harmonize the player's melody
+        raise BadInput(f"the {engine.name} engine cannot fill in a harmony, which {config.mode} mode asks of it")
     return Snapshot(config, settings, engine)

@@ -1,16 +1,15 @@
 """The grid of the recent past as the engine is shown it, and asking the engine.
 
 `Context` keeps the last bar (or what the engine can see) of melody and harmony on the 16th
-grid; `ask_engine` fills in a window of it in the melody's register (`model_view`); `window_key`
+grid; `ask_engine` fills in a window of it in the melody's register; `window_key`
 names a window exactly, for the speculator's answers.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from bridge.engines import REST, SHORTEST_HARMONY_REST, SOPRANO, fold_into_range, octave_shift_into_range
+from bridge.engines import REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES, Snapshot
-from bridge.settings import Settings
 
 # a melody note for warm-up calls (inside every soprano range)
 _WARM_PITCH = 72
@@ -112,7 +111,7 @@ class Context:
         released = self.released_at
         # melody rests shorter than a beat (detached playing) are held through for the engine,
         # as Engine.harmonize does offline: the chorales it learnt from have no such gaps
-        if released is not None and self.step + gap - released < SHORTEST_HARMONY_REST:
+        if released is not None and rest_is_held(self.step + gap - released):
             released = None
         stay = past + 1 - gap  # rows still in sight, the old present the last of them
         if stay > 0:
@@ -135,52 +134,23 @@ class Context:
         return self.rows[start:], self.known[start:]
 
 
-def model_view(roll: np.ndarray, settings: Settings, lowest: int, highest: int) -> tuple[np.ndarray, int]:
-    """The roll as the engine must get it, and the octave shift applied: a melody outside the
-    soprano range moved by whole octaves (as Engine.harmonize does), the harmony moved with it,
-    and any given note still outside the soprano range (melody) or the model's pitches [lowest,
-    highest] (harmony) folded into them. Folding happens before the shift, where every sounding
-    pitch is >= 0 (fold_into_range takes negative numbers for rests)."""
-    low, high = settings.voice_ranges[SOPRANO]
-    shift = octave_shift_into_range(roll[:, SOPRANO], low, high)
-    view = np.empty_like(roll)
-    view[:, SOPRANO] = fold_into_range(roll[:, SOPRANO], low - shift, high - shift)
-    view[:, 1:] = fold_into_range(roll[:, 1:], lowest - shift, highest - shift)
-    return np.where(view >= 0, view + shift, REST).astype(np.int16), shift
-
-
-
 def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> np.ndarray:
     """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
-    the melody's register (see model_view), MIDI pitches, -1 = silent."""
-    view, shift = _model_view_for(snapshot, roll)
-    return _from_model_view(snapshot.engine.inpaint(view, known, snapshot.settings, open_end=True), shift)
+    the melody's register (Engine.fill moves it for the model and back), MIDI pitches, -1 = silent."""
+    return snapshot.engine.inpaint(roll, known, snapshot.settings, open_end=True)[:, 1:]
 
 
 def ask_engine_many(snapshot: Snapshot, rolls: list[np.ndarray], knowns: list[np.ndarray]) -> list[np.ndarray]:
     """`ask_engine` for several rolls, in one batch where the engine can."""
-    views = [_model_view_for(snapshot, roll) for roll in rolls]
-    results = snapshot.engine.inpaint_many([view for view, _ in views], knowns, snapshot.settings, open_end=True)
-    return [_from_model_view(result, shift) for result, (_, shift) in zip(results, views)]
+    return [result[:, 1:] for result in snapshot.engine.inpaint_many(rolls, knowns, snapshot.settings, open_end=True)]
 
 
 def likely_next_pitches(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> list[int]:
     """The engine's likeliest melody pitches (MIDI, likeliest first) for the last step of `roll`,
     whose soprano is not `known`: what the melody may play next."""
-    view, shift = _model_view_for(snapshot, roll)
-    likely = snapshot.engine.melody_candidates(view, known, snapshot.settings, SPECULATED_PITCHES)
-    return [p - shift for p in likely if 0 <= p - shift <= 127]
+    return snapshot.engine.melody_candidates(roll, known, snapshot.settings, SPECULATED_PITCHES)
 
 
 def window_key(roll: np.ndarray) -> tuple:
     """A window's exact identity: an answer worked out for one window is only taken for it."""
     return roll.shape, roll.tobytes()
-
-
-def _model_view_for(snapshot: Snapshot, roll: np.ndarray) -> tuple[np.ndarray, int]:
-    lowest = snapshot.engine.min_pitch
-    return model_view(roll, snapshot.settings, lowest, lowest + snapshot.engine.num_pitches - 1)
-
-
-def _from_model_view(result: np.ndarray, shift: int) -> np.ndarray:
-    return fold_into_range(np.where(result[:, 1:] >= 0, result[:, 1:] - shift, REST), 0, 127)

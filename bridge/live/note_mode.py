@@ -61,7 +61,7 @@ class NoteMode(Player):
         self.context.onset(step, pitch)
         self.onset_steps.append(step)
         self._sound(self._answer(), velocity, config.channels, t_ns)
-        if self.speculator is not None and config.speculate:
+        if self.speculator is not None and self.snapshot.speculating:
             self.speculator.speculate(self.snapshot, self.context, self.rhythm_guesses())
 
     def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
@@ -111,7 +111,7 @@ class NoteMode(Player):
         note is then pass-through)."""
         roll, known = self.context.window()
         speculator = self.speculator
-        if speculator is not None and self.snapshot.config.speculate:
+        if speculator is not None and self.snapshot.speculating:
             self.stats.speculation_lookups += 1
             found = speculator.lookup(self.snapshot, roll)
             if found is not None:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from bridge.clock import Clock, step_ns
-from bridge.engines import REST, SHORTEST_HARMONY_REST, SOPRANO
+from bridge.engines import REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES
 from bridge.live.context import ask_engine, past_steps_for
 from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, Player
@@ -228,8 +228,7 @@ class PhraseMode(Player):
 
     def _grow(self, count: int) -> None:
         """`count` more rows on the grid after the newest (there is one): the melody held while it
-        sounds, held through (for the engine only) while a rest is shorter than
-        SHORTEST_HARMONY_REST, else a rest."""
+        sounds, held through (for the engine only) while `rest_is_held`, else a rest."""
         if count <= 0 or self.rows == 0:
             return
         if self.rows + count > self.CAPACITY:
@@ -239,7 +238,7 @@ class PhraseMode(Player):
             row = self.rows
             before = row - 1
             released = self.released_row
-            held = self.melody is not None or (released is not None and row - released < SHORTEST_HARMONY_REST)
+            held = self.melody is not None or (released is not None and rest_is_held(row - released))
             self.melody_rows[row] = self.melody_rows[before] if held else REST
             self.sounding[row] = self.melody is not None
             self.start_ns[row] = self.start_ns[before] + int(step)

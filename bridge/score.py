@@ -1,0 +1,113 @@
+"""The score every engine reads and writes: voices of MIDI pitches on the 16th grid, and where each
+voice strikes.
+
+    pitches  (T, V) int16   MIDI pitch per step and voice, -1 = silent
+    onsets   (T, V) bool    the voice strikes its pitch at this step (a repeated note is struck
+                            again: two onsets in a row at one pitch)
+    voices   (V,) names     soprano, alto, tenor, bass for a chorale; one name for a melody
+
+Immutable: the arrays are read-only, and `replace` makes a changed copy. An onset lies only where
+its voice sounds, and a voice coming to a new pitch always strikes it, so `pitches` alone is a
+valid score whose repeated notes read as held (`Score.of`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridge.errors import BadInput
+
+REST = -1
+SATB = ("soprano", "alto", "tenor", "bass")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+def pitch_changes(pitches: np.ndarray) -> np.ndarray:
+    """(T, V) bool: where each voice sounds a pitch other than at the step before (from a rest too)."""
+    pitches = np.asarray(pitches)
+    before = np.vstack([np.full((1, pitches.shape[1]), REST, dtype=pitches.dtype), pitches[:-1]])
+    return (pitches >= 0) & (pitches != before)
+
+
+@dataclass(frozen=True)
+class Score:
+    pitches: np.ndarray
+    onsets: np.ndarray
+    voices: tuple[str, ...] = field(default=SATB)
+
+    def __post_init__(self):
+        pitches = np.asarray(self.pitches)
+        onsets = np.asarray(self.onsets, dtype=bool)
+        if pitches.ndim != 2 or pitches.shape[1] != len(self.voices):
+            raise BadInput(f"a score's pitches must be (T, {len(self.voices)}) for voices {', '.join(self.voices)}, "
+                           f"not {pitches.shape}")
+        if onsets.shape != pitches.shape:
+            raise BadInput(f"a score's onsets must be {pitches.shape} like its pitches, not {onsets.shape}")
+        if np.any((pitches < REST) | (pitches > 127)):
+            raise BadInput("a score's pitches must be MIDI 0..127 or -1 (silent)")
+        if np.any(onsets & (pitches < 0)):
+            raise BadInput("a score has an onset where its voice is silent")
+        if np.any(pitch_changes(pitches) & ~onsets):
+            raise BadInput("a score's voice comes to a new pitch without striking it")
+        object.__setattr__(self, "pitches", _read_only(pitches.astype(np.int16)))
+        object.__setattr__(self, "onsets", _read_only(onsets))
+        object.__setattr__(self, "voices", tuple(self.voices))
+
+    @classmethod
+    def of(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, voices: tuple[str, ...] = SATB) -> "Score":
+        """A score of (T, V) pitches; `onsets` adds strikes to the pitch changes (repeated notes)."""
+        pitches = np.asarray(pitches)
+        if pitches.ndim != 2 or pitches.shape[1] != len(voices) or (onsets is not None and np.shape(onsets) != pitches.shape):
+            return cls(pitches, np.zeros(0, dtype=bool) if onsets is None else onsets, voices)   # says what is wrong
+        struck = pitch_changes(pitches)
+        if onsets is not None:
+            struck |= np.asarray(onsets, dtype=bool) & (pitches >= 0)
+        if pitches.size and (pitches.min() < REST or pitches.max() > 127):
+            raise BadInput("a score's pitches must be MIDI 0..127 or -1 (silent)")
+        # valid by construction: the live bridge builds several a note, so no second check
+        score = object.__new__(cls)
+        object.__setattr__(score, "pitches", _read_only(pitches.astype(np.int16)))
+        object.__setattr__(score, "onsets", _read_only(struck))
+        object.__setattr__(score, "voices", tuple(voices))
+        return score
+
+    @classmethod
+    def melody(cls, pitches: np.ndarray, onsets: np.ndarray | None = None) -> "Score":
+        """A one-voice score of (T,) pitches (a soprano), `onsets` (T,) as for `of`."""
+        pitches = np.asarray(pitches).reshape(-1, 1)
+        return cls.of(pitches, None if onsets is None else np.asarray(onsets).reshape(-1, 1), SATB[:1])
+
+    def __len__(self) -> int:
+        return len(self.pitches)
+
+    def replace(self, pitches: np.ndarray | None = None, onsets: np.ndarray | None = None,
+                voices: tuple[str, ...] | None = None) -> "Score":
+        """A changed copy; new pitches without new onsets keep the old strikes where the pitch
+        is unchanged and strike every change."""
+        voices = self.voices if voices is None else voices
+        if pitches is None:
+            return Score(self.pitches, self.onsets if onsets is None else onsets, voices)
+        if onsets is None and np.shape(pitches) == self.pitches.shape:
+            onsets = self.onsets & (np.asarray(pitches) == self.pitches)
+        return Score.of(pitches, onsets, voices)
+
+    def note_runs(self, voice: int) -> list[tuple[int, int, int]]:
+        """(pitch, first step, stop step) of each note of one voice: a run of one pitch until the
+        next onset or rest."""
+        column, struck = self.pitches[:, voice], self.onsets[:, voice]
+        runs = []
+        start = None
+        for t in range(len(column) + 1):
+            ends = t == len(column) or column[t] < 0 or struck[t]   # a new pitch is always struck
+            if start is not None and ends:
+                runs.append((int(column[start]), start, t))
+                start = None
+            if t < len(column) and column[t] >= 0 and start is None:
+                start = t
+        return runs
