@@ -67,12 +67,13 @@ def _add_product(gates, w, x):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _note_axis(gates_in, notes, clamp_play, clamp_articulate, uniforms, temperature, downward,
+def _note_axis(gates_in, notes, clamp_play, clamp_articulate, uniforms, temperature, conservativity, downward,
                w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits, sample):
     """One step of one sequence along the pitch axis: gates_in (P, 4N1), the first layer's
     pre-activations from the time stack's outputs (and its bias) -> (P, 2) logits. With
-    `sample`, each pitch's notes are drawn (clamps and temperature) into `notes` before the
-    next pitch; else `notes` (P, 2) is read as given (teacher forcing)."""
+    `sample`, each pitch's notes are drawn (clamps, temperature, and P(play) raised to the
+    power `conservativity`, Johnson's: below 1 it plays more) into `notes` before the next
+    pitch; else `notes` (P, 2) is read as given (teacher forcing)."""
     p_count = gates_in.shape[0]
     n1, n2 = w_hh0.shape[1], w_hh1.shape[1]
     h0 = np.zeros(n1)
@@ -99,10 +100,10 @@ def _note_axis(gates_in, notes, clamp_play, clamp_articulate, uniforms, temperat
                 acc += out_w[o, j] * h1[j]
             logits[p, o] = acc
         if sample:
-            play = _draw(logits[p, 0], clamp_play[p], uniforms[p, 0], temperature)
+            play = _draw(logits[p, 0], clamp_play[p], uniforms[p, 0], temperature, conservativity)
             articulate = 0.0
             if play > 0.0:
-                articulate = _draw(logits[p, 1], clamp_articulate[p], uniforms[p, 1], temperature)
+                articulate = _draw(logits[p, 1], clamp_articulate[p], uniforms[p, 1], temperature, 1.0)
             notes[p, 0] = play
             notes[p, 1] = articulate
         before_play = notes[p, 0]
@@ -110,22 +111,23 @@ def _note_axis(gates_in, notes, clamp_play, clamp_articulate, uniforms, temperat
 
 
 @njit(cache=True, nogil=True)
-def _draw(logit, clamp, uniform, temperature):
-    """1.0 or 0.0: the clamp when there is one, else a draw of sigmoid(logit / temperature)."""
+def _draw(logit, clamp, uniform, temperature, power):
+    """1.0 or 0.0: the clamp when there is one, else a draw of sigmoid(logit / temperature) ** power."""
     if clamp >= 0:
         return float(clamp)
     if temperature <= _ARGMAX_TEMPERATURE:
         return 1.0 if logit > 0.0 else 0.0
-    return 1.0 if uniform < _sigmoid(logit / temperature) else 0.0
+    return 1.0 if uniform < _sigmoid(logit / temperature) ** power else 0.0
 
 
 @njit(cache=True, nogil=True)
-def sample_step(gates_in, clamp_play, clamp_articulate, uniforms, temperature, downward,
+def sample_step(gates_in, clamp_play, clamp_articulate, uniforms, temperature, conservativity, downward,
                 w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, notes, logits):
     """Draw one step's notes for each of B sequences (or B draws of one): gates_in (B, P, 4N1)
     -> notes (B, P, 2) (play, articulate as 0/1) and the logits (B, P, 2) they were drawn from."""
     for b in range(gates_in.shape[0]):   # not prange: numba's threads wait for cores a busy machine lends
-        _note_axis(gates_in[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature, downward,
+        _note_axis(gates_in[b], notes[b], clamp_play[b], clamp_articulate[b], uniforms[b], temperature,
+                   conservativity, downward,
                    w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[b], True)
 
 
@@ -137,7 +139,7 @@ def given_logits(gates_in, notes, downward, w_note0, w_hh0, w_ih1, w_hh1, b1, ou
     dummy_clamp = np.full(notes.shape[1], -1, dtype=np.int8)
     dummy_uniforms = np.zeros((notes.shape[1], 2))
     for s in prange(gates_in.shape[0]):
-        _note_axis(gates_in[s], notes[s], dummy_clamp, dummy_clamp, dummy_uniforms, 1.0, downward,
+        _note_axis(gates_in[s], notes[s], dummy_clamp, dummy_clamp, dummy_uniforms, 1.0, 1.0, downward,
                    w_note0, w_hh0, w_ih1, w_hh1, b1, out_w, out_b, logits[s], False)
 
 

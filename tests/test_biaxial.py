@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bridge.engines import REST, load_engine
-from bridge.engines.biaxial import NoteStack
+from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_conservativity
 from bridge.score import pitch_changes
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, hymn_steps, run_cli, run_module
@@ -73,11 +73,12 @@ def test_the_numba_note_axis_equals_torchs(downward):
     assert np.abs(got - want.reshape(30, 40, 2)).max() < 1e-5
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_the_sampler_draws_the_exact_distribution(temperature):
+@pytest.mark.parametrize("temperature, conservativity", [(1.0, 1.0), (0.5, 1.0), (1.0, 0.6)])
+def test_the_sampler_draws_the_exact_distribution(temperature, conservativity):
     """The joint distribution of the top two pitches' play, drawn pitch by pitch by the kernel
     with uniforms from a seeded generator, against the exact one from the logits: the top
-    pitch's own, the next one's given each outcome of the top (play, articulate)."""
+    pitch's own, the next one's given each outcome of the top (play, articulate); P(play)
+    raised to the conservativity, P(articulate | play) not."""
     model = random_model(seed=3)
     with torch.no_grad():
         time_out = model.time_outputs(random_notes((1, 5, 40)))[0, -1].numpy().astype(np.float64)   # (P, Ht)
@@ -87,21 +88,33 @@ def test_the_sampler_draws_the_exact_distribution(temperature):
     given[1, top], given[2, top] = (1, 0), (1, 1)
     logits = stack.logits(np.repeat(time_out[None], 3, axis=0), given).astype(np.float64)
     sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x / temperature))  # noqa: E731
-    p_play, p_articulate = sigmoid(logits[0, top, 0]), sigmoid(logits[0, top, 1])
+    p_play, p_articulate = sigmoid(logits[0, top, 0]) ** conservativity, sigmoid(logits[0, top, 1])
     outcomes = [(1 - p_play, logits[0]), (p_play * (1 - p_articulate), logits[1]), (p_play * p_articulate, logits[2])]
     exact = np.zeros((2, 2))   # [top plays][second plays]
     for k, (weight, row) in enumerate(outcomes):
-        p_second = sigmoid(row[second, 0])
+        p_second = sigmoid(row[second, 0]) ** conservativity
         exact[int(k > 0), 1] += weight * p_second
         exact[int(k > 0), 0] += weight * (1 - p_second)
     draws = 40_000
     clamp = np.full((draws, 40), -1, dtype=np.int8)
     notes, _ = stack.sample(np.repeat(time_out[None], draws, axis=0), clamp, clamp,
-                            np.random.default_rng(7).random((draws, 40, 2)), temperature)
+                            np.random.default_rng(7).random((draws, 40, 2)), temperature, conservativity)
     observed = np.zeros((2, 2))
     np.add.at(observed, (notes[:, top, 0].astype(int), notes[:, second, 0].astype(int)), 1.0 / draws)
     assert np.abs(observed - exact).max() < 0.012, (observed, exact)
     assert np.all(notes[:, :, 1] <= notes[:, :, 0])   # struck only where it plays
+
+
+def test_adaptive_conservativity_plays_more_after_rows_that_left_a_voice_out():
+    c = 1.0
+    for _ in range(10):
+        c = adapted_conservativity(c, full=False)
+    assert c == pytest.approx(0.8)
+    assert adapted_conservativity(c, full=True) == pytest.approx(0.8 + 0.2 * 0.3)
+    assert adapted_conservativity(1.3, full=False) == pytest.approx(0.98)      # Johnson's: back to 1 first
+    for _ in range(100):
+        c = adapted_conservativity(c, full=False)
+    assert c == CONSERVATIVITY_FLOOR
 
 
 def test_clamps_hold_at_any_temperature():

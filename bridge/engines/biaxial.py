@@ -22,7 +22,9 @@ music that does (a MIDI folder) has those strikes written as separate notes.
 
 A row whose draw leaves an unknown voice without a note is drawn again (up to VOICING_DRAWS
 times): what is kept is a draw from the model given that every voice sounds. With `candidates`
-above 1, that many draws, the likeliest of the full ones.
+above 1, that many draws, the likeliest of the full ones. Johnson's adaptive conservativity
+steers the rows between: P(play) is raised to a power that falls a little after each row whose
+first draw left a voice out and climbs back toward 1 after each full one.
 
 Knobs: `temperature` (each play and articulate drawn from sigmoid(logit / temperature); 0: the
 likelier), `candidates`, `key`, `voice_ranges`, `seed`. The Gibbs schedule does not apply.
@@ -45,6 +47,8 @@ VOICES = 4
 # (side by side): see BiaxialEngine.draw_row
 VOICING_DRAWS = 8
 DRAWS_AT_ONCE = 2
+# adaptive conservativity (adapted_conservativity) never plays more eagerly than P(play) ** this
+CONSERVATIVITY_FLOOR = 0.5
 # draws of each step for the frame accuracy (its spread over the test split is then under 0.002)
 ACCURACY_DRAWS = 4
 NOTE_WEIGHTS = ("note0_w_ih", "note0_w_hh", "note0_b", "note1_w_ih", "note1_w_hh", "note1_b", "out_w", "out_b")
@@ -72,16 +76,17 @@ class NoteStack:
         return gates
 
     def sample(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray,
-               uniforms: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+               uniforms: np.ndarray, temperature: float, conservativity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(B, P, Ht) time outputs (or (1, P, Ht) for B draws of one row), (B, P) clamps, (B, P, 2)
-        uniforms -> the notes (B, P, 2) drawn pitch by pitch, and their logits."""
+        uniforms -> the notes (B, P, 2) drawn pitch by pitch (P(play) ** conservativity), and
+        their logits."""
         gates = self.gates(time_out)
         if len(gates) != len(uniforms):
             gates = np.ascontiguousarray(np.repeat(gates, len(uniforms), axis=0))
         notes = np.zeros(uniforms.shape)
         logits = np.empty(uniforms.shape)
         biaxial_kernels.sample_step(gates, clamp_play, clamp_articulate, uniforms, float(temperature),
-                                    self.downward, *self.kernel_weights, notes, logits)
+                                    float(conservativity), self.downward, *self.kernel_weights, notes, logits)
         return notes, logits
 
     def logits(self, time_out: np.ndarray, notes: np.ndarray) -> np.ndarray:
@@ -104,6 +109,15 @@ def row_notes(row: np.ndarray, struck: np.ndarray, min_pitch: int, num_pitches: 
             if struck[v]:
                 notes[index, 1] = 1.0
     return notes
+
+
+def adapted_conservativity(conservativity: float, full: bool) -> float:
+    """Johnson's adaptive conservativity (his main.py), from row to row: a row whose first draw
+    left a voice without a note lowers it (P(play) ** c with c < 1 plays more), a full one lets it
+    back toward 1; never below CONSERVATIVITY_FLOOR."""
+    if full:
+        return conservativity + (1.0 - conservativity) * 0.3
+    return max(min(conservativity, 1.0) - 0.02, CONSERVATIVITY_FLOOR)
 
 
 class BiaxialEngine(Engine):
@@ -155,6 +169,7 @@ class BiaxialEngine(Engine):
         struck = np.array(score.onsets) & known
         allowed = self.free_pitches(out, known, settings)
         rng = np.random.default_rng(settings.seed)
+        conservativity = 1.0
         hidden, cell = self.zero_states(1)
         complete = known.all(axis=1)
         t = 0
@@ -167,8 +182,9 @@ class BiaxialEngine(Engine):
             time_out, hidden, cell = self.time_steps(previous, t, hidden, cell)
             if not complete[t]:
                 unknown_voices = [v for v in range(VOICES) if not known[t, v]]
-                drawn, articulated = self.draw_row(time_out, *self.clamps(out, struck, known, t, allowed),
-                                                   len(unknown_voices), settings, rng)
+                drawn, articulated, first_full = self.draw_row(time_out, *self.clamps(out, struck, known, t, allowed),
+                                                               len(unknown_voices), settings, conservativity, rng)
+                conservativity = adapted_conservativity(conservativity, first_full)
                 free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
                 for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
                     out[t, v] = pitch
@@ -178,33 +194,43 @@ class BiaxialEngine(Engine):
         return Score.of(out, struck)
 
     def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
-                 settings: Settings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Model pitches of the free notes drawn at one row, and (P,) whether each pitch was
-        drawn struck. Independent-looking choices along the
-        pitch axis often leave a voice out (more so at a low temperature, which sharpens each
-        one), so a draw that gives fewer than `wanted` notes is drawn again, DRAWS_AT_ONCE at a
-        time side by side, up to VOICING_DRAWS: the first full one is a draw from the model given
-        that every voice sounds (else the fullest is kept). With `candidates` above 1, that many
-        draws and the likeliest full one."""
+                 settings: Settings, conservativity: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Model pitches of the free notes drawn at one row, (P,) whether each pitch was drawn
+        struck, and whether the first draw gave every voice a note. Independent-looking choices
+        along the pitch axis often leave a voice out (more so at a low temperature, which sharpens
+        each one), so a draw that gives fewer than `wanted` notes is drawn again, DRAWS_AT_ONCE at
+        a time side by side, up to VOICING_DRAWS: the first full one is a draw from the model
+        (at this `conservativity`) given that every voice sounds (else the fullest is kept). With
+        `candidates` above 1, that many draws and the likeliest full one."""
         if settings.candidates > 1:
-            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, int(settings.candidates), settings, rng)
-            return self._choose(notes, logits, clamp_play, wanted, likeliest=True)
+            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, int(settings.candidates), settings,
+                                        conservativity, rng)
+            return (*self._choose(notes, logits, clamp_play, wanted, likeliest=True),
+                    bool(self._free_counts(notes, clamp_play)[0] >= wanted))
         tried_notes, tried_logits = [], []
         while sum(len(n) for n in tried_notes) < VOICING_DRAWS:
-            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, DRAWS_AT_ONCE, settings, rng)
+            notes, logits = self._draws(time_out, clamp_play, clamp_articulate, DRAWS_AT_ONCE, settings,
+                                        conservativity, rng)
             tried_notes.append(notes)
             tried_logits.append(logits)
-            free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
-            if (free.sum(axis=1) >= wanted).any():
+            if (self._free_counts(notes, clamp_play) >= wanted).any():
                 break
-        return self._choose(np.concatenate(tried_notes), np.concatenate(tried_logits), clamp_play, wanted,
-                            likeliest=False)
+        first_full = self._free_counts(tried_notes[0], clamp_play)[0] >= wanted
+        return (*self._choose(np.concatenate(tried_notes), np.concatenate(tried_logits), clamp_play, wanted,
+                              likeliest=False), bool(first_full))
 
-    def _draws(self, time_out, clamp_play, clamp_articulate, count: int, settings: Settings, rng):
+    def _draws(self, time_out, clamp_play, clamp_articulate, count: int, settings: Settings, conservativity: float,
+               rng):
         p = self.num_pitches
         return self.note_stack.sample(time_out, np.repeat(clamp_play[None], count, 0),
                                       np.repeat(clamp_articulate[None], count, 0), rng.random((count, p, 2)),
-                                      settings.temperature)
+                                      settings.temperature, conservativity)
+
+    @staticmethod
+    def _free_counts(notes: np.ndarray, clamp_play: np.ndarray) -> np.ndarray:
+        """(D,) how many free pitches each of D draws plays."""
+        return ((notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]).sum(axis=1)
 
     @staticmethod
     def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int,
