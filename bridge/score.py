@@ -8,7 +8,8 @@ voice strikes.
 
 Immutable: the arrays are read-only, and `replace` makes a changed copy. An onset lies only where
 its voice sounds, and a voice coming to a new pitch always strikes it, so `pitches` alone is a
-valid score whose repeated notes read as held (`Score.of`).
+valid score whose repeated notes read as held (`Score.of`). The first step may sound a note
+without striking it: a score cut from a longer one begins inside the notes held into it.
 """
 from __future__ import annotations
 
@@ -53,19 +54,24 @@ class Score:
             raise BadInput("a score's pitches must be MIDI 0..127 or -1 (silent)")
         if np.any(onsets & (pitches < 0)):
             raise BadInput("a score has an onset where its voice is silent")
-        if np.any(pitch_changes(pitches) & ~onsets):
+        if np.any(pitch_changes(pitches)[1:] & ~onsets[1:]):
             raise BadInput("a score's voice comes to a new pitch without striking it")
         object.__setattr__(self, "pitches", _read_only(pitches.astype(np.int16)))
         object.__setattr__(self, "onsets", _read_only(onsets))
         object.__setattr__(self, "voices", tuple(self.voices))
 
     @classmethod
-    def of(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, voices: tuple[str, ...] = SATB) -> "Score":
-        """A score of (T, V) pitches; `onsets` adds strikes to the pitch changes (repeated notes)."""
+    def of(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, voices: tuple[str, ...] = SATB,
+           held_in: bool = False) -> "Score":
+        """A score of (T, V) pitches; `onsets` adds strikes to the pitch changes (repeated notes).
+        `held_in`: the first step's notes may be held from before the score (struck only where
+        `onsets` says), else they are struck."""
         pitches = np.asarray(pitches)
         if pitches.ndim != 2 or pitches.shape[1] != len(voices) or (onsets is not None and np.shape(onsets) != pitches.shape):
             return cls(pitches, np.zeros(0, dtype=bool) if onsets is None else onsets, voices)   # says what is wrong
         struck = pitch_changes(pitches)
+        if held_in and len(struck):
+            struck[0] = False
         if onsets is not None:
             struck |= np.asarray(onsets, dtype=bool) & (pitches >= 0)
         if pitches.size and (pitches.min() < REST or pitches.max() > 127):
@@ -96,6 +102,18 @@ class Score:
         if onsets is None and np.shape(pitches) == self.pitches.shape:
             onsets = self.onsets & (np.asarray(pitches) == self.pitches)
         return Score.of(pitches, onsets, voices)
+
+    def appended(self, other: "Score") -> "Score":
+        """This score with `other`'s steps after it (the same voices): a note `other` holds into
+        its first step goes on from this score's last, if that is its pitch."""
+        if other.voices != self.voices:
+            raise BadInput(f"cannot append voices {', '.join(other.voices)} to {', '.join(self.voices)}")
+        return Score.of(np.concatenate([self.pitches, other.pitches]), np.concatenate([self.onsets, other.onsets]),
+                        self.voices, held_in=True)
+
+    def steps(self, start: int, stop: int) -> "Score":
+        """Steps start..stop-1, the notes sounding into `start` held into the cut."""
+        return Score(self.pitches[start:stop], self.onsets[start:stop], self.voices)
 
     def note_runs(self, voice: int) -> list[tuple[int, int, int]]:
         """(pitch, first step, stop step) of each note of one voice: a run of one pitch until the

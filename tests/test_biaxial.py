@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.engines import REST, load_engine
+from bridge.engines import REST, assign_by_pitch_order, load_engine
 from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_conservativity
-from bridge.score import pitch_changes
+from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, hymn_steps, run_cli, run_module
 from test_rnnrbm import tracks_of
@@ -203,6 +203,29 @@ def test_generate_continues_a_prime_and_keeps_it(engine):
     out = engine.generate(prime, np.ones(prime.shape, dtype=bool), 48, Settings(seed=0, temperature=1.0)).pitches
     assert out.shape == (80, 4) and np.array_equal(out[:32], prime)
     assert np.mean(out[32:] >= 0) > 0.2   # it plays
+
+
+def test_a_stream_draws_each_row_from_all_the_rows_before_it():
+    """Against a path that shares nothing with the engine's stepper: the time stack run over
+    the whole prime in one pass (as evaluate runs it), the note axis at temperature 0 at the
+    next row, its notes given to the voices by pitch order; the shipped model (a tiny one's
+    argmax hardly depends on the past)."""
+    engine = load_engine("biaxial", threads=1)
+    settings = Settings(temperature=0.0, seed=0)
+    for length in (16, 40, 41):
+        prime = Score.of(np.stack([hymn_steps()[:length] - d for d in (0, 5, 12, 24)], axis=1))
+        stream = engine.stream(settings)
+        stream.feed(prime)
+        row = stream.extend(1).pitches[0]
+        previous = np.concatenate([np.zeros((1, engine.num_pitches, 2), np.float32),
+                                   engine.rows_notes(prime.pitches, prime.onsets, 0, length)])
+        time_out, _, _ = engine.time_steps(previous, 0, *engine.zero_states(1))
+        free = np.where(engine.free_pitches(np.full((1, 4), REST), np.zeros((1, 4), bool), settings), -1, 0)
+        free = free.astype(np.int8)[None]
+        notes, _ = engine.note_stack.sample(time_out[-1:], free, np.full_like(free, -1), np.zeros((1, engine.num_pitches, 2)), 0.0)
+        drawn = sorted((int(i) + engine.min_pitch for i in np.flatnonzero(notes[0, :, 0])), reverse=True)
+        expected = assign_by_pitch_order(drawn, [0, 1, 2, 3])
+        assert len(expected) == 4 and [int(row[v]) for v in range(4)] == [expected[v] for v in range(4)], (row, drawn)
 
 
 def test_melody_candidates_are_the_likeliest_top_notes(engine):

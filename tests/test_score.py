@@ -62,10 +62,41 @@ def engine(request, tiny_model, tiny_rnnrbm, tiny_biaxial):
 
 
 def test_every_engine_fills_and_says_what_else_it_can_do(engine):
-    assert FILL in engine.capabilities
-    recurrent = engine.receptive_radius is None
-    assert (CONTINUE in engine.capabilities) == recurrent
-    assert PREDICT_MELODY in engine.capabilities
+    assert FILL in engine.capabilities and PREDICT_MELODY in engine.capabilities
+    assert (CONTINUE in engine.capabilities) == (engine.name == "tiny-biaxial")
+    assert (ARTICULATE in engine.capabilities) == (engine.name == "tiny-biaxial")
+
+
+def test_every_engine_streams_what_generate_draws(engine):
+    """feed a prime, extend by 24 rows: the rows generate draws for that prime; extending again
+    goes on from there; given cells of an extend are kept."""
+    prime = Score.of(np.stack([hymn_steps()[:32] - d for d in (0, 5, 12, 24)], axis=1))
+    settings = Settings(seed=2, temperature=1.0)
+    stream = engine.stream(settings)
+    stream.feed(prime)
+    rows = stream.extend(24)
+    whole = engine.generate(prime, np.ones(prime.pitches.shape, dtype=bool), 24, settings)
+    assert np.array_equal(rows.pitches, whole.pitches[32:]) and np.array_equal(rows.onsets, whole.onsets[32:])
+    melody = np.full((16, 4), REST, dtype=np.int16)
+    melody[:, 0] = 69
+    known = np.zeros(melody.shape, dtype=bool)
+    known[:, 0] = True
+    more = stream.extend(16, Score.of(melody), known)
+    assert (more.pitches[:, 0] == 69).all() and (more.pitches[:, 1:] <= 69).all()   # the melody on top
+    assert len(stream.score) == 32 + 24 + 16 and np.array_equal(stream.score.pitches[:32], prime.pitches)
+
+
+def test_a_continuing_stream_steps_only_its_new_rows(tiny_biaxial):
+    engine = load_engine(tiny_biaxial, threads=1)
+    assert CONTINUE in engine.capabilities
+    stepped = []
+    time_steps = engine.time_steps
+    engine.time_steps = lambda notes, *rest: stepped.append(len(notes)) or time_steps(notes, *rest)
+    stream = engine.stream(Settings(seed=0))
+    stream.feed(Score.of(np.stack([hymn_steps()[:64] - d for d in (0, 5, 12, 24)], axis=1)))
+    assert stepped == [64]
+    stream.extend(2)
+    assert stepped[1:] == [1, 1]        # one time-stack step a row, whatever came before
 
 
 def test_a_melody_an_octave_up_gets_its_harmony_an_octave_up_with_its_repeated_notes_struck(engine):

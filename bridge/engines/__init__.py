@@ -42,7 +42,7 @@ SHORTEST_HARMONY_REST = 4
 
 # capabilities
 FILL = "fill"                      # fills in any mask given the rest (harmonize, the live note mode)
-CONTINUE = "continue"              # steps a sequence with a state: continues a prime, cell by cell in time
+CONTINUE = "continue"              # its stream keeps a state: each extend costs its own rows, not the piece's
 ARTICULATE = "articulate"          # says where a voice strikes its pitch again (onsets of its own)
 PREDICT_MELODY = "predict melody"  # names the likely next melody pitches (the live bridge speculates on them)
 
@@ -178,6 +178,10 @@ class Engine(ABC):
         onsets[:, SOPRANO] = melody.onsets[:, 0]
         return Score.of(pitches, onsets)
 
+    def stream(self, settings: Settings) -> "Stream":
+        """A piece continued a few steps at a time (see Stream); with CONTINUE, state kept."""
+        return Stream(self, settings)
+
     def generate(self, prime: np.ndarray | Score, prime_known: np.ndarray, steps: int, settings: Settings) -> Score:
         """Continue a (T0, 4) `prime` (a roll or a Score; cells in `prime_known` are kept, the
         others, such as the lower voices of a melody-only prime, filled in) by `steps` new 16ths,
@@ -201,8 +205,10 @@ class Engine(ABC):
             raise BadInput(f"roll and known must both be (T, {voices}), not {roll.shape} and {known.shape}")
         return Score.of(np.where(np.asarray(known, dtype=bool), roll, REST))
 
-    def _model_view(self, score: Score, known: np.ndarray, settings: Settings) -> tuple[Score, int, Settings]:
-        """(the score as the model sees it, the shift applied, the settings in its register).
+    def _model_view(self, score: Score, known: np.ndarray, settings: Settings,
+                    shift: int | None = None) -> tuple[Score, int, Settings]:
+        """(the score as the model sees it, the shift applied, the settings in its register);
+        `shift`: one fixed before (a stream keeps its register), else the score's own.
 
         The given notes move by `register_shift`; a melody note still outside the soprano's range
         (a melody wider than it) and a given harmony note outside the model's pitches are folded
@@ -216,7 +222,8 @@ class Engine(ABC):
         given = np.where(known, score.pitches, REST).astype(np.int16)
         low, high = settings.voice_ranges[SOPRANO]
         octaves = octave_shift_into_range(given[known[:, SOPRANO], SOPRANO], low, high)
-        shift = self.register_shift(given, known, settings, octaves)
+        if shift is None:
+            shift = self.register_shift(given, known, settings, octaves)
         view_settings = settings_moved(settings, shift, shift - octaves)
         low, high = view_settings.voice_ranges[SOPRANO]
         lowest, highest = self.min_pitch, self.min_pitch + self.num_pitches - 1
@@ -233,7 +240,7 @@ class Engine(ABC):
         moved = fold_into_range(np.where(result.pitches >= 0, result.pitches - shift, REST), 0, 127)
         pitches = np.where(known, score.pitches, moved)
         onsets = np.where(known, score.onsets, result.onsets)
-        return Score.of(pitches, onsets, score.voices)
+        return Score.of(pitches, onsets, score.voices, held_in=True)
 
     # ---- for the engines that draw chords and give their notes to voices ----------------------
 
@@ -269,6 +276,48 @@ class Engine(ABC):
         if scale is not None:
             allowed &= np.isin(midi % 12, scale)
         return allowed
+
+
+class Stream:
+    """A piece continued a few steps at a time, in the user's register, from Engine.stream:
+
+        stream.feed(score)                        rows given whole (the player's phrase so far)
+        stream.extend(steps, given, known) -> Score  the next rows, the `known` cells of `given`
+                                                  kept (default: every voice free), the rest drawn
+        stream.score                              the whole piece so far
+
+    This one asks `fill` for the whole piece at each `extend` (so every engine can stream; the
+    k-th extend draws with seed + k); an engine with CONTINUE keeps its state and steps only the
+    new rows. `feed` then `extend` draws what `generate` draws for the same prime and settings.
+    """
+
+    def __init__(self, engine: "Engine", settings: Settings):
+        self.engine, self.settings = engine, settings
+        self.score = Score.of(np.zeros((0, 4), dtype=np.int16))
+        self._extends = 0
+
+    def feed(self, score: Score) -> None:
+        self.score = self.score.appended(score)
+
+    def extend(self, steps: int, given: Score | None = None, known: np.ndarray | None = None) -> Score:
+        given, known = self._rows(steps, given, known)
+        settings = self.settings
+        if self._extends and settings.seed is not None:
+            settings = settings.replace(seed=settings.seed + self._extends)
+        self._extends += 1
+        piece_known = np.concatenate([np.ones(self.score.pitches.shape, dtype=bool), known])
+        self.score = self.engine.fill(self.score.appended(given), piece_known, settings)
+        return self.score.steps(len(self.score) - steps, len(self.score))
+
+    @staticmethod
+    def _rows(steps: int, given: Score | None, known: np.ndarray | None) -> tuple[Score, np.ndarray]:
+        if given is None:
+            return Score.of(np.full((steps, 4), REST, dtype=np.int16)), np.zeros((steps, 4), dtype=bool)
+        known = np.zeros(given.pitches.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+        if len(given) != steps or known.shape != given.pitches.shape or given.pitches.shape[1] != 4:
+            raise BadInput(f"extend: given and known must both be ({steps}, 4), not {given.pitches.shape} "
+                           f"and {known.shape}")
+        return given, known
 
 
 def settings_moved(settings: Settings, key_shift: int, range_shift: int) -> Settings:

@@ -37,7 +37,8 @@ from typing import Callable
 import numpy as np
 
 from bridge import biaxial_kernels
-from bridge.engines import ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, SOPRANO, Engine, assign_by_pitch_order
+from bridge.engines import (ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, REST, SOPRANO, Engine, Stream,
+                             assign_by_pitch_order)
 from bridge.errors import BadInput
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
@@ -160,38 +161,28 @@ class BiaxialEngine(Engine):
 
     def _fill(self, score: Score, known: np.ndarray, settings: Settings, open_end: bool) -> Score:
         # recurrent: a row depends only on the rows before it, so an open end changes nothing
-        if self.step_16ths != 1:
-            raise BadInput("a quarter-note model only evaluates (on the quarter-note pickle); "
-                           "harmonize with a 16th model", self.model.path)
         out, known = self.given_cells(score.pitches, known)
         if known.all():
             return score
         struck = np.array(score.onsets) & known
         allowed = self.free_pitches(out, known, settings)
-        rng = np.random.default_rng(settings.seed)
-        conservativity = 1.0
-        hidden, cell = self.zero_states(1)
+        stepper = Stepper(self, settings)
         complete = known.all(axis=1)
         t = 0
         while t < len(out):
-            # the rows before an unknown one are read in one call; each unknown row is drawn alone
-            end = t + 1
-            while complete[t] and end < len(out) and complete[end]:
-                end += 1
-            previous = self.rows_notes(out, struck, t - 1, end - 1)
-            time_out, hidden, cell = self.time_steps(previous, t, hidden, cell)
-            if not complete[t]:
-                unknown_voices = [v for v in range(VOICES) if not known[t, v]]
-                drawn, articulated, first_full = self.draw_row(time_out, *self.clamps(out, struck, known, t, allowed),
-                                                               len(unknown_voices), settings, conservativity, rng)
-                conservativity = adapted_conservativity(conservativity, first_full)
-                free_notes = sorted((int(i) + self.min_pitch for i in drawn), reverse=True)
-                for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
-                    out[t, v] = pitch
-                    # a voice coming to a new pitch strikes it whatever the model said
-                    struck[t, v] = articulated[pitch - self.min_pitch] or t == 0 or out[t - 1, v] != pitch
-            t = end
+            if complete[t]:   # a run of given rows is read in one call
+                end = t + 1
+                while end < len(out) and complete[end]:
+                    end += 1
+                stepper.read(out[t:end], struck[t:end])
+                t = end
+            else:
+                out[t], struck[t] = stepper.draw(out[t], struck[t], known[t], allowed)
+                t += 1
         return Score.of(out, struck)
+
+    def stream(self, settings: Settings) -> "BiaxialStream":
+        return BiaxialStream(self, settings)
 
     def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
                  settings: Settings, conservativity: float,
@@ -253,19 +244,19 @@ class BiaxialEngine(Engine):
                          if r >= 0 else np.zeros((self.num_pitches, 2), dtype=np.float32)
                          for r in range(first, last)])
 
-    def clamps(self, out: np.ndarray, struck: np.ndarray, known: np.ndarray, t: int,
+    def clamps(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray,
                allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P,) int8 clamps of play and articulate at row t: the given cells on (struck at their
+        """(P,) int8 clamps of play and articulate of one row: the given cells on (struck at their
         onsets), the pitches above a given soprano and those not `allowed` off."""
         clamp_play = np.where(allowed, -1, 0).astype(np.int8)
         clamp_articulate = np.full(self.num_pitches, -1, dtype=np.int8)
         for v in range(VOICES):
-            index = int(out[t, v]) - self.min_pitch
-            if known[t, v] and out[t, v] >= 0 and 0 <= index < self.num_pitches:
+            index = int(row[v]) - self.min_pitch
+            if known[v] and row[v] >= 0 and 0 <= index < self.num_pitches:
                 clamp_play[index] = 1
-                clamp_articulate[index] = 1 if struck[t, v] else 0
-        if known[t, SOPRANO] and out[t, SOPRANO] >= 0:
-            top = int(out[t, SOPRANO]) - self.min_pitch
+                clamp_articulate[index] = 1 if struck[v] else 0
+        if known[SOPRANO] and row[SOPRANO] >= 0:
+            top = int(row[SOPRANO]) - self.min_pitch
             clamp_play[max(top + 1, 0):] = 0
         return clamp_play, clamp_articulate
 
@@ -358,3 +349,94 @@ class BiaxialEngine(Engine):
             wrong = (drawn ^ true).sum(axis=1)
             total += float(np.where(tp + wrong > 0, tp / np.maximum(tp + wrong, 1), 1.0).sum())
         return total / ACCURACY_DRAWS
+
+
+class Stepper:
+    """The model run through a score row by row in its own register, the time stack's state kept
+    between calls: `read` rows given whole, `draw` a row's unknown cells. What `_fill` and
+    BiaxialStream share; one seeded generator and one adaptive conservativity for the piece."""
+
+    def __init__(self, engine: BiaxialEngine, settings: Settings):
+        if engine.step_16ths != 1:
+            raise BadInput("a quarter-note model only evaluates (on the quarter-note pickle); "
+                           "harmonize with a 16th model", engine.model.path)
+        self.engine, self.settings = engine, settings
+        self.hidden, self.cell = engine.zero_states(1)
+        self.rng = np.random.default_rng(settings.seed)
+        self.conservativity = 1.0
+        self.previous = np.zeros((engine.num_pitches, 2), dtype=np.float32)  # the notes of the last row
+        self.last = np.full(VOICES, REST, dtype=np.int16)                    # its pitches
+        self.step = 0
+
+    def read(self, rows: np.ndarray, struck: np.ndarray) -> None:
+        """(T, 4) given rows and their onsets: the time stack steps over them in one call."""
+        engine = self.engine
+        notes = np.stack([row_notes(row, row_struck, engine.min_pitch, engine.num_pitches)
+                          for row, row_struck in zip(rows, struck)])
+        inputs = np.concatenate([self.previous[None], notes[:-1]])
+        _, self.hidden, self.cell = engine.time_steps(inputs, self.step, self.hidden, self.cell)
+        self.previous, self.last = notes[-1], np.array(rows[-1], dtype=np.int16)
+        self.step += len(rows)
+
+    def draw(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray,
+             allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One row with unknown cells -> (4,) pitches and onsets, its known cells kept, its
+        unknown ones drawn."""
+        engine = self.engine
+        time_out, self.hidden, self.cell = engine.time_steps(self.previous[None], self.step, self.hidden, self.cell)
+        row, struck = np.array(row, dtype=np.int16), np.array(struck, dtype=bool)
+        unknown_voices = [v for v in range(VOICES) if not known[v]]
+        drawn, articulated, first_full = engine.draw_row(time_out, *engine.clamps(row, struck, known, allowed),
+                                                         len(unknown_voices), self.settings, self.conservativity,
+                                                         self.rng)
+        self.conservativity = adapted_conservativity(self.conservativity, first_full)
+        row[unknown_voices] = REST
+        struck[unknown_voices] = False
+        free_notes = sorted((int(i) + engine.min_pitch for i in drawn), reverse=True)
+        for v, pitch in assign_by_pitch_order(free_notes, unknown_voices).items():
+            row[v] = pitch
+            # a voice coming to a new pitch strikes it whatever the model said
+            struck[v] = articulated[pitch - engine.min_pitch] or self.last[v] != pitch
+        self.previous = row_notes(row, struck, engine.min_pitch, engine.num_pitches)
+        self.last = row
+        self.step += 1
+        return row, struck
+
+
+class BiaxialStream(Stream):
+    """Stream with the time stack's state kept: each `feed` or `extend` costs what its own rows
+    cost, however long the piece. The register is fixed by the first melody note it is given
+    (whole octaves into the soprano's range, as Engine.fill moves it)."""
+
+    def __init__(self, engine: BiaxialEngine, settings: Settings):
+        super().__init__(engine, settings)
+        self.shift: int | None = None
+        self.view_settings = settings
+        self.stepper = Stepper(engine, settings)
+
+    def _view(self, score: Score, known: np.ndarray) -> Score:
+        if self.shift is None and (known[:, SOPRANO] & (score.pitches[:, SOPRANO] >= 0)).any():
+            _, self.shift, self.view_settings = self.engine._model_view(score, known, self.settings)
+        return self.engine._model_view(score, known, self.settings, self.shift or 0)[0]
+
+    def feed(self, score: Score) -> None:
+        if len(score) == 0:
+            return
+        known = np.ones(score.pitches.shape, dtype=bool)
+        view = self._view(score, known)
+        self.stepper.read(view.pitches, view.onsets)
+        self.score = self.score.appended(score)
+
+    def extend(self, steps: int, given: Score | None = None, known: np.ndarray | None = None) -> Score:
+        given, known = self._rows(steps, given, known)
+        view = self._view(given, known)
+        allowed = self.engine.free_pitches(view.pitches, known, self.view_settings)
+        pitches, onsets = np.array(view.pitches), np.array(view.onsets)
+        for t in range(steps):
+            if known[t].all():
+                self.stepper.read(pitches[t:t + 1], onsets[t:t + 1])
+            else:
+                pitches[t], onsets[t] = self.stepper.draw(pitches[t], onsets[t], known[t], allowed)
+        rows = self.engine._user_view(Score.of(pitches, onsets, held_in=True), given, known, self.shift or 0)
+        self.score = self.score.appended(rows)
+        return rows

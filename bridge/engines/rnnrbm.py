@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from bridge import keys, rbm_kernels
-from bridge.engines import CONTINUE, FILL, PREDICT_MELODY, REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.engines import FILL, PREDICT_MELODY, REST, SOPRANO, Engine, assign_by_pitch_order
 from bridge.score import Score
 from bridge.settings import Settings
 
@@ -56,7 +56,7 @@ PENALTY_CHAINS = 8
 class RnnRbmEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll matters
-    capabilities = frozenset({FILL, CONTINUE, PREDICT_MELODY})
+    capabilities = frozenset({FILL, PREDICT_MELODY})
     knobs = frozenset({"temperature", "candidates", "parallel_penalty", "key", "voice_ranges", "seed"})
 
     def __init__(self, model):
