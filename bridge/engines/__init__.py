@@ -79,7 +79,8 @@ class Engine(ABC):
     def name(self) -> str:
         return self.model.name
 
-    # ---- what each engine implements, in its own register -------------------------------------
+    # ---- what each engine implements, in its own register: `_fill` or `_fill_many` (each of -----
+    # ---- these defaults calls the other), `evaluate`, and `_melody_candidates` with PREDICT_MELODY
 
     def _fill_many(self, scores: list[Score], knowns: list[np.ndarray], settings: Settings,
                    open_end: bool) -> list[Score]:
@@ -401,3 +402,20 @@ def assign_by_pitch_order(notes_descending: list[int], voices: list[int]) -> dic
     assignment = dict(zip(voices[:upper], notes_descending[:upper]))
     assignment[voices[-1]] = notes_descending[-1]
     return assignment
+
+
+def consecutive_perfects(before: np.ndarray, voicing: dict[int, int]) -> int:
+    """Pairs of voices a perfect fifth or octave (or unison) apart in `before` (a row of MIDI
+    pitches) and again in `voicing` (voice -> pitch), both voices having moved: parallel or
+    contrary fifths and octaves, as bridge.musicstats counts them."""
+    count = 0
+    for upper in range(len(before)):
+        for lower in range(upper + 1, len(before)):
+            a0, b0 = int(before[upper]), int(before[lower])
+            a1, b1 = voicing.get(upper, REST), voicing.get(lower, REST)
+            if min(a0, b0, a1, b1) < 0 or a0 == a1 or b0 == b1:
+                continue
+            interval = abs(a1 - b1) % 12
+            if interval in (0, 7) and abs(a0 - b0) % 12 == interval:
+                count += 1
+    return count

@@ -26,8 +26,13 @@ above 1, that many draws, the likeliest of the full ones. Johnson's adaptive con
 steers the rows between: P(play) is raised to a power that falls a little after each row whose
 first draw left a voice out and climbs back toward 1 after each full one.
 
+The parallel penalty (on unless `parallel_penalty` is 0) counts a draw whose voices make
+consecutive fifths or octaves with the row before as not yet full, within the same VOICING_DRAWS,
+and the fewest win; with `candidates`, the likeliest less `parallel_penalty` nats a parallel.
+
 Knobs: `temperature` (each play and articulate drawn from sigmoid(logit / temperature); 0: the
-likelier), `candidates`, `key`, `voice_ranges`, `seed`. The Gibbs schedule does not apply.
+likelier), `candidates`, `parallel_penalty`, `key`, `voice_ranges`, `seed`. The Gibbs schedule
+does not apply.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ import numpy as np
 
 from bridge import biaxial_kernels
 from bridge.engines import (ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, REST, SOPRANO, Engine, Stream,
-                             assign_by_pitch_order)
+                             assign_by_pitch_order, consecutive_perfects)
 from bridge.errors import BadInput
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
@@ -124,7 +129,7 @@ def adapted_conservativity(conservativity: float, full: bool) -> float:
 class BiaxialEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll before a cell matters
-    knobs = frozenset({"temperature", "candidates", "key", "voice_ranges", "seed"})
+    knobs = frozenset({"temperature", "candidates", "parallel_penalty", "key", "voice_ranges", "seed"})
     capabilities = frozenset({FILL, CONTINUE, ARTICULATE, PREDICT_MELODY})
 
     def __init__(self, model):
@@ -185,19 +190,24 @@ class BiaxialEngine(Engine):
         return BiaxialStream(self, settings)
 
     def draw_row(self, time_out: np.ndarray, clamp_play: np.ndarray, clamp_articulate: np.ndarray, wanted: int,
-                 settings: Settings, conservativity: float,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+                 settings: Settings, conservativity: float, rng: np.random.Generator,
+                 parallels: Callable[[np.ndarray], int] | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
         """Model pitches of the free notes drawn at one row, (P,) whether each pitch was drawn
-        struck, and whether the first draw gave every voice a note. Independent-looking choices
-        along the pitch axis often leave a voice out (more so at a low temperature, which sharpens
-        each one), so a draw that gives fewer than `wanted` notes is drawn again, DRAWS_AT_ONCE at
-        a time side by side, up to VOICING_DRAWS: the first full one is a draw from the model
-        (at this `conservativity`) given that every voice sounds (else the fullest is kept). With
-        `candidates` above 1, that many draws and the likeliest full one."""
+        struck, and whether the first draw gave every voice a note.
+
+        Independent-looking choices along the pitch axis often leave a voice out (more so at a
+        low temperature, which sharpens each one), so a draw that gives fewer than `wanted`
+        notes is drawn again, DRAWS_AT_ONCE at a time side by side, up to VOICING_DRAWS: the
+        first full one is a draw from the model (at this `conservativity`) given that every
+        voice sounds (else the fullest is kept). `parallels` (free notes -> consecutive fifths
+        and octaves they make with the row before) makes a draw with any count as not full
+        while others may be drawn, and the fewest win among the full ones. With `candidates`
+        above 1, that many draws, the likeliest full one, less `parallel_penalty` nats a
+        parallel."""
         if settings.candidates > 1:
             notes, logits = self._draws(time_out, clamp_play, clamp_articulate, int(settings.candidates), settings,
                                         conservativity, rng)
-            return (*self._choose(notes, logits, clamp_play, wanted, likeliest=True),
+            return (*self._choose(notes, logits, clamp_play, wanted, parallels, settings.parallel_penalty),
                     bool(self._free_counts(notes, clamp_play)[0] >= wanted))
         tried_notes, tried_logits = [], []
         while sum(len(n) for n in tried_notes) < VOICING_DRAWS:
@@ -205,11 +215,13 @@ class BiaxialEngine(Engine):
                                         conservativity, rng)
             tried_notes.append(notes)
             tried_logits.append(logits)
-            if (self._free_counts(notes, clamp_play) >= wanted).any():
+            full = self._free_counts(notes, clamp_play) >= wanted
+            free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
+            if any(full[d] and (parallels is None or parallels(np.flatnonzero(free[d])) == 0) for d in range(len(notes))):
                 break
         first_full = self._free_counts(tried_notes[0], clamp_play)[0] >= wanted
         return (*self._choose(np.concatenate(tried_notes), np.concatenate(tried_logits), clamp_play, wanted,
-                              likeliest=False), bool(first_full))
+                              parallels, None), bool(first_full))
 
     def _draws(self, time_out, clamp_play, clamp_articulate, count: int, settings: Settings, conservativity: float,
                rng):
@@ -225,15 +237,22 @@ class BiaxialEngine(Engine):
 
     @staticmethod
     def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int,
-                likeliest: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The free notes of the draw kept: one with just the voices wanted, else one with more
-        (the middle ones are dropped), else the fullest; of those the likeliest, or the first."""
+                parallels: Callable[[np.ndarray], int] | None,
+                penalty: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """The free notes of the draw kept: a full one (every voice a note) before any other, of
+        those the fewest parallels (`parallels`), then one with just the voices wanted before one
+        with more (the middle ones are dropped), else the fullest; the first of equals, or, with
+        a `penalty`, the likeliest less `penalty` nats a parallel."""
         free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
         counts = free.sum(axis=1)
         best, best_key = 0, None
         for d in range(len(notes)):
-            key = (counts[d] == wanted, counts[d] >= wanted, min(counts[d], wanted),
-                   biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1], True) if likeliest else -d)
+            count = parallels(np.flatnonzero(free[d])) if parallels is not None else 0
+            if penalty is None:
+                key = (counts[d] >= wanted, -count, counts[d] == wanted, min(counts[d], wanted), -d)
+            else:
+                score = biaxial_kernels.log_likelihood(logits[d:d + 1], notes[d:d + 1], True) - penalty * count
+                key = (counts[d] >= wanted, counts[d] == wanted, min(counts[d], wanted), score)
             if best_key is None or key > best_key:
                 best, best_key = d, key
         return np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
@@ -386,9 +405,10 @@ class Stepper:
         time_out, self.hidden, self.cell = engine.time_steps(self.previous[None], self.step, self.hidden, self.cell)
         row, struck = np.array(row, dtype=np.int16), np.array(struck, dtype=bool)
         unknown_voices = [v for v in range(VOICES) if not known[v]]
+        parallels = self._parallels(row, known, unknown_voices) if self.settings.parallel_penalty > 0 else None
         drawn, articulated, first_full = engine.draw_row(time_out, *engine.clamps(row, struck, known, allowed),
                                                          len(unknown_voices), self.settings, self.conservativity,
-                                                         self.rng)
+                                                         self.rng, parallels)
         self.conservativity = adapted_conservativity(self.conservativity, first_full)
         row[unknown_voices] = REST
         struck[unknown_voices] = False
@@ -401,6 +421,19 @@ class Stepper:
         self.last = row
         self.step += 1
         return row, struck
+
+
+    def _parallels(self, row: np.ndarray, known: np.ndarray, unknown_voices: list[int]) -> Callable[[np.ndarray], int]:
+        """free notes (model pitches) -> the consecutive fifths and octaves the row they make
+        (given cells and the free notes by pitch order) forms with the row before."""
+        given = {v: int(row[v]) for v in range(VOICES) if known[v]}
+        last, lowest = self.last, self.engine.min_pitch
+
+        def parallels(free: np.ndarray) -> int:
+            voicing = dict(given)
+            voicing.update(assign_by_pitch_order(sorted((int(i) + lowest for i in free), reverse=True), unknown_voices))
+            return consecutive_perfects(last, voicing)
+        return parallels
 
 
 class BiaxialStream(Stream):

@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from bridge import keys, rbm_kernels
-from bridge.engines import FILL, PREDICT_MELODY, REST, SOPRANO, Engine, assign_by_pitch_order
+from bridge.engines import FILL, PREDICT_MELODY, REST, SOPRANO, Engine, assign_by_pitch_order, consecutive_perfects
 from bridge.score import Score
 from bridge.settings import Settings
 
@@ -283,20 +283,3 @@ class RnnRbmEngine(Engine):
             state, visible_bias[t], hidden_bias[t] = self.step(notes, state)
             notes = frames[t:t + 1].astype(np.float32)
         return visible_bias, hidden_bias
-
-
-def consecutive_perfects(before: np.ndarray, voicing: dict[int, int]) -> int:
-    """Pairs of voices a perfect fifth or octave (or unison) apart in `before` (a row of MIDI
-    pitches) and again in `voicing` (voice -> pitch), both voices having moved: parallel or
-    contrary fifths and octaves, as bridge.musicstats counts them."""
-    count = 0
-    for upper in range(VOICES):
-        for lower in range(upper + 1, VOICES):
-            a0, b0 = int(before[upper]), int(before[lower])
-            a1, b1 = voicing.get(upper, REST), voicing.get(lower, REST)
-            if min(a0, b0, a1, b1) < 0 or a0 == a1 or b0 == b1:
-                continue
-            interval = abs(a1 - b1) % 12
-            if interval in (0, 7) and abs(a0 - b0) % 12 == interval:
-                count += 1
-    return count
