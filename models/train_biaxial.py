@@ -24,9 +24,7 @@ random crops of `--length` steps, each transposed at random within the model's r
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from tqdm import tqdm
 
 from models import data
 from models.biaxial import Biaxial, BiaxialConfig, count_parameters, loss
+from models.training import EarlyStopping, RunLog, save_checkpoint
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -101,15 +100,15 @@ if quarter != (config.step_16ths == 4):
 model = Biaxial(config)
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-step, epoch, best_valid, stale, rng = 0, 0, math.inf, 0, np.random.default_rng(args.seed)
+step, epoch, stopping, rng = 0, 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     plateau.load_state_dict(state["plateau"])
-    step, epoch, best_valid, stale = state["step"], state["epoch"], state["best_valid"], state["stale"]
+    step, epoch, stopping.best, stopping.stale = state["step"], state["epoch"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
-    print(f"resumed from {resume_from} at epoch {epoch} (best valid loss {best_valid:.4f})")
+    print(f"resumed from {resume_from} at epoch {epoch} (best valid loss {stopping.best:.4f})")
 lowest, highest = config.min_pitch, config.min_pitch + config.num_pitches - 1
 print(f"bi-axial LSTM: {config.num_pitches} pitches (MIDI {lowest}..{highest}), time {config.time_sizes}, "
       f"note {config.note_sizes} ({'downward' if config.downward else 'upward'}), dropout {config.dropout}, "
@@ -147,13 +146,12 @@ def training_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def checkpoint(path: Path, valid_loss: float) -> None:
-    torch.save({
+    save_checkpoint(path, {
         "engine": "biaxial", "config": config.to_dict(), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "plateau": plateau.state_dict(), "step": step, "epoch": epoch,
-        "best_valid": best_valid, "stale": stale, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "valid_loss": valid_loss, "train_data": source_name,
-    }, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+        "best_valid": stopping.best, "stale": stopping.stale, "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(), "valid_loss": valid_loss, "train_data": source_name,
+    })
 
 
 @torch.no_grad()
@@ -173,14 +171,9 @@ def validation_loss(chunk: int = 8) -> float:
 batches_per_epoch = args.epoch_batches or max(1, math.ceil(sum(len(c) for c in train_set) / (args.batch * length)))
 
 # ---- the loop ----------------------------------------------------------------------------------
-log_exists = (out / "log.csv").exists()
-log_file = open(out / "log.csv", "a", newline="")
-log = csv.writer(log_file)
-if not log_exists:
-    log.writerow(["epoch", "step", "minutes", "train_loss", "valid_loss", "lr"])
-started = time.monotonic()
+log = RunLog(out, ["epoch", "step"])
 bar = tqdm(total=args.max_epochs, initial=epoch, unit="epoch", dynamic_ncols=True)
-while epoch < args.max_epochs and (time.monotonic() - started) / 60 < args.minutes:
+while epoch < args.max_epochs and log.minutes < args.minutes:
     losses = []
     for _ in range(batches_per_epoch):
         notes, mask = training_batch()
@@ -195,23 +188,19 @@ while epoch < args.max_epochs and (time.monotonic() - started) / 60 < args.minut
     bar.update(1)
     valid = validation_loss()
     plateau.step(valid)
-    if valid < best_valid:
-        best_valid, stale = valid, 0
+    if stopping.improved(valid):
         checkpoint(best_path, valid)
-    else:
-        stale += 1
     lr = optimizer.param_groups[0]["lr"]
     train = float(np.mean(losses))
-    log.writerow([epoch, step, f"{(time.monotonic() - started) / 60:.2f}", f"{train:.4f}", f"{valid:.4f}", f"{lr:.2e}"])
-    log_file.flush()
-    bar.set_postfix(loss=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{best_valid:.3f}", lr=f"{lr:.0e}")
+    log.write(epoch, step, train=train, valid=valid, lr=lr)
+    bar.set_postfix(loss=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{stopping.best:.3f}", lr=f"{lr:.0e}")
     checkpoint(last_path, valid)
-    if stale >= args.patience:
-        print(f"\nearly stop at epoch {epoch}: no better validation loss in {stale} epochs")
+    if stopping.done:
+        print(f"\nearly stop at epoch {epoch}: no better validation loss in {stopping.stale} epochs")
         break
 bar.close()
 if not best_path.exists():  # a run shorter than one epoch still leaves weights to export
-    best_valid = validation_loss()
-    checkpoint(best_path, best_valid)
-checkpoint(last_path, best_valid)
-print(f"done: epoch {epoch}, best validation loss {best_valid:.4f} nats per {'quarter' if quarter else '16th'} -> {best_path}")
+    stopping.best = validation_loss()
+    checkpoint(best_path, stopping.best)
+checkpoint(last_path, stopping.best)
+print(f"done: epoch {epoch}, best validation loss {stopping.best:.4f} nats per {'quarter' if quarter else '16th'} -> {best_path}")

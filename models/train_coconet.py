@@ -16,10 +16,8 @@ one row per evaluation. Each checkpoint carries its model config, so export need
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from tqdm import tqdm
 
 from models import data
 from models.coconet import Coconet, CoconetConfig, count_parameters, masked_nll
+from models.training import EarlyStopping, RunLog, save_checkpoint
 
 PRESETS = {
     "offline": CoconetConfig(num_layers=16, channels=64, separable=False,
@@ -108,7 +107,7 @@ trunk_parameters = [p for name, p in model.named_parameters() if not name.starts
 optimizer = torch.optim.Adam([{"params": trunk_parameters}]
                              + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-step, best_valid, stale, rng = 0, math.inf, 0, np.random.default_rng(args.seed)
+step, stopping, rng = 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
     missing, unexpected = model.load_state_dict(state["model"], strict=not heads_added)
     assert not unexpected and all(name.startswith("heads.") for name in missing), (missing, unexpected)
@@ -118,14 +117,14 @@ if state is not None:
         saved["param_groups"][1]["lr"] = saved["param_groups"][0]["lr"]
     optimizer.load_state_dict(saved)
     plateau.load_state_dict(state["plateau"])
-    step, best_valid, stale = state["step"], state["best_valid"], state["stale"]
+    step, stopping.best, stopping.stale = state["step"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
-    print(f"resumed from {resume_from} at step {step} (best valid {best_valid:.4f})")
+    print(f"resumed from {resume_from} at step {step} (best valid {stopping.best:.4f})")
     if state.get("mask_weights", MASK_WEIGHTS) != mask_weights or heads_added:
         # another question mix, or heads whose loss now counts too: the old validation figure is
         # not comparable, start its record afresh
-        best_valid, stale = math.inf, 0
+        stopping = EarlyStopping(args.patience)
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
         print(f"{'voice heads added' if heads_added else f'mask mix changed to {mask_weights}'}: "
               f"validation record restarted")
@@ -150,13 +149,12 @@ def loss_of(pitches, mask, target, questions) -> torch.Tensor:
 
 
 def checkpoint(path: Path, valid_loss: float) -> None:
-    torch.save({
+    save_checkpoint(path, {
         "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "plateau": plateau.state_dict(), "step": step, "best_valid": best_valid, "stale": stale,
+        "plateau": plateau.state_dict(), "step": step, "best_valid": stopping.best, "stale": stopping.stale,
         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         "valid_loss": valid_loss, "train_data": source_name, "mask_weights": mask_weights,
-    }, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+    })
 
 
 @torch.no_grad()
@@ -176,15 +174,10 @@ def train_mode() -> None:
 
 
 # ---- the loop ------------------------------------------------------------------------------------
-log_exists = (out / "log.csv").exists()
-log_file = open(out / "log.csv", "a", newline="")
-log = csv.writer(log_file)
-if not log_exists:
-    log.writerow(["step", "minutes", "train_loss", "valid_loss", "lr"])
-started, train_losses = time.monotonic(), []
+log, train_losses = RunLog(out, ["step"]), []
 bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
 train_mode()
-while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes:
+while step < args.max_steps and log.minutes < args.minutes:
     crops = data.random_crops(train_set, args.batch, args.crop, rng)
     pitches = torch.from_numpy(crops)
     mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops))
@@ -199,24 +192,20 @@ while step < args.max_steps and (time.monotonic() - started) / 60 < args.minutes
     if step % args.eval_every == 0:
         valid = validation_loss()
         plateau.step(valid)
-        if valid < best_valid:
-            best_valid, stale = valid, 0
+        if stopping.improved(valid):
             checkpoint(best_path, valid)
-        else:
-            stale += 1
         lr = optimizer.param_groups[0]["lr"]
         train = float(np.mean(train_losses))
         train_losses = []
-        log.writerow([step, f"{(time.monotonic() - started) / 60:.2f}", f"{train:.4f}", f"{valid:.4f}", f"{lr:.2e}"])
-        log_file.flush()
-        bar.set_postfix(train=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{best_valid:.3f}", lr=f"{lr:.0e}")
+        log.write(step, train=train, valid=valid, lr=lr)
+        bar.set_postfix(train=f"{train:.3f}", valid=f"{valid:.3f}", best=f"{stopping.best:.3f}", lr=f"{lr:.0e}")
         checkpoint(last_path, valid)
-        if stale >= args.patience:
-            print(f"\nearly stop at step {step}: no better validation loss in {stale} evaluations")
+        if stopping.done:
+            print(f"\nearly stop at step {step}: no better validation loss in {stopping.stale} evaluations")
             break
 bar.close()
 if not best_path.exists():  # a run shorter than one evaluation still leaves weights to export
-    best_valid = validation_loss()
-    checkpoint(best_path, best_valid)
-checkpoint(last_path, best_valid)
-print(f"done: step {step}, best validation loss {best_valid:.4f} -> {best_path}")
+    stopping.best = validation_loss()
+    checkpoint(best_path, stopping.best)
+checkpoint(last_path, stopping.best)
+print(f"done: step {step}, best validation loss {stopping.best:.4f} -> {best_path}")

@@ -24,9 +24,7 @@ follow it; the checkpoints' `valid_loss` is its negative (nats per frame, lower 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,7 @@ from tqdm import tqdm
 from bridge import rbm_kernels
 from models import data
 from models.rnnrbm import RnnRbm, RnnRbmConfig, count_parameters
+from models.training import EarlyStopping, RunLog, save_checkpoint
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -95,16 +94,16 @@ else:
 model = RnnRbm(config)
 optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-step, epoch, best_valid, stale, rng = 0, 0, math.inf, 0, np.random.default_rng(args.seed)
+step, epoch, stopping, rng = 0, 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     plateau.load_state_dict(state["plateau"])
-    step, epoch, best_valid, stale = state["step"], state["epoch"], state["best_valid"], state["stale"]
+    step, epoch, stopping.best, stopping.stale = state["step"], state["epoch"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     data_stats = state.get("data_stats", data_stats)
-    print(f"resumed from {resume_from} at epoch {epoch} (best valid NLL {best_valid:.4f})")
+    print(f"resumed from {resume_from} at epoch {epoch} (best valid NLL {stopping.best:.4f})")
 print(f"RNN-RBM: {config.num_pitches} pitches (MIDI {config.min_pitch}..{config.min_pitch + config.num_pitches - 1}), "
       f"{config.hidden} hidden, {config.recurrent} recurrent, CD-{config.cd_steps}, dropout {config.dropout}, "
       f"{count_parameters(model):,} parameters; {source_name}")
@@ -124,13 +123,12 @@ def padded(chorales: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def checkpoint(path: Path, valid_loss: float) -> None:
-    torch.save({
+    save_checkpoint(path, {
         "engine": "rnnrbm", "config": config.to_dict(), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "plateau": plateau.state_dict(), "step": step, "epoch": epoch,
-        "best_valid": best_valid, "stale": stale, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "best_valid": stopping.best, "stale": stopping.stale, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         "valid_loss": valid_loss, "train_data": source_name, "data_stats": data_stats,
-    }, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+    })
 
 
 valid_v, valid_mask = padded(rolls["valid"][:args.valid_chorales])
@@ -172,42 +170,33 @@ def train_epoch(use_rnn: bool) -> float:
 
 
 # ---- the loop ------------------------------------------------------------------------------------
-log_exists = (out / "log.csv").exists()
-log_file = open(out / "log.csv", "a", newline="")
-log = csv.writer(log_file)
-if not log_exists:
-    log.writerow(["epoch", "step", "minutes", "train_cost", "valid_nll", "lr"])
-started = time.monotonic()
+log = RunLog(out, ["epoch", "step"], train="train_cost", valid="valid_nll")
 if epoch == 0 and step == 0 and args.pretrain_epochs:
     for _ in tqdm(range(args.pretrain_epochs), desc="RBM pre-training", unit="epoch", dynamic_ncols=True):
         train_epoch(use_rnn=False)
 bar = tqdm(total=args.max_epochs, initial=epoch, unit="epoch", dynamic_ncols=True)
 train_costs = []
-while epoch < args.max_epochs and (time.monotonic() - started) / 60 < args.minutes:
+while epoch < args.max_epochs and log.minutes < args.minutes:
     train_costs.append(train_epoch(use_rnn=True))
     epoch += 1
     bar.update(1)
     if epoch % args.eval_every == 0:
         valid = validation_nll()
         plateau.step(valid)
-        if valid < best_valid:
-            best_valid, stale = valid, 0
+        if stopping.improved(valid):
             checkpoint(best_path, valid)
-        else:
-            stale += 1
         lr = optimizer.param_groups[0]["lr"]
         train = float(np.mean(train_costs))
         train_costs = []
-        log.writerow([epoch, step, f"{(time.monotonic() - started) / 60:.2f}", f"{train:.4f}", f"{valid:.4f}", f"{lr:.2e}"])
-        log_file.flush()
-        bar.set_postfix(cost=f"{train:.3f}", valid_nll=f"{valid:.3f}", best=f"{best_valid:.3f}", lr=f"{lr:.0e}")
+        log.write(epoch, step, train=train, valid=valid, lr=lr)
+        bar.set_postfix(cost=f"{train:.3f}", valid_nll=f"{valid:.3f}", best=f"{stopping.best:.3f}", lr=f"{lr:.0e}")
         checkpoint(last_path, valid)
-        if stale >= args.patience:
-            print(f"\nearly stop at epoch {epoch}: no better validation log-likelihood in {stale} evaluations")
+        if stopping.done:
+            print(f"\nearly stop at epoch {epoch}: no better validation log-likelihood in {stopping.stale} evaluations")
             break
 bar.close()
 if not best_path.exists():  # a run shorter than one evaluation still leaves weights to export
-    best_valid = validation_nll()
-    checkpoint(best_path, best_valid)
-checkpoint(last_path, best_valid)
-print(f"done: epoch {epoch}, best validation NLL {best_valid:.4f} nats per frame -> {best_path}")
+    stopping.best = validation_nll()
+    checkpoint(best_path, stopping.best)
+checkpoint(last_path, stopping.best)
+print(f"done: epoch {epoch}, best validation NLL {stopping.best:.4f} nats per frame -> {best_path}")
