@@ -422,7 +422,6 @@ class Stepper:
         self.step += 1
         return row, struck
 
-
     def _parallels(self, row: np.ndarray, known: np.ndarray, unknown_voices: list[int]) -> Callable[[np.ndarray], int]:
         """free notes (model pitches) -> the consecutive fifths and octaves the row they make
         (given cells and the free notes by pitch order) forms with the row before."""
