@@ -106,16 +106,21 @@ def cmd_eval(args) -> int:
     if not data.is_file():
         raise BadInput("no such data file", data)
     engine = load_engine(model_from(args))
-    with tqdm(unit="chorale", file=sys.stderr, dynamic_ncols=True, disable=args.json) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    bars = []   # the progress bar, from the first chorale on: an error before it prints alone
 
-        try:
-            figures = engine.evaluate(data, args.split, limit=args.limit, progress=progress)
-        except (OSError, ValueError, KeyError) as error:
-            raise BadInput(f"cannot read the {args.split!r} split: {error}", data) from None
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="chorale", file=sys.stderr, dynamic_ncols=True, disable=args.json))
+        bars[0].n = done
+        bars[0].refresh()
+
+    try:
+        figures = engine.evaluate(data, args.split, limit=args.limit, progress=progress)
+    except (OSError, ValueError, KeyError) as error:
+        raise BadInput(f"cannot read the {args.split!r} split: {error}", data) from None
+    finally:
+        for bar in bars:
+            bar.close()
     figures = {"engine": engine.name, "data": data.name, "split": args.split, **figures}
     if args.json:
         print(json.dumps(figures, indent=2))

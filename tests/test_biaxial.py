@@ -16,7 +16,7 @@ from bridge.engines import REST, assign_by_pitch_order, load_engine
 from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_conservativity
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
-from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, hymn_steps, run_cli, run_module
+from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, export_best, hymn_steps, run_cli, run_module
 from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
 
@@ -271,6 +271,26 @@ def test_cli_harmonize_generate_and_eval_end_to_end(tiny_biaxial, jsb_npz, tmp_p
     figures = json.loads(result.stdout)
     assert figures["chorales"] == 2 and figures["steps"] > 100
     assert -80 < figures["log_likelihood"] < 0 and 0 <= figures["accuracy"] <= 1
+
+
+def test_a_quarter_note_model_trains_on_the_pickle_and_evaluates_there_only(tmp_path, jsb_quarter, jsb_npz):
+    """--source jsb-quarter: a model stepping in quarter notes that scores play only; `eval` on the
+    pickle gives its figures, anything else one line saying what it is for."""
+    out = tmp_path / "run"
+    result = run_module("models.train_biaxial", "--out", out, "--source", "jsb-quarter", "--data", jsb_quarter,
+                        "--max-epochs", 2, *TINY_BIAXIAL_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = export_best(out, "tiny-quarter")
+    engine = load_engine(model, threads=1)
+    assert (engine.step_16ths, engine.articulation) == (4, False)
+    result = run_cli("eval", "--model", model, "--data", jsb_quarter, "--split", "test", "--limit", 3, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["chorales"] == 3 and -60 < figures["log_likelihood"] < 0 and 0 <= figures["accuracy"] <= 1
+    result = run_cli("eval", "--model", model, "--data", jsb_npz, "--split", "test", "--limit", 1)
+    assert result.returncode != 0 and "steps in quarter notes" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = run_cli("harmonize", EXAMPLE_MELODY, "-o", tmp_path / "x.mid", "--model", model)
+    assert result.returncode != 0 and "only evaluates" in result.stderr and not (tmp_path / "x.mid").exists()
 
 
 def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_biaxial, tmp_path):
