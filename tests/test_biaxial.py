@@ -367,3 +367,37 @@ def test_the_parallel_penalty_redraws_rows_that_make_consecutive_fifths_and_octa
     rates = {penalty: parallels_per_100([engine.harmonize(s, Settings(seed=i, parallel_penalty=penalty)).pitches
                                          for i, s in enumerate(sopranos)]) for penalty in (0.0, 6.0)}
     assert rates[0.0] > 4.0 and rates[6.0] < rates[0.0] / 2, rates
+
+
+def test_the_live_note_mode_steps_the_time_stack_a_row_at_a_time_and_answers_as_the_window_would():
+    """The note mode's Asker keeps the engine's stream between notes: at temperature 0 (the
+    likelier choice everywhere, so no randomness between the two) each answer is the one the
+    whole window gives, also after a note whose harmony sounded otherwise than drawn, while the
+    time stack steps only the rows since the last note; a change of knobs starts it again."""
+    from bridge.live import LIVE_SETTINGS, Context, LiveConfig, ask_engine
+    from bridge.live.config import checked_snapshot
+    from bridge.live.context import Asker
+
+    engine = load_engine("biaxial", threads=1)
+    snapshot = checked_snapshot(engine, LiveConfig(), LIVE_SETTINGS.replace(temperature=0.0))
+    stepped = []
+    time_steps = engine.time_steps
+    engine.time_steps = lambda notes, *rest: stepped.append(len(notes)) or time_steps(notes, *rest)
+    context, asker = Context(200), Asker()
+    step = 0
+    for k, pitch in enumerate(hymn_steps()[::4][:12]):
+        context.onset(step, int(pitch))
+        roll, known = context.window()
+        stepped.clear()
+        answer = asker.present(snapshot, roll, known, context.step)
+        asked = stepped[:]
+        assert np.array_equal(answer, ask_engine(snapshot, roll, known)[-1]), k
+        assert k == 0 or sum(asked) <= 4, asked          # the rows since the last note, not the window
+        # now and then another harmony sounds (the speculator's, say): the stream revises its row
+        context.set_harmony(*(answer if k % 3 else np.where(answer >= 0, answer - 2, answer)))
+        step += 4 if k % 3 else 2
+    stepped.clear()
+    other = checked_snapshot(engine, LiveConfig(), LIVE_SETTINGS.replace(temperature=0.0, parallel_penalty=0.0))
+    context.onset(step, 67)
+    asker.present(other, *context.window(), context.step)
+    assert sum(stepped) == len(context.window()[0])     # new knobs: the whole window again

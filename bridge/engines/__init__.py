@@ -233,7 +233,7 @@ class Engine(ABC):
         view[:, SOPRANO] = fold_into_range(given[:, SOPRANO], low - shift, high - shift)
         view[:, 1:] = fold_into_range(given[:, 1:], lowest - shift, highest - shift)
         view = np.where(view >= 0, view + shift, REST).astype(np.int16)
-        return Score.of(view, score.onsets & known), shift, view_settings
+        return Score.of(view, score.onsets & known, held_in=True), shift, view_settings
 
     @staticmethod
     def _user_view(result: Score, score: Score, known: np.ndarray, shift: int) -> Score:
@@ -282,9 +282,12 @@ class Engine(ABC):
 class Stream:
     """A piece continued a few steps at a time, in the user's register, from Engine.stream:
 
-        stream.feed(score)                        rows given whole (the player's phrase so far)
+        stream.feed(score)                        rows given whole (the player's phrase so far;
+                                                  Score.of(rows, held_in=True) for rows that go on
+                                                  from the last ones)
         stream.extend(steps, given, known) -> Score  the next rows, the `known` cells of `given`
                                                   kept (default: every voice free), the rest drawn
+        stream.revise_last(row)                   the last row as it really sounded
         stream.score                              the whole piece so far
 
     This one asks `fill` for the whole piece at each `extend` (so every engine can stream; the
@@ -309,6 +312,11 @@ class Stream:
         piece_known = np.concatenate([np.ones(self.score.pitches.shape, dtype=bool), known])
         self.score = self.engine.fill(self.score.appended(given), piece_known, settings)
         return self.score.steps(len(self.score) - steps, len(self.score))
+
+    def revise_last(self, row: Score) -> None:
+        """The last row as it really sounded (the live bridge may have played another answer,
+        or the player's timing another melody), before the next `feed` or `extend`."""
+        self.score = self.score.steps(0, len(self.score) - 1).appended(row)
 
     @staticmethod
     def _rows(steps: int, given: Score | None, known: np.ndarray | None) -> tuple[Score, np.ndarray]:

@@ -385,6 +385,7 @@ class Stepper:
         self.conservativity = 1.0
         self.previous = np.zeros((engine.num_pitches, 2), dtype=np.float32)  # the notes of the last row
         self.last = np.full(VOICES, REST, dtype=np.int16)                    # its pitches
+        self.last_struck = np.zeros(VOICES, dtype=bool)                      # and onsets
         self.step = 0
 
     def read(self, rows: np.ndarray, struck: np.ndarray) -> None:
@@ -394,8 +395,16 @@ class Stepper:
                           for row, row_struck in zip(rows, struck)])
         inputs = np.concatenate([self.previous[None], notes[:-1]])
         _, self.hidden, self.cell = engine.time_steps(inputs, self.step, self.hidden, self.cell)
-        self.previous, self.last = notes[-1], np.array(rows[-1], dtype=np.int16)
+        self.previous, self.last, self.last_struck = notes[-1], np.array(rows[-1], dtype=np.int16), np.array(struck[-1])
         self.step += len(rows)
+
+    def revise_last(self, row: np.ndarray) -> None:
+        """The last row's pitches as they really sounded: what the next row reads (the time
+        stack's state holds the rows before it only). A voice whose pitch changed strikes it."""
+        row = np.array(row, dtype=np.int16)
+        struck = np.where(row == self.last, self.last_struck, row >= 0)
+        self.previous = row_notes(row, struck, self.engine.min_pitch, self.engine.num_pitches)
+        self.last, self.last_struck = row, struck
 
     def draw(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray,
              allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,7 +427,7 @@ class Stepper:
             # a voice coming to a new pitch strikes it whatever the model said
             struck[v] = articulated[pitch - engine.min_pitch] or self.last[v] != pitch
         self.previous = row_notes(row, struck, engine.min_pitch, engine.num_pitches)
-        self.last = row
+        self.last, self.last_struck = row, struck
         self.step += 1
         return row, struck
 
@@ -446,24 +455,32 @@ class BiaxialStream(Stream):
         self.view_settings = settings
         self.stepper = Stepper(engine, settings)
 
-    def _view(self, score: Score, known: np.ndarray) -> Score:
+    def _view(self, score: Score, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' pitches and onsets in the model's register; a voice whose first row differs
+        from the last row before strikes it."""
         if self.shift is None and (known[:, SOPRANO] & (score.pitches[:, SOPRANO] >= 0)).any():
             _, self.shift, self.view_settings = self.engine._model_view(score, known, self.settings)
-        return self.engine._model_view(score, known, self.settings, self.shift or 0)[0]
+        view = self.engine._model_view(score, known, self.settings, self.shift or 0)[0]
+        pitches, onsets = np.array(view.pitches), np.array(view.onsets)
+        if len(pitches):
+            onsets[0] |= (pitches[0] >= 0) & (pitches[0] != self.stepper.last)
+        return pitches, onsets
 
     def feed(self, score: Score) -> None:
         if len(score) == 0:
             return
-        known = np.ones(score.pitches.shape, dtype=bool)
-        view = self._view(score, known)
-        self.stepper.read(view.pitches, view.onsets)
+        self.stepper.read(*self._view(score, np.ones(score.pitches.shape, dtype=bool)))
         self.score = self.score.appended(score)
+
+    def revise_last(self, row: Score) -> None:
+        pitches, _ = self._view(row, np.ones(row.pitches.shape, dtype=bool))
+        self.stepper.revise_last(pitches[0])
+        super().revise_last(row)
 
     def extend(self, steps: int, given: Score | None = None, known: np.ndarray | None = None) -> Score:
         given, known = self._rows(steps, given, known)
-        view = self._view(given, known)
-        allowed = self.engine.free_pitches(view.pitches, known, self.view_settings)
-        pitches, onsets = np.array(view.pitches), np.array(view.onsets)
+        pitches, onsets = self._view(given, known)
+        allowed = self.engine.free_pitches(pitches, known, self.view_settings)
         for t in range(steps):
             if known[t].all():
                 self.stepper.read(pitches[t:t + 1], onsets[t:t + 1])

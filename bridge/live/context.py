@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridge.engines import REST, SOPRANO, rest_is_held
+from bridge.engines import CONTINUE, REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES, Snapshot
+from bridge.score import Score
 
 # a melody note for warm-up calls (inside every soprano range)
 _WARM_PITCH = 72
@@ -138,6 +139,42 @@ def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> np.nd
     """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
     the melody's register (Engine.fill moves it for the model and back), MIDI pitches, -1 = silent."""
     return snapshot.engine.inpaint(roll, known, snapshot.settings, open_end=True)[:, 1:]
+
+
+class Asker:
+    """Asks the engine for the present step's harmony, note after note. An engine with CONTINUE
+    is asked through its stream, kept between notes: each answer steps only the rows since the
+    last one (the bi-axial time stack: one step a 16th, not the whole window), its memory
+    reaching back past the window. The stream starts again when the knobs or the engine change,
+    or the window no longer reaches the last row it drew (a long silence, a jump back). Any other
+    engine gets the window (`ask_engine`)."""
+
+    def __init__(self):
+        self._stream = None
+        self._snapshot: Snapshot | None = None
+        self._drawn_at: int | None = None   # the step of the last row the stream drew
+
+    def reset(self) -> None:
+        self._stream = None
+
+    def present(self, snapshot: Snapshot, roll: np.ndarray, known: np.ndarray, step: int) -> np.ndarray:
+        """(3,) alto, tenor, bass for the last row of the window `roll`, whose step is `step`."""
+        if CONTINUE not in snapshot.engine.capabilities:
+            return ask_engine(snapshot, roll, known)[-1]
+        first = step - (len(roll) - 1)
+        stream, drawn_at = self._stream, self._drawn_at
+        self._stream = None   # until this answer is through: an engine error starts afresh
+        if stream is None or self._snapshot is not snapshot or drawn_at is None or not first <= drawn_at < step:
+            stream = snapshot.engine.stream(snapshot.settings)
+            stream.feed(Score.of(roll[:-1]))
+        else:
+            # the row drawn last as it sounded (the speculator's answer, say), then the held rows since
+            stream.revise_last(Score.of(roll[drawn_at - first:drawn_at - first + 1], held_in=True))
+            if drawn_at + 1 < step:
+                stream.feed(Score.of(roll[drawn_at - first + 1:-1], held_in=True))
+        row = stream.extend(1, Score.of(roll[-1:], held_in=True), known[-1:])
+        self._stream, self._snapshot, self._drawn_at = stream, snapshot, step
+        return np.array(row.pitches[0, 1:])
 
 
 def ask_engine_many(snapshot: Snapshot, rolls: list[np.ndarray], knowns: list[np.ndarray]) -> list[np.ndarray]:

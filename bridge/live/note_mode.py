@@ -7,7 +7,7 @@ import time
 from bridge.clock import Clock
 from bridge.engines import REST, SOPRANO
 from bridge.live.config import VOICES, Snapshot
-from bridge.live.context import Context, ask_engine, past_steps_for
+from bridge.live.context import Asker, Context, past_steps_for
 from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, Player
 from bridge.live.stats import LiveStats, describe
 
@@ -31,6 +31,7 @@ class NoteMode(Player):
         super().__init__(out, stats, clock, monitor)
         self.speculator = speculator
         self.context = Context(0)
+        self.asker = Asker()                 # the engine, asked note after note
         self.melody = None                   # (in channel, pitch) of the note the harmony belongs to
         self.voices = list(_SILENT)          # the pitch each harmony voice sounds (-1: silent) ...
         self.voice_channels = (0, 0, 0)      # ... on these channels
@@ -47,6 +48,7 @@ class NoteMode(Player):
 
     def forget_history(self) -> None:
         self.context.reset()
+        self.asker.reset()
         self.onset_steps.clear()
 
     def held_notes(self) -> list[tuple[int, int]]:
@@ -118,7 +120,7 @@ class NoteMode(Player):
                 self.stats.speculation_hits += 1
                 return found
         try:
-            return ask_engine(self.snapshot, roll, known)[-1]
+            return self.asker.present(self.snapshot, roll, known, self.context.step)
         except Exception as error:  # any engine failure: pass-through for this note, and go on
             self.stats.engine_errors += 1
             self.stats.last_engine_error = describe(error)
