@@ -172,18 +172,7 @@ class BiaxialEngine(Engine):
         struck = np.array(score.onsets) & known
         allowed = self.free_pitches(out, known, settings)
         stepper = Stepper(self, settings)
-        complete = known.all(axis=1)
-        t = 0
-        while t < len(out):
-            if complete[t]:   # a run of given rows is read in one call
-                end = t + 1
-                while end < len(out) and complete[end]:
-                    end += 1
-                stepper.read(out[t:end], struck[t:end])
-                t = end
-            else:
-                out[t], struck[t] = stepper.draw(out[t], struck[t], known[t], allowed)
-                t += 1
+        draw_rows(stepper, out, struck, known, allowed)
         return Score.of(out, struck)
 
     def stream(self, settings: Settings) -> "BiaxialStream":
@@ -390,13 +379,19 @@ class Stepper:
 
     def read(self, rows: np.ndarray, struck: np.ndarray) -> None:
         """(T, 4) given rows and their onsets: the time stack steps over them in one call."""
+        self._step_over(rows, struck)
+
+    def _step_over(self, rows: np.ndarray, struck: np.ndarray, then_one_more: bool = False) -> np.ndarray | None:
+        """The time stack over `rows` (and, `then_one_more`, the row after them: its output is
+        returned, for drawing it), in one call."""
         engine = self.engine
-        notes = np.stack([row_notes(row, row_struck, engine.min_pitch, engine.num_pitches)
-                          for row, row_struck in zip(rows, struck)])
-        inputs = np.concatenate([self.previous[None], notes[:-1]])
-        _, self.hidden, self.cell = engine.time_steps(inputs, self.step, self.hidden, self.cell)
-        self.previous, self.last, self.last_struck = notes[-1], np.array(rows[-1], dtype=np.int16), np.array(struck[-1])
+        notes = [row_notes(row, row_struck, engine.min_pitch, engine.num_pitches) for row, row_struck in zip(rows, struck)]
+        inputs = np.stack([self.previous] + notes[:len(notes) if then_one_more else len(notes) - 1])
+        time_out, self.hidden, self.cell = engine.time_steps(inputs, self.step, self.hidden, self.cell)
+        if len(rows):
+            self.previous, self.last, self.last_struck = notes[-1], np.array(rows[-1], dtype=np.int16), np.array(struck[-1])
         self.step += len(rows)
+        return time_out[-1:] if then_one_more else None
 
     def revise_last(self, row: np.ndarray) -> None:
         """The last row's pitches as they really sounded: what the next row reads (the time
@@ -406,12 +401,13 @@ class Stepper:
         self.previous = row_notes(row, struck, self.engine.min_pitch, self.engine.num_pitches)
         self.last, self.last_struck = row, struck
 
-    def draw(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray,
-             allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray, allowed: np.ndarray,
+             given_before: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One row with unknown cells -> (4,) pitches and onsets, its known cells kept, its
-        unknown ones drawn."""
+        unknown ones drawn; `given_before` (rows, onsets) are read first, in the same call."""
         engine = self.engine
-        time_out, self.hidden, self.cell = engine.time_steps(self.previous[None], self.step, self.hidden, self.cell)
+        rows, rows_struck = given_before if given_before is not None else (np.zeros((0, VOICES), np.int16), None)
+        time_out = self._step_over(rows, rows_struck, then_one_more=True)
         row, struck = np.array(row, dtype=np.int16), np.array(struck, dtype=bool)
         unknown_voices = [v for v in range(VOICES) if not known[v]]
         parallels = self._parallels(row, known, unknown_voices) if self.settings.parallel_penalty > 0 else None
@@ -442,6 +438,23 @@ class Stepper:
             voicing.update(assign_by_pitch_order(sorted((int(i) + lowest for i in free), reverse=True), unknown_voices))
             return consecutive_perfects(last, voicing)
         return parallels
+
+
+def draw_rows(stepper: Stepper, pitches: np.ndarray, onsets: np.ndarray, known: np.ndarray, allowed: np.ndarray) -> None:
+    """Through (T, 4) rows in place: each unknown cell drawn, each run of given rows read in the
+    same time-stack call as the row after it."""
+    complete = known.all(axis=1)
+    t = 0
+    while t < len(pitches):
+        end = t
+        while end < len(pitches) and complete[end]:
+            end += 1
+        if end == len(pitches):
+            stepper.read(pitches[t:end], onsets[t:end])
+            return
+        pitches[end], onsets[end] = stepper.draw(pitches[end], onsets[end], known[end], allowed,
+                                                 (pitches[t:end], onsets[t:end]))
+        t = end + 1
 
 
 class BiaxialStream(Stream):
@@ -481,11 +494,7 @@ class BiaxialStream(Stream):
         given, known = self._rows(steps, given, known)
         pitches, onsets = self._view(given, known)
         allowed = self.engine.free_pitches(pitches, known, self.view_settings)
-        for t in range(steps):
-            if known[t].all():
-                self.stepper.read(pitches[t:t + 1], onsets[t:t + 1])
-            else:
-                pitches[t], onsets[t] = self.stepper.draw(pitches[t], onsets[t], known[t], allowed)
+        draw_rows(self.stepper, pitches, onsets, known, allowed)
         rows = self.engine._user_view(Score.of(pitches, onsets, held_in=True), given, known, self.shift or 0)
         self.score = self.score.appended(rows)
         return rows

@@ -166,15 +166,14 @@ class Asker:
         self._stream = None   # until this answer is through: an engine error starts afresh
         if stream is None or self._snapshot is not snapshot or drawn_at is None or not first <= drawn_at < step:
             stream = snapshot.engine.stream(snapshot.settings)
-            stream.feed(Score.of(roll[:-1]))
+            new = 0                # every row of the window
         else:
-            # the row drawn last as it sounded (the speculator's answer, say), then the held rows since
+            # the row drawn last as it sounded (the speculator's answer, say); then the rows since
             stream.revise_last(Score.of(roll[drawn_at - first:drawn_at - first + 1], held_in=True))
-            if drawn_at + 1 < step:
-                stream.feed(Score.of(roll[drawn_at - first + 1:-1], held_in=True))
-        row = stream.extend(1, Score.of(roll[-1:], held_in=True), known[-1:])
+            new = drawn_at - first + 1
+        rows = stream.extend(len(roll) - new, Score.of(roll[new:], held_in=new > 0), known[new:])
         self._stream, self._snapshot, self._drawn_at = stream, snapshot, step
-        return np.array(row.pitches[0, 1:])
+        return np.array(rows.pitches[-1, 1:])
 
 
 def ask_engine_many(snapshot: Snapshot, rolls: list[np.ndarray], knowns: list[np.ndarray]) -> list[np.ndarray]:
