@@ -36,6 +36,7 @@ does not apply.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable
 
@@ -174,6 +175,31 @@ class BiaxialEngine(Engine):
         stepper = Stepper(self, settings)
         draw_rows(stepper, out, struck, known, allowed)
         return Score.of(out, struck)
+
+    def _fill_many(self, scores: list[Score], knowns: list[np.ndarray], settings: Settings,
+                   open_end: bool) -> list[Score]:
+        """Scores that share every row but the last, all given (the live bridge's speculation:
+        one window, several next melody notes), read that past once and draw their last rows
+        each from it, as `_fill` would one by one; others one by one."""
+        shared = len(scores) > 1 and all(
+            len(score) == len(scores[0]) and len(score) > 1 and np.asarray(known)[:-1].all()
+            and np.array_equal(score.pitches[:-1], scores[0].pitches[:-1])
+            and np.array_equal(score.onsets[:-1], scores[0].onsets[:-1]) for score, known in zip(scores, knowns))
+        if not shared:
+            return [self._fill(score, known, settings, open_end) for score, known in zip(scores, knowns)]
+        past = Stepper(self, settings)
+        past.read(np.array(scores[0].pitches[:-1]), np.array(scores[0].onsets[:-1]))
+        filled = []
+        for score, known in zip(scores, knowns):
+            known = np.asarray(known, dtype=bool)
+            out, struck = np.array(score.pitches), np.array(score.onsets) & known
+            if not known[-1].all():
+                stepper = copy.copy(past)   # its arrays are replaced, never written into
+                stepper.rng = np.random.default_rng(settings.seed)
+                out[-1], struck[-1] = stepper.draw(out[-1], struck[-1], known[-1],
+                                                   self.free_pitches(out, known, settings))
+            filled.append(Score.of(out, struck))
+        return filled
 
     def stream(self, settings: Settings) -> "BiaxialStream":
         return BiaxialStream(self, settings)
@@ -406,7 +432,8 @@ class Stepper:
         """One row with unknown cells -> (4,) pitches and onsets, its known cells kept, its
         unknown ones drawn; `given_before` (rows, onsets) are read first, in the same call."""
         engine = self.engine
-        rows, rows_struck = given_before if given_before is not None else (np.zeros((0, VOICES), np.int16), None)
+        rows, rows_struck = given_before if given_before is not None else (np.zeros((0, VOICES), np.int16),
+                                                                            np.zeros((0, VOICES), bool))
         time_out = self._step_over(rows, rows_struck, then_one_more=True)
         row, struck = np.array(row, dtype=np.int16), np.array(struck, dtype=bool)
         unknown_voices = [v for v in range(VOICES) if not known[v]]
