@@ -17,6 +17,7 @@ from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_cons
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, export_best, hymn_steps, run_cli, run_module
+from test_ports import wait_for
 from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
 
@@ -318,6 +319,9 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
         seq.close()
         time.sleep(0.5)
         stop_live(live)
+        # jack_midi_dump prints what came in the last cycles a moment later: wait for the harmony's
+        # note-offs that far (notes that really hang still fail below)
+        wait_for(lambda: not harmony_hanging(dump.events()), timeout=2.0)
         events = dump.events()
     finally:
         xruns.close()
@@ -328,7 +332,15 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
             live.kill()
     got = answers(events, onset_grid=eighth, xruns=[x - dump.start_frame for x in xruns.frames])
     assert got.onsets >= 15 and got.lost_by_sender == [], got.line()   # an xrun's losses are JACK's
-    assert {key: n for key, n in got.hanging.items() if key[0] != 0} == {}
+    assert harmony_hanging(events) == {}
+
+
+def harmony_hanging(events) -> dict:
+    """Harmony notes (channels 2..16) with no note-off; the sequencer, ended mid-note, may leave
+    its own on channel 1."""
+    from jackrig import hanging
+
+    return {key: n for key, n in hanging([m for _, m in events]).items() if key[0] != 0}
 
 
 # ------------------------------------------------------------- the shipped model
