@@ -388,7 +388,7 @@ def test_the_live_note_mode_steps_the_time_stack_a_row_at_a_time_and_answers_as_
     time stack steps only the rows since the last note; a change of knobs starts it again."""
     from bridge.live import LIVE_SETTINGS, Context, LiveConfig, ask_engine
     from bridge.live.config import checked_snapshot
-    from bridge.live.context import Asker
+    from bridge.live.context import STREAM_ROWS, Asker
 
     engine = load_engine("biaxial", threads=1)
     snapshot = checked_snapshot(engine, LiveConfig(), LIVE_SETTINGS.replace(temperature=0.0))
@@ -408,6 +408,12 @@ def test_the_live_note_mode_steps_the_time_stack_a_row_at_a_time_and_answers_as_
         # now and then another harmony sounds (the speculator's, say): the stream revises its row
         context.set_harmony(*(answer if k % 3 else np.where(answer >= 0, answer - 2, answer)))
         step += 4 if k % 3 else 2
+    stepped.clear()
+    asker._stream.score = Score.of(np.zeros((STREAM_ROWS + 1, 4), dtype=np.int16))   # as after a long evening
+    context.onset(step, 67)
+    asker.present(snapshot, *context.window(), context.step)
+    assert sum(stepped) == len(context.window()[0])     # a long record: the whole window again
+    step += 2
     stepped.clear()
     other = checked_snapshot(engine, LiveConfig(), LIVE_SETTINGS.replace(temperature=0.0, parallel_penalty=0.0))
     context.onset(step, 67)

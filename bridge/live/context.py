@@ -16,6 +16,8 @@ from bridge.score import Score
 _WARM_PITCH = 72
 # speculation: next pitches tried per onset (the warm-up asks the same question)
 SPECULATED_PITCHES = 8
+# Asker: a stream is started afresh (from the window) after this many rows, about a minute of 16ths
+STREAM_ROWS = 1024
 
 
 def past_steps_for(snapshot: Snapshot) -> int:
@@ -146,8 +148,9 @@ class Asker:
     is asked through its stream, kept between notes: each answer steps only the rows since the
     last one (the bi-axial time stack: one step a 16th, not the whole window), its memory
     reaching back past the window. The stream starts again when the knobs or the engine change,
-    or the window no longer reaches the last row it drew (a long silence, a jump back). Any other
-    engine gets the window (`ask_engine`)."""
+    the window no longer reaches the last row it drew (a long silence, a jump back), or it holds
+    STREAM_ROWS rows (its record of the piece grows with every note, and is copied as it grows).
+    Any other engine gets the window (`ask_engine`)."""
 
     def __init__(self):
         self._stream = None
@@ -164,7 +167,8 @@ class Asker:
         first = step - (len(roll) - 1)
         stream, drawn_at = self._stream, self._drawn_at
         self._stream = None   # until this answer is through: an engine error starts afresh
-        if stream is None or self._snapshot is not snapshot or drawn_at is None or not first <= drawn_at < step:
+        if (stream is None or self._snapshot is not snapshot or drawn_at is None or not first <= drawn_at < step
+                or len(stream.score) > STREAM_ROWS):
             stream = snapshot.engine.stream(snapshot.settings)
             new = 0                # every row of the window
         else:
