@@ -595,5 +595,20 @@ def hanging(messages) -> dict:
     return {key: n for key, n in count.items() if n}
 
 
+def harmony_hanging(events) -> dict:
+    """`hanging` for the harmony's channels (2..16) of (frame, bytes) events: a sequencer ended
+    mid-note may leave its own on channel 1."""
+    return {key: n for key, n in hanging([m for _, m in events]).items() if key[0] != 0}
+
+
+def wait_for_harmony_release(dump: "MidiDump", timeout: float = 2.0) -> None:
+    """jack_midi_dump prints what came in the last cycles a moment after it came: wait (up to
+    `timeout`) for the harmony's last note-offs to show before reading it (notes that really hang
+    still show as hanging after)."""
+    deadline = time.monotonic() + timeout
+    while harmony_hanging(dump.events()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _is_on(m: bytes) -> bool:
     return len(m) == 3 and m[0] & 0xF0 == NOTE_ON and m[2] > 0

@@ -17,7 +17,6 @@ from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_cons
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, export_best, hymn_steps, run_cli, run_module
-from test_ports import wait_for
 from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
 
@@ -297,7 +296,8 @@ def test_a_quarter_note_model_trains_on_the_pickle_and_evaluates_there_only(tmp_
 def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_biaxial, tmp_path):
     """`bachbridge live --model` a bi-axial model: jack_midiseq's melody into 'bachbridge in',
     jack_midi_dump on 'bachbridge out': every onset gets its harmony, nothing is left sounding."""
-    from jackrig import MidiDump, MidiSeq, XrunMonitor, answers, missing_programs
+    from jackrig import (MidiDump, MidiSeq, XrunMonitor, answers, harmony_hanging, missing_programs,
+                         wait_for_harmony_release)
     from test_live_stock import start_live, stop_live
 
     if missing_programs(["jack_midiseq", "jack_midi_dump"]):
@@ -319,9 +319,7 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
         seq.close()
         time.sleep(0.5)
         stop_live(live)
-        # jack_midi_dump prints what came in the last cycles a moment later: wait for the harmony's
-        # note-offs that far (notes that really hang still fail below)
-        wait_for(lambda: not harmony_hanging(dump.events()), timeout=2.0)
+        wait_for_harmony_release(dump)
         events = dump.events()
     finally:
         xruns.close()
@@ -334,13 +332,6 @@ def test_the_live_bridge_answers_every_onset_through_jack(realtime_jack, tiny_bi
     assert got.onsets >= 15 and got.lost_by_sender == [], got.line()   # an xrun's losses are JACK's
     assert harmony_hanging(events) == {}
 
-
-def harmony_hanging(events) -> dict:
-    """Harmony notes (channels 2..16) with no note-off; the sequencer, ended mid-note, may leave
-    its own on channel 1."""
-    from jackrig import hanging
-
-    return {key: n for key, n in hanging([m for _, m in events]).items() if key[0] != 0}
 
 
 # ------------------------------------------------------------- the shipped model
