@@ -103,20 +103,23 @@ def random_crops(chorales: list[np.ndarray], batch: int, length: int, rng: np.ra
     return out
 
 
-def voices_to_notes(roll: np.ndarray, min_pitch: int, num_pitches: int) -> np.ndarray:
+def voices_to_notes(roll: np.ndarray, min_pitch: int, num_pitches: int, onsets: np.ndarray | None = None) -> np.ndarray:
     """(T, V) MIDI pitches per voice (-1 = rest) -> (T, P, 2) float32 play and articulate over
-    the pitches min_pitch.. (a note is struck where its voice comes to its pitch: from a rest or
-    another pitch; pitches outside the range are dropped). A voice repeating a pitch on this grid
-    reads as held: the JSB 16th data cannot say otherwise."""
+    the pitches min_pitch.. (pitches outside the range are dropped). A note is struck at the
+    (T, V) `onsets` when given, else where its voice comes to its pitch, from a rest or another
+    pitch: a voice repeating a pitch on this grid then reads as held (the JSB 16th data cannot
+    say otherwise)."""
     roll = np.asarray(roll)
     steps = len(roll)
     notes = np.zeros((steps, num_pitches, 2), dtype=np.float32)
-    before = np.vstack([np.full((1, roll.shape[1]), REST, dtype=roll.dtype), roll[:-1]]) if steps else roll
+    if onsets is None:
+        before = np.vstack([np.full((1, roll.shape[1]), REST, dtype=roll.dtype), roll[:-1]]) if steps else roll
+        onsets = before != roll
     for t, v in zip(*np.nonzero(roll >= 0)):
         index = int(roll[t, v]) - min_pitch
         if 0 <= index < num_pitches:
             notes[t, index, 0] = 1.0
-            if before[t, v] != roll[t, v]:
+            if onsets[t, v]:
                 notes[t, index, 1] = 1.0
     return notes
 

@@ -197,14 +197,11 @@ class Engine(ABC):
 
     # ---- the register path, the one place -----------------------------------------------------
 
-    @staticmethod
-    def score_of(roll: np.ndarray, known: np.ndarray, voices: int = 4) -> Score:
-        """The Score of a roll (repeated pitches held), BadInput unless roll and known are (T, voices)."""
-        roll = np.asarray(roll)
-        known = np.asarray(known)
-        if roll.ndim != 2 or roll.shape[1] != voices or known.shape != roll.shape:
-            raise BadInput(f"roll and known must both be (T, {voices}), not {roll.shape} and {known.shape}")
-        return Score.of(np.where(np.asarray(known, dtype=bool), roll, REST))
+    @classmethod
+    def score_of(cls, roll: np.ndarray, known: np.ndarray) -> Score:
+        """The Score of a roll's known cells (repeated pitches held), BadInput unless roll and
+        known are (T, 4)."""
+        return Score.of(cls.given_cells(roll, known)[0])
 
     def _model_view(self, score: Score, known: np.ndarray, settings: Settings,
                     shift: int | None = None) -> tuple[Score, int, Settings]:

@@ -48,6 +48,7 @@ from bridge.engines import (ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, REST, SO
 from bridge.errors import BadInput
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
+from models.data import voices_to_notes
 
 VOICES = 4
 # a row is drawn again until every voice sounds, this many times at most, this many at once
@@ -103,19 +104,6 @@ class NoteStack:
         biaxial_kernels.given_logits(self.gates(time_out), np.ascontiguousarray(notes, dtype=np.float64),
                                      self.downward, *self.kernel_weights, logits)
         return logits.astype(np.float32)
-
-
-def row_notes(row: np.ndarray, struck: np.ndarray, min_pitch: int, num_pitches: int) -> np.ndarray:
-    """(P, 2) play and articulate of a row of MIDI pitches per voice and the voices' onsets
-    (`struck`); pitches outside the model's range are dropped."""
-    notes = np.zeros((num_pitches, 2), dtype=np.float32)
-    for v, pitch in enumerate(row):
-        index = int(pitch) - min_pitch
-        if pitch >= 0 and 0 <= index < num_pitches:
-            notes[index, 0] = 1.0
-            if struck[v]:
-                notes[index, 1] = 1.0
-    return notes
 
 
 def adapted_conservativity(conservativity: float, full: bool) -> float:
@@ -223,18 +211,18 @@ class BiaxialEngine(Engine):
             notes, logits = self._draws(time_out, clamp_play, clamp_articulate, int(settings.candidates), settings,
                                         conservativity, rng)
             return (*self._choose(notes, logits, clamp_play, wanted, parallels, settings.parallel_penalty),
-                    bool(self._free_counts(notes, clamp_play)[0] >= wanted))
+                    bool(self._free(notes[:1], clamp_play).sum() >= wanted))
         tried_notes, tried_logits = [], []
         while sum(len(n) for n in tried_notes) < VOICING_DRAWS:
             notes, logits = self._draws(time_out, clamp_play, clamp_articulate, DRAWS_AT_ONCE, settings,
                                         conservativity, rng)
             tried_notes.append(notes)
             tried_logits.append(logits)
-            full = self._free_counts(notes, clamp_play) >= wanted
-            free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
-            if any(full[d] and (parallels is None or parallels(np.flatnonzero(free[d])) == 0) for d in range(len(notes))):
+            free = self._free(notes, clamp_play)
+            if any(free[d].sum() >= wanted and (parallels is None or parallels(np.flatnonzero(free[d])) == 0)
+                   for d in range(len(notes))):
                 break
-        first_full = self._free_counts(tried_notes[0], clamp_play)[0] >= wanted
+        first_full = self._free(tried_notes[0][:1], clamp_play).sum() >= wanted
         return (*self._choose(np.concatenate(tried_notes), np.concatenate(tried_logits), clamp_play, wanted,
                               parallels, None), bool(first_full))
 
@@ -246,9 +234,9 @@ class BiaxialEngine(Engine):
                                       settings.temperature, conservativity)
 
     @staticmethod
-    def _free_counts(notes: np.ndarray, clamp_play: np.ndarray) -> np.ndarray:
-        """(D,) how many free pitches each of D draws plays."""
-        return ((notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]).sum(axis=1)
+    def _free(notes: np.ndarray, clamp_play: np.ndarray) -> np.ndarray:
+        """(D, P) the free pitches each of D draws plays."""
+        return (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
 
     @staticmethod
     def _choose(notes: np.ndarray, logits: np.ndarray, clamp_play: np.ndarray, wanted: int,
@@ -258,7 +246,7 @@ class BiaxialEngine(Engine):
         those the fewest parallels (`parallels`), then one with just the voices wanted before one
         with more (the middle ones are dropped), else the fullest; the first of equals, or, with
         a `penalty`, the likeliest less `penalty` nats a parallel."""
-        free = (notes[:, :, 0] > 0.5) & (clamp_play != 1)[None]
+        free = BiaxialEngine._free(notes, clamp_play)
         counts = free.sum(axis=1)
         best, best_key = 0, None
         for d in range(len(notes)):
@@ -272,11 +260,16 @@ class BiaxialEngine(Engine):
                 best, best_key = d, key
         return np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
 
+    def notes_of(self, rows: np.ndarray, struck: np.ndarray) -> np.ndarray:
+        """(T, P, 2) play and articulate of (T, 4) rows of MIDI pitches struck at `struck` (the
+        model's pitches only)."""
+        return voices_to_notes(rows, self.min_pitch, self.num_pitches, struck)
+
     def rows_notes(self, out: np.ndarray, struck: np.ndarray, first: int, last: int) -> np.ndarray:
         """(last - first, P, 2) notes of rows first..last-1 as they sound (row -1: silence before the start)."""
-        return np.stack([row_notes(out[r], struck[r], self.min_pitch, self.num_pitches)
-                         if r >= 0 else np.zeros((self.num_pitches, 2), dtype=np.float32)
-                         for r in range(first, last)])
+        notes = self.notes_of(out[max(first, 0):last], struck[max(first, 0):last])
+        silence = np.zeros((max(-first, 0), self.num_pitches, 2), dtype=np.float32)
+        return np.concatenate([silence, notes])
 
     def clamps(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray,
                allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -411,8 +404,8 @@ class Stepper:
         """The time stack over `rows` (and, `then_one_more`, the row after them: its output is
         returned, for drawing it), in one call."""
         engine = self.engine
-        notes = [row_notes(row, row_struck, engine.min_pitch, engine.num_pitches) for row, row_struck in zip(rows, struck)]
-        inputs = np.stack([self.previous] + notes[:len(notes) if then_one_more else len(notes) - 1])
+        notes = engine.notes_of(rows, struck)
+        inputs = np.concatenate([self.previous[None], notes if then_one_more else notes[:-1]])
         time_out, self.hidden, self.cell = engine.time_steps(inputs, self.step, self.hidden, self.cell)
         if len(rows):
             self.previous, self.last, self.last_struck = notes[-1], np.array(rows[-1], dtype=np.int16), np.array(struck[-1])
@@ -424,7 +417,7 @@ class Stepper:
         stack's state holds the rows before it only). A voice whose pitch changed strikes it."""
         row = np.array(row, dtype=np.int16)
         struck = np.where(row == self.last, self.last_struck, row >= 0)
-        self.previous = row_notes(row, struck, self.engine.min_pitch, self.engine.num_pitches)
+        self.previous = self.engine.notes_of(row[None], struck[None])[0]
         self.last, self.last_struck = row, struck
 
     def draw(self, row: np.ndarray, struck: np.ndarray, known: np.ndarray, allowed: np.ndarray,
@@ -449,7 +442,7 @@ class Stepper:
             row[v] = pitch
             # a voice coming to a new pitch strikes it whatever the model said
             struck[v] = articulated[pitch - engine.min_pitch] or self.last[v] != pitch
-        self.previous = row_notes(row, struck, engine.min_pitch, engine.num_pitches)
+        self.previous = engine.notes_of(row[None], struck[None])[0]
         self.last, self.last_struck = row, struck
         self.step += 1
         return row, struck
@@ -499,8 +492,9 @@ class BiaxialStream(Stream):
         """The rows' pitches and onsets in the model's register; a voice whose first row differs
         from the last row before strikes it."""
         if self.shift is None and (known[:, SOPRANO] & (score.pitches[:, SOPRANO] >= 0)).any():
-            _, self.shift, self.view_settings = self.engine._model_view(score, known, self.settings)
-        view = self.engine._model_view(score, known, self.settings, self.shift or 0)[0]
+            view, self.shift, self.view_settings = self.engine._model_view(score, known, self.settings)
+        else:
+            view = self.engine._model_view(score, known, self.settings, self.shift or 0)[0]
         pitches, onsets = np.array(view.pitches), np.array(view.onsets)
         if len(pitches):
             onsets[0] |= (pitches[0] >= 0) & (pitches[0] != self.stepper.last)
