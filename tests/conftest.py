@@ -23,6 +23,20 @@ def hymn_steps(transpose: int = 0) -> np.ndarray:
     return np.repeat(np.array(HYMN) + transpose, np.array(HYMN_BEATS) * 4).astype(np.int16)
 
 
+def lower_voices_of_the_hymn(model: str) -> np.ndarray:
+    """A shipped model's (T, 3) alto, tenor, bass under the hymn (seed 0), checked to keep the
+    melody exactly and to stay below it (or rest)."""
+    from bridge.engines import REST, load_engine
+    from bridge.settings import Settings
+
+    soprano = hymn_steps()
+    roll = load_engine(model).harmonize(soprano, Settings(seed=0)).pitches
+    assert np.array_equal(roll[:, 0], soprano)
+    lower = roll[:, 1:]
+    assert np.all((lower < roll[:, :1]) | (lower == REST))
+    return lower
+
+
 def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     """`python -m bridge ARGS` in a fresh process, as a user would run `bachbridge ARGS`."""
     return subprocess.run([sys.executable, "-m", "bridge", *map(str, args)], cwd=cwd or ROOT,

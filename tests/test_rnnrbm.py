@@ -18,7 +18,7 @@ from bridge import rbm_kernels
 from bridge.engines import REST, load_engine
 from bridge.engines import assign_by_pitch_order
 from bridge.settings import Settings
-from conftest import EXAMPLE_MELODY, HYMN, TINY_RNNRBM_ARGS, hymn_steps, run_cli, run_module
+from conftest import EXAMPLE_MELODY, HYMN, TINY_RNNRBM_ARGS, hymn_steps, lower_voices_of_the_hymn, run_cli, run_module
 
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 
@@ -378,11 +378,6 @@ def test_shipped_rnnrbm_is_there_small_and_described():
 
 
 def test_shipped_rnnrbm_harmonizes_in_three_voices_below_the_melody():
-    engine = load_engine("rnnrbm")
-    soprano = hymn_steps()
-    roll = engine.harmonize(soprano, Settings(seed=0)).pitches
-    assert np.array_equal(roll[:, 0], soprano)
-    lower = roll[:, 1:]
-    assert np.all((lower < roll[:, :1]) | (lower == REST))
+    lower = lower_voices_of_the_hymn("rnnrbm")
     # a trained model sings mostly full chords: three voices under the melody most of the time
     assert np.mean(np.all(lower >= 0, axis=1)) > 0.7
