@@ -270,7 +270,63 @@ def export_biaxial(checkpoint: dict, name: str):
     return buffer.getvalue(), metadata, inputs, reference
 
 
-EXPORTERS = {"coconet": export_coconet, "rnnrbm": export_rnnrbm, "biaxial": export_biaxial}
+def export_phrase(checkpoint: dict, name: str):
+    """The three phrase nets (models.phrase) in one graph, T steps of each: for each net `x`
+    (B, T, I) and `state` (parts, layers, B, H) in; `logits` (B, T, tokens) and `state_out`
+    out. The engine steps them one event at a time (T = 1) and primes them on a whole phrase."""
+    import torch
+    from models import phrase_data
+    from models.phrase import NAMES, PhraseNets
+
+    nets = PhraseNets.from_configs(checkpoint["configs"])
+    nets.load_state_dict(checkpoint["model"])
+    nets.eval()
+    example = []
+    for net in nets.nets.values():
+        example += [torch.zeros(1, 2, net.config.inputs), net.initial_state(1)]
+    input_names = [f"{n}_{part}" for n in NAMES for part in ("x", "state")]
+    output_names = [f"{n}_{part}" for n in NAMES for part in ("logits", "state_out")]
+    axes = {}
+    for n in NAMES:
+        # each net its own axis names: one call steps one net and gives the others a single step
+        batch, time = f"{n}_batch", f"{n}_time"
+        axes.update({f"{n}_x": {0: batch, 1: time}, f"{n}_state": {2: batch},
+                     f"{n}_logits": {0: batch, 1: time}, f"{n}_state_out": {2: batch}})
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(nets, tuple(example), buffer, dynamo=False, opset_version=17,
+                          input_names=input_names, output_names=output_names, dynamic_axes=axes)
+    metadata = {
+        "engine": "phrase",
+        "name": name,
+        "min_pitch": phrase_data.MELODY_LOW,         # the melody net's pitches
+        "num_pitches": phrase_data.MELODY_TOKENS,
+        "num_voices": 4,
+        "voices": "Soprano,Alto,Tenor,Bass",
+        "configs": json.dumps(checkpoint["configs"]),
+        "valid_losses": json.dumps(checkpoint.get("valid_losses", {})),
+    }
+
+    def inputs(rng, batch, time):
+        feeds = {}
+        for n, net in nets.nets.items():
+            c = net.config
+            batch, time = (batch, min(time, 24)) if n == "melody" else (1 + batch % 2, 1 + time % 5)
+            x = np.zeros((batch, time, c.inputs), dtype=np.float32)
+            x[rng.random(x.shape) < 0.1] = 1.0
+            feeds[f"{n}_x"] = x
+            feeds[f"{n}_state"] = rng.uniform(-1, 1, size=(c.state_parts, c.layers, batch, c.hidden)).astype(np.float32)
+        return feeds
+
+    def reference(feeds):
+        with torch.no_grad():
+            return [t.numpy() for t in nets(*(torch.from_numpy(feeds[k]) for k in input_names))]
+
+    return buffer.getvalue(), metadata, inputs, reference
+
+
+EXPORTERS = {"coconet": export_coconet, "rnnrbm": export_rnnrbm, "biaxial": export_biaxial, "phrase": export_phrase}
 
 
 def parity(onnx_bytes: bytes, inputs, reference) -> float:

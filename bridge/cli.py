@@ -21,12 +21,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
+def add_engine_options(p: argparse.ArgumentParser, default: str = "coconet") -> None:
     from bridge.engines import engine_names
 
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", default="coconet", choices=engine_names(),
-                   help="a model that ships with bachbridge (default: coconet)")
+    g.add_argument("--engine", default=default, choices=engine_names(),
+                   help=f"a model that ships with bachbridge (default: {default})")
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
 
 
@@ -47,6 +47,12 @@ def add_knobs(p: argparse.ArgumentParser, defaults: Settings = Settings(), files
                    help="nats taken off a pitch for each consecutive perfect fifth or octave it would "
                         f"make; 0 = off (default {d.parallel_penalty})")
     g.add_argument("--key", default=d.key, help="keep alto, tenor, bass in a key: off, auto, or e.g. Bb, F#m (default off)")
+    g.add_argument("--top-p", type=float, default=d.top_p,
+                   help=f"phrase engine: draw only among the likeliest tokens that make up this share (default {d.top_p})")
+    g.add_argument("--repeat-limit", type=int, default=d.repeat_limit,
+                   help=f"phrase engine: strike one pitch at most this many times in a row; 0 = any (default {d.repeat_limit})")
+    g.add_argument("--harmonizer", default=d.harmonizer,
+                   help=f"phrase engine: the voices under its melody, a model that fills or 'chords' (default {d.harmonizer})")
     g.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")
     if files:
         g.add_argument("--track", type=int, default=None, metavar="N",
@@ -56,7 +62,8 @@ def add_knobs(p: argparse.ArgumentParser, defaults: Settings = Settings(), files
 def settings_from(args) -> Settings:
     return Settings(temperature=args.temperature, steps=args.steps, pmax=args.pmax, pmin=args.pmin,
                     alpha=args.alpha, candidates=args.candidates, key=args.key,
-                    parallel_penalty=args.parallel_penalty, seed=args.seed)
+                    parallel_penalty=args.parallel_penalty, top_p=args.top_p, repeat_limit=args.repeat_limit,
+                    harmonizer=args.harmonizer, seed=args.seed)
 
 
 def model_from(args) -> str:
@@ -132,13 +139,13 @@ def cmd_eval(args) -> int:
 
 def cmd_generate(args) -> int:
     """Continue a prime (a four-voice file, or a melody whose lower voices are filled in too) or
-    start from nothing, for --bars bars of 4/4; every engine can (Engine.generate)."""
+    start from nothing, for --bars bars; every engine can (Engine.generate)."""
     import numpy as np
 
-    from bridge.convert import atomic_write
+    from bridge.convert import atomic_write, read_prime
     from bridge.engines import load_engine
-    from bridge.midifile import quantize, read_melody, read_voices, write_voices
-    from bridge.score import REST, Score
+    from bridge.midifile import write_voices
+    from bridge.score import Score
 
     if args.bars < 1:
         raise BadInput(f"--bars must be >= 1, not {args.bars}")
@@ -151,23 +158,22 @@ def cmd_generate(args) -> int:
         source = Path(args.prime)
         if not source.is_file():
             raise BadInput("no such file", source)
-        try:
-            prime = read_voices(source)
-            known = np.ones(prime.pitches.shape, dtype=bool)
-        except BadInput:  # not four voices: its top line is the melody, the rest is filled in
-            melody, _ = quantize(read_melody(source))
-            soprano = melody.pitches[:, 0]
-            pitches = np.full((len(soprano), 4), REST, dtype=np.int16)
-            pitches[:, 0] = soprano
-            onsets = np.zeros(pitches.shape, dtype=bool)
-            onsets[:, 0] = melody.onsets[:, 0]
-            prime = Score.of(pitches, onsets)
-            known = np.zeros(pitches.shape, dtype=bool)
-            known[:, 0] = True
-            known[soprano < 0] = True
+        prime, known = read_prime(source)
     engine = load_engine(model_from(args))
-    score = engine.generate(prime, known, args.bars * 16, settings)
+    score = engine.generate(prime, known, args.bars * prime.meter[0], settings)
     atomic_write(output, lambda temp: write_voices(temp, score, bpm=args.bpm))
+    return 0
+
+
+def cmd_continue(args) -> int:
+    from bridge.convert import continue_file
+    from bridge.engines import load_engine
+
+    settings = settings_from(args)
+    engine = load_engine(model_from(args))
+    for path in continue_file(Path(args.input), Path(args.output), engine, settings, args.bars,
+                              variants=args.variants, track=args.track):
+        print(path)
     return 0
 
 
@@ -219,6 +225,8 @@ def live_model(args) -> tuple[str, str | None]:
         return args.model, None
     if args.engine:
         return args.engine, None
+    if args.mode == "respond":   # the answer continues the phrase: the phrase engine's work
+        return "phrase", None
     if shipped_model("coconet-live").is_file():
         return "coconet-live", None
     return "coconet", "the coconet-live model is not there (not trained yet?): using coconet"
@@ -268,7 +276,8 @@ def cmd_live(args) -> int:
     config = LiveConfig(mode=args.mode, lookahead_beats=args.lookahead, speculate=not args.no_speculate,
                         clock=args.clock, bpm=args.bpm, echo=not args.no_echo, channels=args.channels,
                         echo_channel=args.echo_channel, in_channel=args.in_channel,
-                        context_steps=args.context)
+                        context_steps=args.context, respond_after_beats=args.respond_after,
+                        answer_bars=args.answer_bars, respond_cc=args.respond_cc)
     settings = settings_from(args)
     api = args.api
     if api == "auto":
@@ -334,9 +343,17 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", default=d.mode, choices=MODES,
                    help="note: answer each melody note at once; phrase: wait --lookahead beats, sample "
                         "each phrase with the full annealed schedule, and play everything that much "
-                        "later (set the melody track's delay in the DAW to match: see the README) (default note)")
+                        "later (set the melody track's delay in the DAW to match: see the README); "
+                        "respond: when the player stops, answer the phrase with one that continues it "
+                        "(default note)")
     g.add_argument("--lookahead", type=float, default=d.lookahead_beats, metavar="BEATS",
                    help=f"phrase mode's delay, in beats (default {d.lookahead_beats:g})")
+    g.add_argument("--respond-after", type=float, default=d.respond_after_beats, metavar="BEATS",
+                   help=f"respond mode: answer after this many beats of silence (default {d.respond_after_beats:g})")
+    g.add_argument("--answer-bars", type=int, default=d.answer_bars, metavar="N",
+                   help=f"respond mode: bars the answer lasts (default {d.answer_bars})")
+    g.add_argument("--respond-cc", type=int, default=None, metavar="CC",
+                   help="respond mode: this controller (a footswitch, e.g. 64) pressed asks for the answer at once")
     g.add_argument("--no-speculate", action="store_true",
                    help="note mode: do not work out the likeliest next answers between notes")
     g.add_argument("--clock", default=d.clock, choices=CLOCK_MODES,
@@ -354,7 +371,8 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="take melody notes from this MIDI channel only (default: any)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default=None, choices=engine_names(),
-                   help="a model that ships with bachbridge (default: coconet-live when it is there, else coconet)")
+                   help="a model that ships with bachbridge (default: phrase in respond mode, else "
+                        "coconet-live when it is there, else coconet)")
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
     g.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--stats-json", metavar="FILE", help="on exit, write the bridge's figures (latencies, "
@@ -395,11 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="continue a prime, or write from nothing, in four voices")
     g.add_argument("-o", "--output", required=True, help="the four-voice MIDI file to write")
     g.add_argument("--prime", metavar="IN.mid", help="music to continue: four voices, or a melody (harmonized too)")
-    g.add_argument("--bars", type=int, default=8, help="bars of 4/4 to add (default 8)")
+    g.add_argument("--bars", type=int, default=8, help="bars to add, in the prime's meter (default 8 of 4/4)")
     g.add_argument("--bpm", type=float, default=100.0, help="tempo of the file written (default 100)")
     add_engine_options(g)
     add_knobs(g, files=False)
     g.set_defaults(run=cmd_generate)
+
+    c = sub.add_parser("continue", help="a MIDI file kept exactly, with bars of continuation after it")
+    c.add_argument("input", help="a MIDI file: a melody, or four voices")
+    c.add_argument("-o", "--output", required=True, help="the MIDI file to write (with --variants K: OUTPUT-1 .. -K)")
+    c.add_argument("--bars", type=int, default=4, help="bars to add, in the file's meter (default 4)")
+    c.add_argument("--variants", type=int, default=1, help="write K files, each its own draw (default 1)")
+    add_engine_options(c, default="phrase")
+    add_knobs(c)
+    c.set_defaults(run=cmd_continue)
 
     po = sub.add_parser("ports", help="MIDI APIs compiled in, which one auto picks, and the ports each sees")
     po.set_defaults(run=cmd_ports)

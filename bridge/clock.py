@@ -236,6 +236,19 @@ class Clock:
         # a new anchor: carry on from the last onset (at least one step on), at this tempo
         return last[1] + max(1, _nearest((t_ns - last[0]) / step_ns(bpm)))
 
+    def time_of(self, step: int, t_ns: int) -> int:
+        """When song step `step` begins (perf_counter_ns), as the grid stands at t_ns: by the DAW's
+        clock while it is followed, else by the internal grid through the last onset (with no
+        onset yet, step 0 is t_ns), at the tempo in use."""
+        bpm = self.bpm
+        if self.following_midi(t_ns) and self._last_clock_index is not None:
+            interval = self._midi_interval_ns or step_ns(bpm) / CLOCKS_PER_STEP
+            return int(self._last_clock_ns + (step * CLOCKS_PER_STEP - self._last_clock_index) * interval)
+        anchor = self._internal_anchor(bpm)
+        if anchor is None:
+            anchor = (t_ns, 0) if self._last_onset is None else self._last_onset[:2]
+        return int(anchor[0] + (step - anchor[1]) * step_ns(bpm))
+
     def reset_onsets(self) -> None:
         """Forget the onsets (a new take): the internal and free grids start again at step 0."""
         self._last_onset = None

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bridge.engines import Engine, load_engine
+import numpy as np
+
+from bridge.engines import Engine, hold_through_short_rests, load_engine
 from bridge.errors import BadInput
-from bridge.midifile import quantize, read_melody, write_chorale
+from bridge.midifile import meter_at_start, quantize, read_melody, read_voices, write_chorale, write_continuation
 from bridge.onnxmodel import default_threads
+from bridge.score import REST, Score
 from bridge.settings import Settings
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -48,6 +51,58 @@ def harmonize_file(source: Path, target: Path, engine: Engine, settings: Setting
     soprano, step_ticks = quantize(melody)
     score = engine.harmonize(soprano, settings)
     atomic_write(target, lambda temp: write_chorale(temp, score, melody, step_ticks))
+
+
+def read_prime(source: Path, track: int | None = None) -> tuple[Score, np.ndarray]:
+    """A file as music to continue: (Score, known). A four-voice file (read_voices) is known
+    whole; otherwise its melody (the top line, or `track`) is the soprano, the other voices
+    unknown, and where the melody rests for a beat or more every voice rests (known silent).
+    The Score's meter comes from the time signature at the file's start."""
+    melody = read_melody(source, track=track)
+    meter = meter_at_start(melody)
+    if track is None:
+        try:
+            voices = read_voices(source)
+            return voices.replace(meter=meter), np.ones(voices.pitches.shape, dtype=bool)
+        except BadInput:   # not four voices: the melody alone
+            pass
+    line, _ = quantize(melody)
+    soprano = np.array(line.pitches[:, 0])
+    pitches = np.full((len(soprano), 4), REST, dtype=np.int16)
+    pitches[:, 0] = soprano
+    onsets = np.zeros(pitches.shape, dtype=bool)
+    onsets[:, 0] = line.onsets[:, 0]
+    known = np.zeros(pitches.shape, dtype=bool)
+    known[:, 0] = True
+    known[hold_through_short_rests(soprano) < 0] = True
+    return Score.of(pitches, onsets, meter=meter), known
+
+
+def continue_file(source: Path, target: Path, engine: Engine, settings: Settings, bars: int,
+                  variants: int = 1, track: int | None = None) -> list[Path]:
+    """`source` kept exactly, with `bars` bars of continuation after it, in `variants` files
+    (`target`, or TARGET-1.mid .. TARGET-K.mid, each its own draw: seed, seed + 1, ...). A melody
+    is continued as a melody; a four-voice file in four voices. -> the files written."""
+    source, target = Path(source), Path(target)
+    if bars < 1:
+        raise BadInput(f"--bars must be >= 1, not {bars}")
+    if variants < 1:
+        raise BadInput(f"--variants must be >= 1, not {variants}")
+    if not source.is_file():
+        raise BadInput("no such file", source)
+    if not target.parent.is_dir():
+        raise BadInput("output folder does not exist", target)
+    prime, known = read_prime(source, track)
+    voices = 4 if known.all() and len(prime) else 1
+    targets = [target] if variants == 1 else [target.with_name(f"{target.stem}-{k + 1}{target.suffix}")
+                                               for k in range(variants)]
+    scores = []
+    for k in range(variants):
+        seed = None if settings.seed is None else settings.seed + k
+        scores.append(engine.generate(prime, known, bars * prime.meter[0], settings.replace(seed=seed)))
+    for path, score in zip(targets, scores):   # every draw done before the first file is written
+        atomic_write(path, lambda temp, score=score: write_continuation(temp, source, score, len(prime), voices))
+    return targets
 
 
 # ---- batch ----------------------------------------------------------------------------------

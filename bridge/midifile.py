@@ -308,6 +308,37 @@ def write_chorale(path, score: Score, melody: Melody, step_ticks: np.ndarray) ->
     midi.save(path)
 
 
+def meter_at_start(melody: Melody) -> tuple[int, int]:
+    """(16ths a bar, the first bar's start step) from the time signature at the file's start;
+    (16, 0), 4/4 from the first tick, when there is none."""
+    for tick, msg in melody.meta:
+        if tick > 0:
+            break
+        if msg.type == "time_signature":
+            sixteenths = msg.numerator * 16 / msg.denominator
+            if sixteenths == int(sixteenths) and 1 <= sixteenths <= 64:
+                return int(sixteenths), 0
+    return 16, 0
+
+
+def write_continuation(path, source, score: Score, start: int, voices: int) -> None:
+    """The MIDI file `source` exactly as it is, with the steps from `start` of the score's first
+    `voices` voices after it: one new track per voice ("Continuation Soprano", ...), on channels
+    1-4, on the source's 16th grid from its first tick."""
+    midi = _load(source)
+    if midi.type == 2:
+        raise BadInput("a type-2 MIDI file (independent sequences) cannot be continued", source)
+    midi.type = 1
+    step = midi.ticks_per_beat / STEPS_PER_BEAT
+    ticks = _grid_ticks(len(score), step)
+    end = int(ticks[-1])
+    for voice in range(voices):
+        notes = [Note(p, int(ticks[t0]), int(ticks[t1]), DEFAULT_VELOCITY)
+                 for p, t0, t1 in score.note_runs(voice) if t0 >= start]
+        midi.tracks.append(_voice_track(f"Continuation {VOICE_NAMES[voice]}", voice, notes, (), end))
+    midi.save(path)
+
+
 def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity=80) -> None:
     """A one-track 4/4 melody file from (T,) MIDI pitches per 16th step (REST = silence)."""
     pitches = np.asarray(pitches_per_step)

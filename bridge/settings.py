@@ -24,6 +24,9 @@ class Settings:
     candidates: int = 1          # chains sampled side by side; the likeliest under the model wins
     parallel_penalty: float = 6.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
     key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
+    top_p: float = 0.95          # a phrase draw keeps the likeliest tokens whose probability reaches this
+    repeat_limit: int = 3        # a phrase's melody strikes one pitch at most this many times in a row; 0 = any
+    harmonizer: str = "coconet"  # the voices under a phrase's melody: a model that fills ('coconet', ...) or 'chords'
     voice_ranges: tuple[tuple[int, int], ...] = DEFAULT_VOICE_RANGES
     seed: int | None = None      # None: a fresh random seed each time
 
@@ -39,6 +42,12 @@ class Settings:
             problems.append(f"alpha must be > 0, not {self.alpha}")
         if not self.parallel_penalty >= 0:
             problems.append(f"parallel_penalty must be >= 0, not {self.parallel_penalty}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if not (isinstance(self.repeat_limit, int) and self.repeat_limit >= 0):
+            problems.append(f"repeat_limit must be a whole number >= 0, not {self.repeat_limit}")
+        if not (isinstance(self.harmonizer, str) and self.harmonizer):
+            problems.append(f"harmonizer must name a model or 'chords', not {self.harmonizer!r}")
         if not (isinstance(self.candidates, int) and 1 <= self.candidates <= 64):
             problems.append(f"candidates must be 1..64, not {self.candidates}")
         if len(self.voice_ranges) != 4 or any(not 0 <= lo <= hi - 11 <= 116 for lo, hi in self.voice_ranges):

@@ -23,6 +23,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
 from bridge.clock import MODES as CLOCK_MODES
 from bridge.engines import engine_names
 from bridge.errors import BadInput
+from bridge.engines.phrase import HARMONIZERS
 from bridge.live import LIVE_SETTINGS, MODES, LiveConfig
 from bridge.settings import Settings
 from gui import presets, state, theme
@@ -127,8 +128,9 @@ class MainWindow(QMainWindow):
         body.addWidget(self._scrolling(self._build_model_group(), self._build_sampling_group(),
                                        self._build_harmony_group()), 0)
         body.addLayout(self._build_centre(), 1)
-        body.addWidget(self._scrolling(self._build_playing_group(), self._build_output_group(),
-                                       self._build_ports_group(), self._build_offline_group()), 0)
+        body.addWidget(self._scrolling(self._build_playing_group(), self._build_respond_group(),
+                                       self._build_output_group(), self._build_ports_group(),
+                                       self._build_offline_group()), 0)
         outer.addLayout(body, 1)
         self.setCentralWidget(central)
         self._build_actions()
@@ -351,9 +353,11 @@ class MainWindow(QMainWindow):
         group, form = self._group("Playing")
         self.mode = QComboBox()
         for name in MODES:
-            self.mode.addItem({"note": "Note: answer each onset", "phrase": "Phrase: look ahead"}.get(name, name), name)
+            self.mode.addItem({"note": "Note: answer each onset", "phrase": "Phrase: look ahead",
+                               "respond": "Respond: call and response"}.get(name, name), name)
         self._row(form, "M&ode", self.mode, "note: each melody note is answered at once; phrase: wait the "
-                                            "lookahead, harmonize the phrase, play it that much later")
+                                            "lookahead, harmonize the phrase, play it that much later; "
+                                            "respond: when you stop, answer your phrase with one of its own")
         self._bind("config", "mode", [self.mode], self.mode.currentData,
                    lambda v: self.mode.setCurrentIndex(max(0, self.mode.findData(v))))
         self.lookahead = self._double(0.25, 16.0, 0.25)
@@ -381,6 +385,43 @@ class MainWindow(QMainWindow):
         self.context.setSuffix(" 16ths")
         self._row(form, "Conte&xt", self.context, "16ths of the past the model is shown (16 = a bar)")
         self._bind("config", "context_steps", [self.context], self.context.value, self.context.setValue)
+        return group
+
+    def _build_respond_group(self) -> QGroupBox:
+        group, form = self._group("Call and response")
+        self.respond_after = self._double(0.25, 16.0, 0.25)
+        self.respond_after.setSuffix(" beats")
+        self._row(form, "Ans&wer after", self.respond_after, "Respond mode: the bridge answers once you have "
+                                                            "been silent this long")
+        self._bind("config", "respond_after_beats", [self.respond_after], self.respond_after.value,
+                   self.respond_after.setValue)
+        self.answer_bars = self._int(1, 16)
+        self.answer_bars.setSuffix(" bars")
+        self._row(form, "Answer ba&rs", self.answer_bars, "Respond mode: how long the answer is")
+        self._bind("config", "answer_bars", [self.answer_bars], self.answer_bars.value, self.answer_bars.setValue)
+        self.respond_cc = QComboBox()
+        self.respond_cc.addItem("off", None)
+        for number in range(120):
+            self.respond_cc.addItem(f"CC {number}" + (" (sustain pedal)" if number == 64 else ""), number)
+        self._row(form, "&Footswitch", self.respond_cc, "Respond mode: a controller that asks for the answer "
+                                                       "at once (pressed: value 64 or more)")
+        self._bind("config", "respond_cc", [self.respond_cc], self.respond_cc.currentData,
+                   lambda c: self.respond_cc.setCurrentIndex(max(0, self.respond_cc.findData(c))))
+        self.top_p = self._double(0.05, 1.0, 0.05)
+        self._row(form, "To&p p", self.top_p, "Phrase engine: draw only among the likeliest notes that make up "
+                                               "this share of the probability (1 = all)")
+        self._bind("settings", "top_p", [self.top_p], self.top_p.value, self.top_p.setValue)
+        self.repeat_limit = self._int(0, 16)
+        self._row(form, "Repeat l&imit", self.repeat_limit, "Phrase engine: a pitch struck at most this many "
+                                                            "times in a row (0 = any)")
+        self._bind("settings", "repeat_limit", [self.repeat_limit], self.repeat_limit.value, self.repeat_limit.setValue)
+        self.harmonizer = QComboBox()
+        for name in HARMONIZERS:
+            self.harmonizer.addItem(name, name)
+        self._row(form, "Harmoni&zer", self.harmonizer, "Phrase engine: the voices under its melody, from a model "
+                                                        "that fills or a plain voicing of its chords")
+        self._bind("settings", "harmonizer", [self.harmonizer], self.harmonizer.currentData,
+                   lambda h: self.harmonizer.setCurrentIndex(max(0, self.harmonizer.findData(h))))
         return group
 
     def _build_output_group(self) -> QGroupBox:
@@ -559,7 +600,12 @@ class MainWindow(QMainWindow):
         self.temperature_slider.setValue(round(settings.temperature * 100))
         self.temperature_slider.blockSignals(False)
         self.schedule_plot.set_settings(settings)
-        self.lookahead.setEnabled(config.mode == "phrase")
+        self._enable_mode_knobs(config.mode)
+
+    def _enable_mode_knobs(self, mode: str) -> None:
+        self.lookahead.setEnabled(mode == "phrase")
+        for box in (self.respond_after, self.answer_bars, self.respond_cc):
+            box.setEnabled(mode == "respond")
 
     def _knob_changed(self, knob: Knob) -> None:
         """Rebuild the knob's part from every control of that part, so values that must agree
@@ -578,7 +624,7 @@ class MainWindow(QMainWindow):
                 mark_invalid(widget, False)
         if knob.part == "config":
             self.session.set_config(changed)
-            self.lookahead.setEnabled(changed.mode == "phrase")
+            self._enable_mode_knobs(changed.mode)
         else:
             self.session.set_settings(changed)
             self.schedule_plot.set_settings(changed)

@@ -13,7 +13,10 @@ SHIPPED_MODELS = {
     "coconet-live": "coconet-live.onnx",
     "rnnrbm": "rnnrbm.onnx",
     "biaxial": "biaxial.onnx",
+    "phrase": "phrase.onnx",
 }
+# the shipped models that fill in voices under a given melody: the phrase engine's harmonizers
+FILLING_MODELS = ("coconet", "coconet-live", "rnnrbm", "biaxial")
 
 
 def shipped_model(name: str) -> Path:

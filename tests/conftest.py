@@ -129,3 +129,21 @@ def tiny_biaxial_run(tmp_path_factory, jsb_npz) -> Path:
 @pytest.fixture(scope="session")
 def tiny_biaxial(tiny_biaxial_run) -> Path:
     return export_best(tiny_biaxial_run, "tiny-biaxial")
+
+
+TINY_PHRASE_ARGS = ("--no-folk", "--hidden", 24, "--layers", 1, "--batch", 8, "--epoch-batches", 8, "--threads", 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_phrase_run(tmp_path_factory, jsb_npz) -> Path:
+    """Tiny phrase nets trained for 3 short epochs on the JSB training sopranos (the training
+    smoke run)."""
+    out = tmp_path_factory.mktemp("tiny_phrase_run")
+    result = run_module("models.train_phrase", "--out", out, "--data", jsb_npz, "--max-epochs", 3, *TINY_PHRASE_ARGS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_phrase(tiny_phrase_run) -> Path:
+    return export_best(tiny_phrase_run, "tiny-phrase")

@@ -92,6 +92,13 @@ def test_every_control_changes_the_bridges_snapshot(live_window, qtbot, tiny_mod
         ("settings", "key", "F#m", lambda: w.key.setCurrentText("F#m")),
         ("config", "mode", "phrase", lambda: w.mode.setCurrentIndex(w.mode.findData("phrase"))),
         ("config", "lookahead_beats", 3.0, lambda: w.lookahead.setValue(3.0)),
+        ("config", "mode", "respond", lambda: w.mode.setCurrentIndex(w.mode.findData("respond"))),
+        ("config", "respond_after_beats", 2.5, lambda: w.respond_after.setValue(2.5)),
+        ("config", "answer_bars", 4, lambda: w.answer_bars.setValue(4)),
+        ("config", "respond_cc", 64, lambda: w.respond_cc.setCurrentIndex(w.respond_cc.findData(64))),
+        ("settings", "top_p", 0.8, lambda: w.top_p.setValue(0.8)),
+        ("settings", "repeat_limit", 2, lambda: w.repeat_limit.setValue(2)),
+        ("settings", "harmonizer", "chords", lambda: w.harmonizer.setCurrentIndex(w.harmonizer.findData("chords"))),
         ("config", "mode", "note", lambda: w.mode.setCurrentIndex(w.mode.findData("note"))),
         ("config", "speculate", False, lambda: w.speculate.setChecked(False)),
         ("config", "clock", "free", lambda: w.clock.setCurrentIndex(w.clock.findData("free"))),
@@ -135,8 +142,11 @@ def test_the_knobs_an_engine_does_not_read_are_disabled(window, qtbot):
     qtbot.waitUntil(lambda: not w.steps.isEnabled(), timeout=START_TIMEOUT_MS)
     assert not any(box.isEnabled() for box in (w.pmax, w.pmin, w.alpha)) and not w.schedule_plot.isEnabled()
     assert w.temperature.isEnabled() and w.candidates.isEnabled() and w.key.isEnabled()
+    assert not w.top_p.isEnabled() and not w.harmonizer.isEnabled()     # the phrase engine's knobs
     w.load_model("coconet-live")
     qtbot.waitUntil(lambda: w.steps.isEnabled() and w.pmax.isEnabled(), timeout=START_TIMEOUT_MS)
+    w.load_model("phrase")
+    qtbot.waitUntil(lambda: w.top_p.isEnabled() and w.harmonizer.isEnabled(), timeout=START_TIMEOUT_MS)
 
 
 def test_an_invalid_value_is_refused_with_a_message_and_the_bridge_keeps_the_last_good_one(live_window, qtbot):

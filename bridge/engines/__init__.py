@@ -22,7 +22,6 @@ built from an exported `.onnx` file, whose metadata names the engine class.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -51,6 +50,7 @@ ENGINE_CLASSES = {
     "coconet": "bridge.engines.coconet:CoconetEngine",
     "rnnrbm": "bridge.engines.rnnrbm:RnnRbmEngine",
     "biaxial": "bridge.engines.biaxial:BiaxialEngine",
+    "phrase": "bridge.engines.phrase:PhraseEngine",
 }
 
 
@@ -67,7 +67,8 @@ class Engine(ABC):
     # steps either side of a cell that can change its answer; None: the whole roll can (recurrent)
     receptive_radius: int | None = None
     # the Settings fields the engine reads (the window leaves the others' controls disabled)
-    knobs: frozenset[str] = frozenset(field.name for field in dataclasses.fields(Settings))
+    knobs: frozenset[str] = frozenset({"temperature", "steps", "pmax", "pmin", "alpha", "candidates", "parallel_penalty",
+                                       "key", "voice_ranges", "seed"})
     capabilities: frozenset[str] = frozenset({FILL})
 
     def __init__(self, model: OnnxModel):
@@ -152,8 +153,9 @@ class Engine(ABC):
         likely = self._melody_candidates(np.array(view.pitches), np.asarray(known, dtype=bool), view_settings, count)
         return [p - shift for p in likely if 0 <= p - shift <= 127]
 
-    def warm_up(self) -> None:
-        """Compile the kernels and touch the session once, so the first real call is fast."""
+    def warm_up(self, settings: Settings | None = None) -> None:
+        """Compile the kernels and touch the session once, so the first real call is fast (what
+        `settings` ask for loaded too, where an engine needs more for them)."""
         self.harmonize(np.full(8, 72, dtype=np.int16), Settings(steps=2, seed=0))
 
     def harmonize(self, melody: np.ndarray | Score, settings: Settings) -> Score:
@@ -193,7 +195,7 @@ class Engine(ABC):
         pitches = np.concatenate([prime.pitches, np.full((steps, 4), REST, dtype=np.int16)])
         onsets = np.concatenate([prime.onsets, np.zeros((steps, 4), dtype=bool)])
         known = np.concatenate([prime_known, np.zeros((steps, 4), dtype=bool)])
-        return self.fill(Score.of(pitches, onsets), known, settings)
+        return self.fill(Score.of(pitches, onsets, meter=prime.meter), known, settings)
 
     # ---- the register path, the one place -----------------------------------------------------
 
@@ -238,7 +240,7 @@ class Engine(ABC):
         moved = fold_into_range(np.where(result.pitches >= 0, result.pitches - shift, REST), 0, 127)
         pitches = np.where(known, score.pitches, moved)
         onsets = np.where(known, score.onsets, result.onsets)
-        return Score.of(pitches, onsets, score.voices, held_in=True)
+        return Score.of(pitches, onsets, score.voices, held_in=True, meter=score.meter)
 
     # ---- for the engines that draw chords and give their notes to voices ----------------------
 

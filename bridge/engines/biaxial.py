@@ -315,8 +315,8 @@ class BiaxialEngine(Engine):
         order = sorted((i for i in range(self.num_pitches) if low <= midi[i] <= high), key=lambda i: (-top[i], i))
         return [int(midi[i]) for i in order[:count]]
 
-    def warm_up(self) -> None:
-        super().warm_up()
+    def warm_up(self, settings: Settings | None = None) -> None:
+        super().warm_up(settings)
         width = self.note_stack.time_in.shape[0]
         self.note_stack.logits(np.zeros((1, self.num_pitches, width)), np.zeros((1, self.num_pitches, 2)))
 

@@ -211,8 +211,8 @@ class RnnRbmEngine(Engine):
                     tally[top] = tally.get(top, 0) + 1
         return [p for p, _ in sorted(tally.items(), key=lambda item: (-item[1], item[0]))][:count]
 
-    def warm_up(self) -> None:
-        super().warm_up()
+    def warm_up(self, settings: Settings | None = None) -> None:
+        super().warm_up(settings)
         energy = np.empty(1)
         rbm_kernels.free_energy(self.weights, np.zeros((1, self.num_pitches)), np.zeros((1, self.num_hidden)),
                                 np.zeros((1, self.num_pitches), dtype=np.int8), energy)

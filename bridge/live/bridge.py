@@ -15,7 +15,9 @@ from bridge.live.config import LIVE_SETTINGS, LiveConfig, Snapshot, checked_snap
 from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
 from bridge.live.note_mode import NoteMode
-from bridge.live.phrase_mode import PhraseMode, ThreadDecider
+from bridge.live.decider import ThreadDecider
+from bridge.live.phrase_mode import PhraseMode
+from bridge.live.respond_mode import RespondMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
 from bridge.live.player import LIVE_SOURCE, Outlet, Player
 from bridge.live.speculation import Speculator
@@ -110,7 +112,8 @@ class Bridge:
         self._players = {mode: cls(self._live_out, self.stats, clock, self.monitor)
                          for mode, cls in PLAYERS.items()}
         self._players[NoteMode.mode].speculator = self.speculator
-        self._players[PhraseMode.mode].decider = ThreadDecider()
+        self._players[PhraseMode.mode].decider = ThreadDecider("bachbridge-phrases")
+        self._players[RespondMode.mode].decider = ThreadDecider("bachbridge-answers")
         self._player = self._players[snapshot.config.mode]
         self._player.apply(snapshot, time.perf_counter_ns())
         self._saved_switch_interval = sys.getswitchinterval()

@@ -9,18 +9,24 @@ from bridge.engines import FILL, PREDICT_MELODY, Engine
 from bridge.errors import BadInput
 from bridge.settings import Settings
 
-MODES = ("note", "phrase")
+MODES = ("note", "phrase", "respond")
+# the modes that harmonize the player's own melody (respond mode continues it: any engine can)
+HARMONIZING_MODES = ("note", "phrase")
 VOICES = 4
 # the sampling knobs `bachbridge live` starts with: phrase mode anneals as offline does
 LIVE_SETTINGS = Settings()
 # the longest lookahead, in beats
 MAX_LOOKAHEAD_BEATS = 16.0
+# respond mode: the longest silence before an answer, in beats, and the longest answer, in bars
+MAX_RESPOND_AFTER_BEATS = 16.0
+MAX_ANSWER_BARS = 16
 
 
 @dataclass(frozen=True)
 class LiveConfig:
     """How the bridge plays (not the sampling knobs: those are `Settings`). Channels are 0-based."""
-    mode: str = "note"                           # note: answer each onset; phrase: play it all later
+    mode: str = "note"                           # note: answer each onset; phrase: play it all later;
+                                                 # respond: answer the player's phrase with one of its own
     lookahead_beats: float = 2.0                 # phrase mode: how much later, in beats
     speculate: bool = True                       # note mode: work out likely next answers between notes
     context_steps: int = 16                      # 16ths of past shown to the engine (a bar)
@@ -30,6 +36,9 @@ class LiveConfig:
     echo: bool = True                            # the melody is sent on too ...
     echo_channel: int = 0                        # ... on MIDI channel 1
     in_channel: int | None = None                # melody note-ons from this channel only; None = any
+    respond_after_beats: float = 1.0             # respond mode: the player silent this long -> the answer ...
+    respond_cc: int | None = None                # ... or this controller (a footswitch) pressed; None = silence only
+    answer_bars: int = 2                         # respond mode: the answer's length
 
     def __post_init__(self):
         problems = []
@@ -50,6 +59,12 @@ class LiveConfig:
             problems.append(f"echo_channel must be 0..15, not {self.echo_channel}")
         if self.in_channel is not None and not _is_channel(self.in_channel):
             problems.append(f"in_channel must be 0..15 or None, not {self.in_channel}")
+        if not 0.25 <= self.respond_after_beats <= MAX_RESPOND_AFTER_BEATS:
+            problems.append(f"respond_after_beats must be 0.25..{MAX_RESPOND_AFTER_BEATS:g}, not {self.respond_after_beats}")
+        if self.respond_cc is not None and not (isinstance(self.respond_cc, int) and 0 <= self.respond_cc <= 119):
+            problems.append(f"respond_cc must be a controller 0..119 or None, not {self.respond_cc}")
+        if not (isinstance(self.answer_bars, int) and 1 <= self.answer_bars <= MAX_ANSWER_BARS):
+            problems.append(f"answer_bars must be 1..{MAX_ANSWER_BARS}, not {self.answer_bars}")
         if problems:
             raise BadInput("; ".join(problems))
         object.__setattr__(self, "channels", channels)
@@ -91,6 +106,6 @@ def checked_snapshot(engine, config, settings) -> Snapshot:
         raise TypeError(f"config must be a LiveConfig, not {type(config).__name__}")
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
-    if FILL not in engine.capabilities:  # both modes harmonize the player's melody
+    if config.mode in HARMONIZING_MODES and FILL not in engine.capabilities:
         raise BadInput(f"the {engine.name} engine cannot fill in a harmony, which {config.mode} mode asks of it")
     return Snapshot(config, settings, engine)

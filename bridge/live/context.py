@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridge.engines import CONTINUE, REST, SOPRANO, rest_is_held
+from bridge.engines import CONTINUE, FILL, REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES, Snapshot
 from bridge.score import Score
 
@@ -33,11 +33,13 @@ def past_steps_for(snapshot: Snapshot) -> int:
 
 
 def warm_up(snapshot: Snapshot) -> None:
-    """Compile and touch everything the first note will use: the engine's own warm-up, then
-    inpaint calls of the live shapes (the full window, and the short ones of a first phrase),
-    and the speculator's question."""
+    """Compile and touch everything the first note will use: the engine's own warm-up, then, for
+    an engine that fills, inpaint calls of the live shapes (the full window, and the short ones
+    of a first phrase), and the speculator's question."""
     engine, settings = snapshot.engine, snapshot.settings
-    engine.warm_up()
+    engine.warm_up(settings)
+    if FILL not in engine.capabilities:
+        return
     past = past_steps_for(snapshot)
     for steps in sorted({1, 2, past // 2 + 1, past + 1}):
         roll = np.full((steps, VOICES), REST, dtype=np.int16)

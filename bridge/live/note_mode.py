@@ -35,8 +35,6 @@ class NoteMode(Player):
         self.melody = None                   # (in channel, pitch) of the note the harmony belongs to
         self.voices = list(_SILENT)          # the pitch each harmony voice sounds (-1: silent) ...
         self.voice_channels = (0, 0, 0)      # ... on these channels
-        # melody key in -> echo key out (channel None: not echoed), for every melody note held
-        self.echoed: dict[tuple[int, int], tuple[int | None, int]] = {}
         self.onset_steps: collections.deque = collections.deque(maxlen=9)  # for the rhythm guesses
         self._collect_due_ns = 0
 
@@ -68,9 +66,7 @@ class NoteMode(Player):
 
     def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
         key = (channel, pitch)
-        echo = self.echoed.pop(key, None)
-        if echo is not None and echo[0] is not None:
-            self.out.send(bytes((NOTE_OFF | echo[0], echo[1], 0)))
+        self._echo_off(channel, pitch)
         if key == self.melody:
             self._show(SOPRANO, pitch, 0)
             self._sound(None, 0, self.voice_channels, t_ns)
@@ -96,16 +92,6 @@ class NoteMode(Player):
             if gap not in guesses:
                 guesses.append(gap)
         return guesses[:SPECULATED_GAPS]
-
-    def _echo_on(self, channel: int, pitch: int, velocity: int, echo_channel: int | None) -> None:
-        """The melody note sent on (echo_channel None: not sent, only remembered as held)."""
-        key = (channel, pitch)
-        previous = self.echoed.get(key)
-        if previous is not None and previous[0] is not None:  # the same key again, no note-off between
-            self.out.send(bytes((NOTE_OFF | previous[0], previous[1], 0)))
-        if echo_channel is not None:
-            self.out.send(bytes((NOTE_ON | echo_channel, pitch, velocity)))
-        self.echoed[key] = (echo_channel, pitch)
 
     def _answer(self):
         """The present step's alto, tenor, bass (MIDI pitches, -1 = silent): the speculator's when

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import collections
-import heapq
-import threading
-import time
+import functools
 
 import numpy as np
 
@@ -12,7 +10,8 @@ from bridge.clock import Clock, step_ns
 from bridge.engines import REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES
 from bridge.live.context import ask_engine, past_steps_for
-from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, Player
+from bridge.live.decider import Decider
+from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, ScheduledPlayer
 from bridge.live.stats import LiveStats, describe
 
 # phrase mode decides a phrase this long before its first note is due (at most half the delay):
@@ -20,78 +19,7 @@ from bridge.live.stats import LiveStats, describe
 DECISION_MARGIN_NS = 80_000_000
 
 
-class Decider:
-    """Decides phrases in the caller's thread (render(), the tests): `submit` a job, `take` its
-    harmony (MIDI pitches, or the exception the engine raised) once it is there."""
-
-    def __init__(self):
-        self._results: dict[int, object] = {}
-
-    def submit(self, token: int, snapshot, roll: np.ndarray, known: np.ndarray) -> None:
-        self._results = {token: _harmony(snapshot, roll, known)}
-
-    def take(self, token: int, wait: bool = False):
-        """The result of job `token` (None: not there yet; `wait`: until it is)."""
-        return self._results.pop(token, None)
-
-    def close(self) -> None:
-        pass
-
-
-class ThreadDecider(Decider):
-    """Decides phrases in a thread of its own, so the worker never waits for the sampler (tens of
-    ms a phrase) and sends what is due meanwhile on time. Jobs are done in order; one superseded
-    by a newer job before it started is skipped."""
-
-    def __init__(self):
-        super().__init__()
-        self._jobs: collections.deque = collections.deque()
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="bachbridge-phrases", daemon=True)
-        self._thread.start()
-
-    def submit(self, token: int, snapshot, roll: np.ndarray, known: np.ndarray) -> None:
-        with self._wake:
-            self._jobs.append((token, snapshot, roll, known))
-            self._wake.notify()
-
-    def take(self, token: int, wait: bool = False):
-        with self._wake:
-            while wait and token not in self._results and not self._closed:
-                self._wake.wait(0.05)
-            return self._results.pop(token, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._jobs and not self._closed:
-                    self._wake.wait()
-                if self._closed:
-                    return
-                token, snapshot, roll, known = self._jobs.pop()
-                self._jobs.clear()  # older jobs are moot: their take() never comes
-            result = _harmony(snapshot, roll, known)
-            with self._wake:
-                self._results = {token: result}
-                self._wake.notify_all()
-
-    def close(self) -> None:
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-        self._thread.join(5.0)
-
-
-def _harmony(snapshot, roll: np.ndarray, known: np.ndarray):
-    """The engine's harmony of a phrase, or the exception it raised."""
-    try:
-        return ask_engine(snapshot, roll, known)
-    except Exception as error:  # the engine failed: the phrase will be pass-through (echo only)
-        return error
-
-
-class PhraseMode(Player):
+class PhraseMode(ScheduledPlayer):
     """Everything `lookahead_beats` later: the melody waits, each phrase's harmony is decided by
     the full annealed Gibbs sampler (the harmony already decided given, as `Settings` say), and a
     schedule sends the echo and the harmony exactly one delay after the melody came in.
@@ -138,9 +66,6 @@ class PhraseMode(Player):
         self.planned = [REST] * (VOICES - 1)   # the harmony as of the end of the schedule
         # melody key -> (echo channel, pitch, the delay its note-on went out with)
         self.echoes: dict[tuple[int, int], tuple[int | None, int, int]] = {}
-        self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
-        self._seq = 0
-        self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
 
     # ---- the knobs and the clock
 
@@ -311,7 +236,7 @@ class PhraseMode(Player):
         known[lo - start:, 1:] = (roll[lo - start:, SOPRANO] < 0)[:, None]
         self._tokens += 1
         self.deciding = (self._tokens, lo + self.trimmed, hi + self.trimmed)
-        self.decider.submit(self._tokens, self.snapshot, roll, known)
+        self.decider.submit(self._tokens, functools.partial(ask_engine, self.snapshot, roll, known))
 
     def _take_decision(self, wait: bool = False) -> None:
         """Schedule the rows being decided once their harmony is back."""
@@ -357,11 +282,6 @@ class PhraseMode(Player):
 
     # ---- sending on time
 
-    def _at(self, due: int, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
-        """Schedule one note message (channel None: shown in the monitor, not sent)."""
-        self._seq += 1
-        heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
-
     def tick(self, now_ns: int) -> None:
         self._take_decision()
         deadline = self._deadline_ns()
@@ -369,11 +289,7 @@ class PhraseMode(Player):
             self._grow_while_held(now_ns)
             self._start_decision()
             self._take_decision()  # at once, when the decider is the caller's thread
-        schedule = self.schedule
-        while schedule and schedule[0][0] <= now_ns:
-            due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
-            self._send_now(status, channel, pitch, velocity, voice)
-            self.stats.add_timing_error(time.perf_counter_ns() - due)
+        self._send_due(now_ns)
 
     def next_due_ns(self) -> int | None:
         deadline = self._deadline_ns()
@@ -382,26 +298,9 @@ class PhraseMode(Player):
             return due
         return deadline
 
-    def _send_now(self, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
-        if status == NOTE_ON:
-            self.showing[voice] = pitch
-            self._show(voice, pitch, velocity)
-        elif self.showing.get(voice) == pitch:
-            del self.showing[voice]
-            self._show(voice, pitch, 0)
-        if channel is None:
-            return
-        wrote = self.out.send(bytes((status | channel, pitch, velocity)))
-        if wrote and status == NOTE_ON and voice != SOPRANO:
-            self.stats.harmony_notes_out += 1
-
     def release_all(self, t_ns: int) -> None:
         """Drop what is scheduled and pending (the take stopped), and end every note sounding."""
-        self.schedule.clear()
-        self.out.release()
-        for voice, pitch in sorted(self.showing.items()):
-            self._show(voice, pitch, 0)
-        self.showing.clear()
+        self._release_scheduled()
         self.planned = [REST] * (VOICES - 1)
         self.echoes.clear()
         if self.melody is not None:

@@ -8,13 +8,15 @@ what the live bridge holds.
 from __future__ import annotations
 
 import collections
+import heapq
 import time
 
 from bridge.clock import CLOCK_STATUSES, START, STOP, Clock
+from bridge.engines import SOPRANO
 from bridge.live.config import Snapshot
 from bridge.live.stats import MONITOR_SIZE, LiveStats, MonitorEvent
 
-NOTE_OFF, NOTE_ON = 0x80, 0x90
+NOTE_OFF, NOTE_ON, CONTROL_CHANGE = 0x80, 0x90, 0xB0
 LIVE_SOURCE = "live"
 
 
@@ -50,6 +52,9 @@ class Player:
         self.clock = clock or Clock()
         self.monitor = monitor if monitor is not None else collections.deque(maxlen=MONITOR_SIZE)
         self.snapshot: Snapshot | None = None
+        # melody key in -> echo key out (channel None: not echoed), for every melody note held
+        # (the modes that echo at once: note, respond)
+        self.echoed: dict[tuple[int, int], tuple[int | None, int]] = {}
         self.now_ns = time.perf_counter_ns  # the time the monitor stamps (render() simulates it)
 
     def apply(self, new: Snapshot, t_ns: int) -> None:
@@ -74,6 +79,10 @@ class Player:
             self._clock_message(data, t_ns)
             return
         kind = status & 0xF0
+        if kind == CONTROL_CHANGE and len(data) == 3 and data[1] < 128 and data[2] < 128:
+            if not self.control_change(status & 0x0F, data[1], data[2], t_ns):
+                self.stats.ignored += 1
+            return
         if (kind != NOTE_ON and kind != NOTE_OFF) or len(data) != 3 or data[1] > 127 or data[2] > 127:
             self.stats.ignored += 1  # other channel messages, SysEx, junk
             return
@@ -110,6 +119,26 @@ class Player:
     def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
         raise NotImplementedError
 
+    def control_change(self, channel: int, number: int, value: int, t_ns: int) -> bool:
+        """A control change on the input; True when the mode acted on it (else it is ignored)."""
+        return False
+
+    def _echo_on(self, channel: int, pitch: int, velocity: int, echo_channel: int | None) -> None:
+        """The melody note sent on at once (echo_channel None: not sent, only remembered as held)."""
+        key = (channel, pitch)
+        previous = self.echoed.get(key)
+        if previous is not None and previous[0] is not None:  # the same key again, no note-off between
+            self.out.send(bytes((NOTE_OFF | previous[0], previous[1], 0)))
+        if echo_channel is not None:
+            self.out.send(bytes((NOTE_ON | echo_channel, pitch, velocity)))
+        self.echoed[key] = (echo_channel, pitch)
+
+    def _echo_off(self, channel: int, pitch: int) -> None:
+        """The echo of a melody note ended with it."""
+        echo = self.echoed.pop((channel, pitch), None)
+        if echo is not None and echo[0] is not None:
+            self.out.send(bytes((NOTE_OFF | echo[0], echo[1], 0)))
+
     def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
         raise NotImplementedError
 
@@ -141,3 +170,54 @@ class Player:
 
     def _show(self, voice: int, pitch: int, velocity: int) -> None:
         self.monitor.append(MonitorEvent(self.now_ns(), voice, pitch, velocity))
+
+
+class ScheduledPlayer(Player):
+    """A player that sends later what it decides now (phrase mode, respond mode): note messages
+    on a heap by due time, sent by `_send_due` from `tick`, each shown in the monitor when sent."""
+
+    def __init__(self, out: Outlet, stats: LiveStats, clock: Clock | None = None,
+                 monitor: collections.deque | None = None):
+        super().__init__(out, stats, clock, monitor)
+        self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
+        self._seq = 0
+        self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
+
+    def _at(self, due: int, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        """Schedule one note message (channel None: shown in the monitor, not sent)."""
+        self._seq += 1
+        heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
+
+    def _send_due(self, now_ns: int) -> list[tuple[int, int, int]]:
+        """Send every message due by now, on time as far as the worker is; -> (due, sent,
+        status) of each, sent as perf_counter_ns."""
+        schedule = self.schedule
+        sent = []
+        while schedule and schedule[0][0] <= now_ns:
+            due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
+            self._send_now(status, channel, pitch, velocity, voice)
+            at = time.perf_counter_ns()
+            self.stats.add_timing_error(at - due)
+            sent.append((due, at, status))
+        return sent
+
+    def _send_now(self, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        if status == NOTE_ON:
+            self.showing[voice] = pitch
+            self._show(voice, pitch, velocity)
+        elif self.showing.get(voice) == pitch:
+            del self.showing[voice]
+            self._show(voice, pitch, 0)
+        if channel is None:
+            return
+        wrote = self.out.send(bytes((status | channel, pitch, velocity)))
+        if wrote and status == NOTE_ON and voice != SOPRANO:
+            self.stats.harmony_notes_out += 1
+
+    def _release_scheduled(self) -> None:
+        """Drop every message not yet sent and end every note this player sounds."""
+        self.schedule.clear()
+        self.out.release()
+        for voice, pitch in sorted(self.showing.items()):
+            self._show(voice, pitch, 0)
+        self.showing.clear()

@@ -40,6 +40,11 @@ class StatsSnapshot:
     speculation_hits: int
     speculation_errors: int
     p99_phrase_timing_ms: float | None
+    answers: int
+    answers_stopped: int
+    p50_answer_ms: float | None
+    p99_answer_ms: float | None
+    p99_answer_lateness_ms: float | None
     bpm: float
     clock_running: bool
     clock_source: str
@@ -71,6 +76,8 @@ class LiveStats:
     speculation_hits: int = 0       # ... of them, answered by a lookup
     speculation_errors: int = 0     # the engine failed while speculating (no note is lost by it)
     last_speculation_error: str | None = None
+    answers: int = 0                # respond mode: answers begun ...
+    answers_stopped: int = 0        # ... and stopped by the player's next note before their end
     bpm: float = 0.0
     clock_running: bool = False
     clock_source: str = "internal"  # what places the notes: 'midi', 'internal' or 'free'
@@ -79,6 +86,8 @@ class LiveStats:
     ports_reopened: int = 0            # times the ports were opened again (the JACK server came back)
     _latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _timing: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    _answer_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+    _answer_lateness: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_latency(self, ns: int) -> None:
@@ -90,6 +99,17 @@ class LiveStats:
         with self._lock:
             self._timing.append(ns)
 
+    def add_answer(self, from_trigger_ns: int, after_beat_ns: int) -> None:
+        with self._lock:
+            self.answers += 1
+            self._answer_times.append(from_trigger_ns)
+            self._answer_lateness.append(after_beat_ns)
+
+    def answer_times_ms(self) -> tuple[list[float], list[float]]:
+        """(trigger -> first answer note, first answer note - its beat), ms, the recent answers."""
+        with self._lock:
+            return [ns / 1e6 for ns in self._answer_times], [ns / 1e6 for ns in self._answer_lateness]
+
     def latencies_ms(self) -> list[float]:
         with self._lock:
             return [ns / 1e6 for ns in self._latencies]
@@ -100,6 +120,7 @@ class LiveStats:
 
     def snapshot(self) -> StatsSnapshot:
         recent = sorted(self.latencies_ms())
+        answer_times, answer_lateness = (sorted(values) for values in self.answer_times_ms())
         return StatsSnapshot(
             notes_in=self.notes_in, harmony_notes_out=self.harmony_notes_out,
             engine_errors=self.engine_errors, last_engine_error=self.last_engine_error,
@@ -109,6 +130,9 @@ class LiveStats:
             latencies=len(recent), speculation_lookups=self.speculation_lookups,
             speculation_hits=self.speculation_hits, speculation_errors=self.speculation_errors,
             p99_phrase_timing_ms=_percentile(sorted(self.timing_errors_ms()), 99),
+            answers=self.answers, answers_stopped=self.answers_stopped,
+            p50_answer_ms=_percentile(answer_times, 50), p99_answer_ms=_percentile(answer_times, 99),
+            p99_answer_lateness_ms=_percentile(answer_lateness, 99),
             bpm=self.bpm, clock_running=self.clock_running, clock_source=self.clock_source,
             position_steps=self.position_steps, port_problem=self.port_problem,
             ports_reopened=self.ports_reopened)

@@ -1,0 +1,239 @@
+"""Respond mode (call and response): the player plays a phrase and stops; the bridge answers with
+a phrase of its own that continues it, on the beat, until the player plays again."""
+from __future__ import annotations
+
+import collections
+import functools
+import math
+
+import numpy as np
+
+from bridge.clock import Clock, step_ns
+from bridge.engines import REST, SOPRANO, hold_through_short_rests
+from bridge.live.config import VOICES
+from bridge.live.decider import Decider
+from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, ScheduledPlayer
+from bridge.live.stats import LiveStats, describe
+from bridge.score import Score
+
+BEAT_STEPS = 4
+# the player's phrase the engine is given: at most this many 16ths before the answer (4 bars)
+PRIME_STEPS = 64
+# an answer starts on the first beat at least this long after the trigger: room for the engine
+# (or a quarter more than the last answer took, so a slow engine still starts on its beat)
+FIRST_LEAD_NS = 60_000_000
+# the answer's bars are counted from the song's start (step 0 is a downbeat), in 4/4
+BAR_STEPS = 16
+
+
+class RespondMode(ScheduledPlayer):
+    """Listens to the player's phrase (its notes on the 16th grid, echoed at once as note mode
+    echoes them). When the player has been silent for `respond_after_beats` (every note released),
+    or the `respond_cc` controller is pressed (value >= 64), the engine continues the phrase by
+    `answer_bars` bars (`Engine.generate`, in the decider's thread): the answer's melody goes out
+    on the echo channel and its lower voices on the harmony channels, from the first beat the
+    engine can make, at the tempo of the clock. The player's next note stops the answer (its
+    notes released at once) and begins a new phrase; one answer per phrase.
+
+    Times are the clock's: the DAW's song position and tempo while it runs, else the internal
+    grid through the player's notes. Stats: each answer's time from the trigger to its first note,
+    and how late that note was after its beat."""
+
+    mode = "respond"
+
+    def __init__(self, out: Outlet, stats: LiveStats, clock: Clock | None = None,
+                 monitor: collections.deque | None = None, decider: Decider | None = None):
+        super().__init__(out, stats, clock, monitor)
+        self.decider = decider or Decider()
+        self.notes: collections.deque = collections.deque()  # [pitch, first step, end step or None, velocity]
+        self.sounding: dict[tuple[int, int], list] = {}      # held key -> its entry in notes
+        self.silent_since_ns: int | None = None   # every note released since then (None: one is held)
+        self.asking = None          # (token, trigger_ns, start step) of the answer being worked out
+        self.answer = None          # (trigger_ns, first note's due ns) of the answer playing, till its first note
+        self.answered = False       # this phrase has had its answer
+        self._tokens = 0
+        self.lead_ns = FIRST_LEAD_NS
+
+    # ---- the player
+
+    def held_notes(self) -> list[tuple[int, int]]:
+        return list(self.echoed)
+
+    def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
+        if self.answered or self.asking:
+            self._stop_answer()
+            self.notes.clear()
+            self.answered = False
+        config = self.snapshot.config
+        self._echo_on(channel, pitch, velocity, config.echo_channel if config.echo else None)
+        self._show(SOPRANO, pitch, velocity)
+        for entry in self.sounding.values():   # monophonic: a new note ends the one before (legato)
+            if entry[2] is None:
+                entry[2] = max(step, entry[1] + 1)
+        entry = [pitch, step, None, velocity]
+        self.notes.append(entry)
+        self.sounding[(channel, pitch)] = entry
+        self.silent_since_ns = None
+        while len(self.notes) > 1 and self.notes[0][2] is not None and self.notes[0][2] < step - PRIME_STEPS:
+            self.notes.popleft()
+
+    def note_off(self, channel: int, pitch: int, t_ns: int) -> None:
+        self._echo_off(channel, pitch)
+        entry = self.sounding.pop((channel, pitch), None)
+        if entry is None:
+            return
+        self._show(SOPRANO, pitch, 0)
+        if entry[2] is None:
+            entry[2] = max(self.clock.step_at(t_ns), entry[1] + 1)
+        if not self.sounding:
+            self.silent_since_ns = t_ns
+
+    def control_change(self, channel: int, number: int, value: int, t_ns: int) -> bool:
+        config = self.snapshot.config
+        if config.respond_cc is None or number != config.respond_cc:
+            return False
+        if value >= 64:
+            self._trigger(t_ns)
+        return True
+
+    # ---- the answer
+
+    def tick(self, now_ns: int) -> None:
+        self._take_answer(now_ns)
+        since = self.silent_since_ns
+        if since is not None and now_ns - since >= self._respond_after_ns():
+            self._trigger(now_ns)
+        for due, sent, status in self._send_due(now_ns):
+            if status == NOTE_ON and self.answer is not None:
+                trigger_ns, first_due = self.answer
+                self.stats.add_answer(sent - trigger_ns, sent - first_due)
+                self.answer = None
+
+    def next_due_ns(self) -> int | None:
+        due = [self.schedule[0][0]] if self.schedule else []
+        if self.silent_since_ns is not None and not (self.answered or self.asking):
+            due.append(self.silent_since_ns + self._respond_after_ns())
+        return min(due) if due else None
+
+    def _respond_after_ns(self) -> int:
+        return int(self.snapshot.config.respond_after_beats * BEAT_STEPS * step_ns(self.clock.bpm))
+
+    def _trigger(self, t_ns: int) -> None:
+        """Ask the engine for the answer to the phrase so far, to start on the first beat it can."""
+        self.silent_since_ns = None
+        if self.answered or self.asking or not self.notes:
+            return
+        start = self._answer_start(t_ns)
+        prime = self._prime(start)
+        if prime is None:
+            return
+        score, known = prime
+        config = self.snapshot.config
+        self._tokens += 1
+        self.asking = (self._tokens, t_ns, start)
+        self.answered = True
+        engine, settings = self.snapshot.engine, self.snapshot.settings
+        self.decider.submit(self._tokens, functools.partial(engine.generate, score, known,
+                                                            config.answer_bars * BAR_STEPS, settings))
+
+    def _answer_start(self, t_ns: int) -> int:
+        """The song step of the first beat at least `lead_ns` after t_ns."""
+        clock = self.clock
+        step = clock.step_at(t_ns)
+        beat = math.ceil(step / BEAT_STEPS) * BEAT_STEPS
+        while clock.time_of(beat, t_ns) < t_ns + self.lead_ns:
+            beat += BEAT_STEPS
+        return beat
+
+    def _prime(self, start: int) -> tuple[Score, np.ndarray] | None:
+        """The player's phrase up to step `start` as the engine's prime: the soprano given, the
+        other voices open, every voice silent where the player rested a beat or more. Its meter
+        counts bars from the song's start."""
+        first = max(self.notes[0][1], start - PRIME_STEPS)
+        if first >= start:
+            return None
+        melody = np.full(start - first, REST, dtype=np.int16)
+        onsets = np.zeros(len(melody), dtype=bool)
+        for pitch, begin, end, _ in self.notes:
+            end = start if end is None else end
+            lo, hi = max(begin, first) - first, min(end, start) - first
+            if hi > lo:
+                melody[lo:hi] = pitch
+                onsets[lo] = begin >= first
+        pitches = np.full((len(melody), VOICES), REST, dtype=np.int16)
+        pitches[:, SOPRANO] = melody
+        voice_onsets = np.zeros(pitches.shape, dtype=bool)
+        voice_onsets[:, SOPRANO] = onsets
+        known = np.zeros(pitches.shape, dtype=bool)
+        known[:, SOPRANO] = True
+        known[hold_through_short_rests(melody) < 0] = True
+        return Score.of(pitches, voice_onsets, held_in=True, meter=(BAR_STEPS, -first)), known
+
+    def _take_answer(self, now_ns: int) -> None:
+        """Schedule the answer once the engine has it: each voice's notes on the song's grid."""
+        if not self.asking:
+            return
+        token, trigger_ns, start = self.asking
+        result = self.decider.take(token)
+        if result is None:
+            return
+        self.asking = None
+        if isinstance(result, Exception):
+            self.stats.engine_errors += 1
+            self.stats.last_engine_error = describe(result)
+            return
+        answer = result.steps(len(result) - self.snapshot.config.answer_bars * BAR_STEPS, len(result))
+        sounding = np.flatnonzero((answer.pitches >= 0).any(axis=1))
+        if not len(sounding):
+            return
+        # whole beats of silence at its start are dropped: the answer begins on the first beat
+        silent_beats = sounding[0] // BEAT_STEPS
+        answer = answer.steps(silent_beats * BEAT_STEPS, len(answer))
+        clock = self.clock
+        while clock.time_of(start, now_ns) < now_ns:   # came later than its beat: the next one
+            start += BEAT_STEPS
+        config = self.snapshot.config
+        channels = (config.echo_channel, *config.channels)
+        velocities = [n[3] for n in self.notes]
+        velocity = int(round(sum(velocities) / len(velocities))) if velocities else 80
+        first_due = None
+        for voice in range(VOICES):
+            for pitch, lo, hi in answer.note_runs(voice):
+                on, off = clock.time_of(start + lo, now_ns), clock.time_of(start + hi, now_ns)
+                self._at(on, NOTE_ON, channels[voice], pitch, velocity, voice)
+                self._at(off, NOTE_OFF, channels[voice], pitch, 0, voice)
+                first_due = on if first_due is None else min(first_due, on)
+        if first_due is not None:
+            self.answer = (trigger_ns, first_due)
+        # the next answer's lead: what this one took, and a quarter more
+        self.lead_ns = max(FIRST_LEAD_NS, (now_ns - trigger_ns) * 5 // 4)
+
+    def _stop_answer(self) -> None:
+        """The player plays again: the answer's notes end now, what is left of it is dropped."""
+        if self.schedule:
+            self.stats.answers_stopped += 1
+        self.asking = None
+        self.answer = None
+        self.schedule.clear()
+        config = self.snapshot.config
+        channels = (config.echo_channel, *config.channels)
+        for voice, pitch in sorted(self.showing.items()):
+            self._send_now(NOTE_OFF, channels[voice], pitch, 0, voice)
+
+    def release_all(self, t_ns: int) -> None:
+        self.asking = None
+        self.answer = None
+        self._release_scheduled()
+        self.echoed.clear()
+        self.sounding.clear()
+        for entry in self.notes:
+            if entry[2] is None:
+                entry[2] = max(self.clock.step_at(t_ns), entry[1] + 1)
+        self.silent_since_ns = None
+
+    def forget_history(self) -> None:
+        self.notes.clear()
+        self.answered = False
+
+    def close(self) -> None:
+        self.decider.close()
