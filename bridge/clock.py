@@ -238,12 +238,16 @@ class Clock:
 
     def time_of(self, step: int, t_ns: int) -> int:
         """When song step `step` begins (perf_counter_ns), as the grid stands at t_ns: by the DAW's
-        clock while it is followed, else by the internal grid through the last onset (with no
-        onset yet, step 0 is t_ns), at the tempo in use."""
+        clock while it is followed (the line through the recent clocks' arrivals, so one clock
+        that came late does not move every beat after it), else by the internal grid through the
+        last onset (with no onset yet, step 0 is t_ns), at the tempo in use."""
         bpm = self.bpm
         if self.following_midi(t_ns) and self._last_clock_index is not None:
             interval = self._midi_interval_ns or step_ns(bpm) / CLOCKS_PER_STEP
-            return int(self._last_clock_ns + (step * CLOCKS_PER_STEP - self._last_clock_index) * interval)
+            window = self._tempo_window   # consecutive clocks, the last one at _last_clock_index
+            mean_ns = sum(window) / len(window)
+            mean_index = self._last_clock_index - (len(window) - 1) / 2
+            return int(mean_ns + (step * CLOCKS_PER_STEP - mean_index) * interval)
         anchor = self._internal_anchor(bpm)
         if anchor is None:
             anchor = (t_ns, 0) if self._last_onset is None else self._last_onset[:2]

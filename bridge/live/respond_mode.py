@@ -19,9 +19,9 @@ from bridge.score import Score
 BEAT_STEPS = 4
 # the player's phrase the engine is given: at most this many 16ths before the answer (4 bars)
 PRIME_STEPS = 64
-# an answer starts on the first beat at least this long after the trigger: room for the engine
-# (or a quarter more than the last answer took, so a slow engine still starts on its beat)
-FIRST_LEAD_NS = 60_000_000
+# the engine is asked for an answer this long before its beat: room for it to work (or a quarter
+# more than the last answer took, so that a slow engine still starts on its beat)
+FIRST_LEAD_NS = 150_000_000
 # the answer's bars are counted from the song's start (step 0 is a downbeat), in 4/4
 BAR_STEPS = 16
 
@@ -48,9 +48,10 @@ class RespondMode(ScheduledPlayer):
         self.notes: collections.deque = collections.deque()  # [pitch, first step, end step or None, velocity]
         self.sounding: dict[tuple[int, int], list] = {}      # held key -> its entry in notes
         self.silent_since_ns: int | None = None   # every note released since then (None: one is held)
-        self.asking = None          # (token, trigger_ns, start step) of the answer being worked out
+        self.asking = None          # (token, trigger ns, asked ns, start step) of the answer being worked out
         self.answer = None          # (trigger_ns, first note's due ns) of the answer playing, till its first note
-        self.answered = False       # this phrase has had its answer
+        self.answered = False       # this phrase has had its answer (asked for, at least) ...
+        self.trigger_ns = 0         # ... once its silence lasted to then (or the footswitch came)
         self._tokens = 0
         self.lead_ns = FIRST_LEAD_NS
 
@@ -60,7 +61,12 @@ class RespondMode(ScheduledPlayer):
         return list(self.echoed)
 
     def note_on(self, channel: int, pitch: int, velocity: int, step: int, t_ns: int) -> None:
-        if self.answered or self.asking:
+        if self.answered and t_ns < self.trigger_ns:
+            # asked ahead of a silence that did not last: no answer yet, and the phrase goes on
+            self.asking = self.answer = None
+            self.schedule.clear()
+            self.answered = False
+        elif self.answered:
             self._stop_answer()
             self.notes.clear()
             self.answered = False
@@ -100,10 +106,10 @@ class RespondMode(ScheduledPlayer):
 
     def tick(self, now_ns: int) -> None:
         self._take_answer(now_ns)
-        since = self.silent_since_ns
-        if since is not None and now_ns - since >= self._respond_after_ns():
-            self._trigger(now_ns)
-        for due, sent, status in self._send_due(now_ns):
+        due = self._silence_answer(now_ns)
+        if due is not None and now_ns >= due[1]:
+            self._ask(due[0], self.silent_since_ns + self._respond_after_ns(), now_ns)
+        for _, sent, status in self._send_due(now_ns):
             if status == NOTE_ON and self.answer is not None:
                 trigger_ns, first_due = self.answer
                 self.stats.add_answer(sent - trigger_ns, sent - first_due)
@@ -111,39 +117,54 @@ class RespondMode(ScheduledPlayer):
 
     def next_due_ns(self) -> int | None:
         due = [self.schedule[0][0]] if self.schedule else []
-        if self.silent_since_ns is not None and not (self.answered or self.asking):
-            due.append(self.silent_since_ns + self._respond_after_ns())
+        silence = self._silence_answer(None)
+        if silence is not None:
+            due.append(silence[1])
         return min(due) if due else None
 
     def _respond_after_ns(self) -> int:
         return int(self.snapshot.config.respond_after_beats * BEAT_STEPS * step_ns(self.clock.bpm))
 
+    def _silence_answer(self, now_ns: int | None) -> tuple[int, int] | None:
+        """While the player is silent and unanswered: (the step of the answer's beat, when to ask
+        the engine for it). The beat is the first once the silence is long enough; the engine is
+        asked `lead_ns` before it (the player's next note in between cancels it), so that the
+        answer starts on the beat the silence reached."""
+        since = self.silent_since_ns
+        if since is None or self.answered or not self.notes:
+            return None
+        beat = self._first_beat_from(since + self._respond_after_ns(), since)
+        return beat, self.clock.time_of(beat, since) - self.lead_ns
+
+    def _first_beat_from(self, t_ns: int, now_ns: int) -> int:
+        """The song step of the first beat at or after t_ns, on the grid as it stands at now_ns."""
+        clock = self.clock
+        beat = math.floor(clock.step_at(now_ns) / BEAT_STEPS) * BEAT_STEPS
+        while clock.time_of(beat, now_ns) < t_ns:
+            beat += BEAT_STEPS
+        return beat
+
     def _trigger(self, t_ns: int) -> None:
-        """Ask the engine for the answer to the phrase so far, to start on the first beat it can."""
-        self.silent_since_ns = None
-        if self.answered or self.asking or not self.notes:
+        """The footswitch: the answer on the first beat the engine can make."""
+        if self.answered or not self.notes:
             return
-        start = self._answer_start(t_ns)
+        self._ask(self._first_beat_from(t_ns + self.lead_ns, t_ns), t_ns, t_ns)
+
+    def _ask(self, start: int, trigger_ns: int, now_ns: int) -> None:
+        """Ask the engine for the answer to the phrase so far, to start at song step `start`."""
+        self.silent_since_ns = None
         prime = self._prime(start)
         if prime is None:
             return
         score, known = prime
         config = self.snapshot.config
         self._tokens += 1
-        self.asking = (self._tokens, t_ns, start)
+        self.asking = (self._tokens, trigger_ns, now_ns, start)
         self.answered = True
+        self.trigger_ns = trigger_ns
         engine, settings = self.snapshot.engine, self.snapshot.settings
         self.decider.submit(self._tokens, functools.partial(engine.generate, score, known,
                                                             config.answer_bars * BAR_STEPS, settings))
-
-    def _answer_start(self, t_ns: int) -> int:
-        """The song step of the first beat at least `lead_ns` after t_ns."""
-        clock = self.clock
-        step = clock.step_at(t_ns)
-        beat = math.ceil(step / BEAT_STEPS) * BEAT_STEPS
-        while clock.time_of(beat, t_ns) < t_ns + self.lead_ns:
-            beat += BEAT_STEPS
-        return beat
 
     def _prime(self, start: int) -> tuple[Score, np.ndarray] | None:
         """The player's phrase up to step `start` as the engine's prime: the soprano given, the
@@ -173,7 +194,7 @@ class RespondMode(ScheduledPlayer):
         """Schedule the answer once the engine has it: each voice's notes on the song's grid."""
         if not self.asking:
             return
-        token, trigger_ns, start = self.asking
+        token, trigger_ns, asked_ns, start = self.asking
         result = self.decider.take(token)
         if result is None:
             return
@@ -206,7 +227,7 @@ class RespondMode(ScheduledPlayer):
         if first_due is not None:
             self.answer = (trigger_ns, first_due)
         # the next answer's lead: what this one took, and a quarter more
-        self.lead_ns = max(FIRST_LEAD_NS, (now_ns - trigger_ns) * 5 // 4)
+        self.lead_ns = max(FIRST_LEAD_NS, (now_ns - asked_ns) * 5 // 4)
 
     def _stop_answer(self) -> None:
         """The player plays again: the answer's notes end now, what is left of it is dropped."""
