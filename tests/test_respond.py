@@ -167,3 +167,59 @@ def test_a_pause_shorter_than_the_silence_asked_for_keeps_the_phrase_going(engin
     assert answer_notes(recorder, 2_000_000_000) == [(2_455_000_000, ECHO_CHANNEL, 69)]   # its echo only
     run_until(player, recorder, 2_600_000_000 + 14 * BEAT_NS, [(2_700_000_000, bytes([NOTE_OFF, 69, 0]))])
     assert player.stats.answers == 1 and unreleased(recorder.messages()) == {}
+
+
+def test_stock_programs_call_the_bridge_answers_on_jack_midi_clocks_beat(realtime_jack, tmp_path):
+    """jack_midi_clock is the DAW's clock (120 bpm), jack_midiseq plays a bar of 8ths and rests two,
+    over and over; `bachbridge live --mode respond` answers each call with 4 bars, so each answer
+    is cut short by the next call; jack_midi_dump hears the calls (channel 1) and the answers (the
+    answer's melody on channel 16, its voices on 2 to 4)."""
+    from jackrig import MidiClock, MidiDump, MidiSeq, hanging, missing_programs
+
+    missing = missing_programs(["jack_midiseq", "jack_midi_dump", "jack_midi_clock"])
+    if missing:
+        pytest.skip(f"stock JACK programs missing: {', '.join(missing)} (`make test` installs them)")
+    from test_live_stock import start_live, stop_live
+
+    server = realtime_jack       # asynchronous
+    eighth, beat, bar = 12_000, 24_000, 96_000             # frames at 48 kHz, 120 bpm
+    live = start_live("--mode", "respond", "--clock", "midi", "--answer-bars", "4", "--harmonizer", "chords",
+                      "--no-echo", "--echo-channel", "16", "--seed", "1")
+    clock = dump = seq = None
+    try:
+        clock = MidiClock(server, bpm=120)
+        dump = MidiDump(server, "dump")
+        server.connect("jack_midi_clock:mclk_out", "bachbridge in")
+        server.connect("bachbridge out", "dump:input")
+        server.graph().transport(True, 0)
+        time.sleep(1.0)                                      # the bridge learns the tempo
+        notes = [(k * eighth, pitch, eighth * 3 // 4) for k, pitch in enumerate(CALL)]
+        seq = MidiSeq(server, "seq", notes, loop_frames=3 * bar)
+        server.connect("seq:out", "bachbridge in")
+        server.connect("seq:out", "dump:input")
+        time.sleep(3 * 6.0 + 2.5)                            # three whole calls, each 6 s apart
+        seq.close()
+        time.sleep(0.5)
+        server.graph().transport(False)                      # the DAW stops: whatever sounds ends
+        time.sleep(0.5)
+    finally:
+        stop_live(live)
+        for program in (seq, dump, clock):
+            if program is not None:
+                program.close()
+    events = [(f, m) for f, m in dump.events() if m[0] & 0xF0 in (NOTE_ON, NOTE_OFF)]
+    (tmp_path / "jack_midi_dump.txt").write_text("".join(f"{f} {m.hex(' ')}\n" for f, m in events))
+    calls = [f for f, m in events if m[0] == NOTE_ON and m[1] == CALL[0] and m[2] > 0]
+    answer_ons = [f for f, m in events if m[0] & 0x0F != 0 and m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+    assert len(calls) >= 3 and answer_ons, (calls, answer_ons[:5])
+    for k, start in enumerate(calls[:3]):
+        silence = start + 7 * eighth + eighth * 3 // 4           # the call's last note-off
+        mine = [f for f in answer_ons if silence < f < start + 3 * bar]
+        assert mine, f"call {k}: no answer"
+        # a beat of silence, then the beat it reaches: within a beat of the trigger
+        assert beat - 3_000 <= mine[0] - silence <= 2 * beat + 3_000, (k, mine[0] - silence)
+        # cut short by the next call: nothing of it after the next call's first note (but what was
+        # due in the very cycle that note came in)
+        if k + 1 < len(calls):
+            assert not [f for f in answer_ons if calls[k + 1] + 256 < f < calls[k + 1] + 7 * eighth]
+    assert hanging([m for _, m in events]) == {}
