@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from models import data
 from models import phrase_data as pd
@@ -163,7 +164,7 @@ while epoch < args.max_epochs and log.minutes < args.minutes and not all(s.done 
         batches = args.epoch_batches or max(1, len(lines) // args.batch)
         order = rng.permutation(len(lines))
         running, counted = 0.0, 0
-        for b in range(batches):
+        for b in tqdm(range(batches), desc=f"epoch {epoch} {name}", unit="batch", leave=False, dynamic_ncols=True):
             picked = [lines[order[(b * args.batch + i) % len(lines)]] for i in range(args.batch)]
             x, y = batch_of([sequence(name, line, train=True) for line in picked], args.length)
             logits, _ = nets.nets[name](x)

@@ -71,6 +71,29 @@ def test_transposing_a_line_moves_its_pitches_and_chord_roots():
     assert [pd.chord_name(c) for c in moved.chords] == ["Ebm", "N"]
 
 
+def test_folk_tunes_from_abc_keep_their_pickup_ties_and_meter():
+    converter = pytest.importorskip("music21.converter", reason="music21 (the train and test extras) reads the folk songs")
+    waltz = "X:1\nT:Waltz\nM:3/4\nL:1/8\nK:G\nD2 | G2 A2 B2- | B2 A2 G2 | z2 d2 c2 | B6 |]\n"
+    line = pd._music21_line(converter.parse(waltz, format="abc"))
+    assert line.bar == 12 and line.downbeat == 4                      # a one-beat pickup in 3/4
+    assert line.pitch.tolist() == [62, 67, 69, 71, 69, 67, REST, 74, 72, 71]
+    assert line.length.tolist() == [4, 4, 4, 8, 4, 4, 4, 4, 4, 12]     # the tied B is one note
+    assert line.position.tolist()[:4] == [8, 0, 4, 8]
+    # a tune written in long values (4/2) reads as the same music in 4/4
+    hymn = "X:2\nT:Long\nM:4/2\nL:1/4\nK:C\nC2 D2 E2 F2 | G4 z4 | c2 B2 A2 G2 | C8 |]\n"
+    line = pd._music21_line(converter.parse(hymn, format="abc"))
+    assert line.bar == 16 and line.length.tolist()[:5] == [4, 4, 4, 4, 8]
+    # triplets are off the 16th grid: the tune is left out
+    assert pd._music21_line(converter.parse("X:3\nT:T\nM:2/4\nL:1/8\nK:C\n(3CDE F2 | G4 |]\n", format="abc")) is None
+
+
+def test_folk_splits_are_fixed_by_each_tune():
+    splits = [pd.essen_split(f"tune {k}", k) for k in range(2000)]
+    assert splits == [pd.essen_split(f"tune {k}", k) for k in range(2000)]
+    shares = {name: splits.count(name) / len(splits) for name in ("train", "valid", "test")}
+    assert 0.75 < shares["train"] < 0.85 and 0.07 < shares["valid"] < 0.13 and 0.07 < shares["test"] < 0.13
+
+
 # ---- the draw -----------------------------------------------------------------------------------
 
 def draw(logits, allowed=None, history=None, temperature=1.0, top_p=1.0, repeat_limit=0, u=0.5):
@@ -255,3 +278,35 @@ def test_continue_rejects_bad_input_in_one_line(tiny_phrase, tmp_path):
     assert not out.exists()
     result = run_cli("continue", bad, "--bars", 0, "-o", out, "--model", tiny_phrase)
     assert result.returncode == 2 and "--bars" in result.stderr and not out.exists()
+
+
+# ---- the shipped model ------------------------------------------------------------------------------
+
+def test_the_shipped_phrase_model_is_small_described_and_beats_its_markov_baselines(jsb_npz):
+    from bridge.onnxmodel import OnnxModel
+    from models import shipped_model
+
+    path = shipped_model("phrase")
+    assert path.exists() and path.stat().st_size < 10 * 1024 * 1024
+    model = OnnxModel(path)
+    assert model.engine == "phrase" and "JSB" in model.metadata["train_data"] and "Essen" in model.metadata["train_data"]
+    figures = load_engine("phrase").evaluate(jsb_npz, "test")
+    for net in ("rhythm", "chords", "melody"):
+        assert figures[f"{net}_nll"] < figures[f"{net}_markov3_nll"], figures
+
+
+def test_the_shipped_phrase_model_continues_the_example_in_its_key():
+    from bridge import keys
+    from bridge.convert import read_prime
+
+    prime, known = read_prime(EXAMPLE_MELODY)
+    tonic, mode = keys.estimate_key(prime.pitches[:, 0][prime.pitches[:, 0] >= 0])
+    scale = keys.scale_pitch_classes(tonic, mode)
+    engine = load_engine("phrase")
+    in_key = []
+    for seed in range(4):
+        score = engine.generate(prime, known, 32, Settings(seed=seed, temperature=0.8, harmonizer="chords"))
+        new = [p for p, start, _ in score.note_runs(0) if start >= len(prime)]
+        assert len(new) >= 4
+        in_key += [p % 12 in scale for p in new]
+    assert np.mean(in_key) > 0.9

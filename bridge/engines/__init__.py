@@ -41,7 +41,7 @@ SHORTEST_HARMONY_REST = 4
 
 # capabilities
 FILL = "fill"                      # fills in any mask given the rest (harmonize, the live note mode)
-CONTINUE = "continue"              # its stream keeps a state: each extend costs its own rows, not the piece's
+CONTINUE = "continue"              # steps a sequence with a state: each new step costs its own work, not the piece's
 ARTICULATE = "articulate"          # says where a voice strikes its pitch again (onsets of its own)
 PREDICT_MELODY = "predict melody"  # names the likely next melody pitches (the live bridge speculates on them)
 

@@ -31,7 +31,8 @@ The realtime contract. Who runs what, and what each may never do:
    answer went out. It changes how soon an answer comes, never whether or which.
 4. Everything slow happens elsewhere: warming up a new engine (in `update()`'s caller), looking at
    the ports and the JACK server, opening ports again, closing dead ones (the watcher thread,
-   "bachbridge-ports"), offline work and drawing (the window's threads).
+   "bachbridge-ports"), a phrase's harmony and a respond mode answer (the deciders' threads,
+   "bachbridge-phrases" and "bachbridge-answers"), offline work and drawing (the window's threads).
 While a bridge runs, the GIL switch interval is 0.2 ms, so the worker waits at most that long
 for a thread that holds the GIL and is running.
 
@@ -43,9 +44,10 @@ and ignored; an engine error makes that note (or phrase) pass-through (echo only
 text kept; any other error while handling one event is counted and the loop goes on.
 
 Modules: `config` (LiveConfig, Snapshot), `context` (the grid of the recent past, asking the
-engine), `player`, `note_mode`, `phrase_mode` (the players), `speculation`, `playback` (a file
-played out of the bridge), `stats`, `render` (the players in simulated time, for measuring the
-music), `bridge` (Bridge: worker and watcher).
+engine), `player`, `note_mode`, `phrase_mode`, `respond_mode` (the players), `decider` (a
+phrase's harmony and a respond mode answer, worked out beside the worker), `speculation`,
+`playback` (a file played out of the bridge), `stats`, `render` (the players in simulated time,
+for measuring the music), `bridge` (Bridge: worker and watcher).
 """
 from bridge.live.bridge import IDLE_SLEEP_S, Bridge
 from bridge.live.config import LIVE_SETTINGS, MODES, LiveConfig, Snapshot
