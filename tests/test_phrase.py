@@ -310,3 +310,19 @@ def test_the_shipped_phrase_model_continues_the_example_in_its_key():
         assert len(new) >= 4
         in_key += [p % 12 in scale for p in new]
     assert np.mean(in_key) > 0.9
+
+
+def test_generate_with_the_phrase_engine_writes_the_prime_and_its_continuation(tiny_phrase, tmp_path):
+    from bridge.midifile import read_voices
+
+    out = tmp_path / "generated.mid"
+    result = run_cli("generate", "--model", tiny_phrase, "--prime", EXAMPLE_MELODY, "--bars", 2, "-o", out,
+                     "--harmonizer", "chords", "--seed", 3)
+    assert result.returncode == 0, result.stderr
+    from bridge.convert import read_prime
+
+    prime, _ = read_prime(EXAMPLE_MELODY)
+    score = read_voices(out)
+    assert len(prime) < len(score) <= len(prime) + 32          # the file ends with its last note
+    assert np.array_equal(score.pitches[:len(prime), 0], prime.pitches[:, 0])
+    assert (score.pitches[len(prime):, 0] >= 0).any() and (score.pitches[len(prime):, 3] >= 0).any()

@@ -107,5 +107,6 @@ def checked_snapshot(engine, config, settings) -> Snapshot:
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
     if config.mode in HARMONIZING_MODES and FILL not in engine.capabilities:
-        raise BadInput(f"the {engine.name} engine cannot fill in a harmony, which {config.mode} mode asks of it")
+        raise BadInput(f"the {engine.name} engine cannot fill in a harmony, which {config.mode} mode asks of it "
+                       "(respond mode plays it)")
     return Snapshot(config, settings, engine)

@@ -106,7 +106,7 @@ class RespondMode(ScheduledPlayer):
 
     def tick(self, now_ns: int) -> None:
         self._take_answer(now_ns)
-        due = self._silence_answer(now_ns)
+        due = self._silence_answer()
         if due is not None and now_ns >= due[1]:
             self._ask(due[0], self.silent_since_ns + self._respond_after_ns(), now_ns)
         for _, sent, status in self._send_due(now_ns):
@@ -117,7 +117,7 @@ class RespondMode(ScheduledPlayer):
 
     def next_due_ns(self) -> int | None:
         due = [self.schedule[0][0]] if self.schedule else []
-        silence = self._silence_answer(None)
+        silence = self._silence_answer()
         if silence is not None:
             due.append(silence[1])
         return min(due) if due else None
@@ -125,7 +125,7 @@ class RespondMode(ScheduledPlayer):
     def _respond_after_ns(self) -> int:
         return int(self.snapshot.config.respond_after_beats * BEAT_STEPS * step_ns(self.clock.bpm))
 
-    def _silence_answer(self, now_ns: int | None) -> tuple[int, int] | None:
+    def _silence_answer(self) -> tuple[int, int] | None:
         """While the player is silent and unanswered: (the step of the answer's beat, when to ask
         the engine for it). The beat is the first once the silence is long enough; the engine is
         asked `lead_ns` before it (the player's next note in between cancels it), so that the
