@@ -4,10 +4,10 @@ beside the corpus's, and its speed.
     python bench/bench_phrase.py [--model phrase] [--folk-cache runs/phrase/essen.npz] [--json OUT]
 
 - likelihood: negative log-likelihood per event (nats) of the rhythm, chords and melody nets on
-  the JSB test sopranos (their chords named from the four voices) and on the Essen test tunes
-  (no chords), beside an order-3 Markov chain over the same tokens trained in this run on what
-  the nets learnt from (JSB train + Essen train; chords: JSB train). Needs the folk cache that
-  `python -m models.train_phrase` writes (or music21 to parse it again);
+  the JSB test sopranos (the melody with each beat's chord named from Bach's four voices, and
+  without it, as the engine draws) and on the Essen test tunes (no chords), beside an order-3
+  Markov chain over the same tokens trained in this run on the same corpus's train split. Needs
+  the folk cache that `python -m models.train_phrase` writes (or music21 to parse it again);
 - melodies: each JSB test soprano's first 2 bars continued by 2 bars (harmonizer `chords`, the
   live knobs' temperature and seed k), against the true next 2 bars: pitches in the prime's key,
   steps (<= 2 semitones) among the moves, repeated notes, the last note on the tonic, notes a bar;
@@ -34,13 +34,6 @@ from bridge.live import LIVE_SETTINGS  # noqa: E402
 from bridge.score import REST, Score  # noqa: E402
 from models import phrase_data as pd  # noqa: E402
 from models.data import find_jsb16, load_jsb16  # noqa: E402
-from models.ngram import MarkovChain  # noqa: E402
-
-
-def markov_figure(make, tokens: int, train, test) -> float:
-    chain = MarkovChain(3, tokens).fit(make(line)[1] for line in train)
-    total, events = chain.nll(make(line)[1] for line in test)
-    return total / events
 
 
 def melody_figures(notes: list[list[int]], key_of) -> dict:
@@ -75,23 +68,22 @@ def main() -> int:
     figures: dict = {"model": args.model}
 
     # ---- likelihood
-    print("held-out NLL per event, nats: the net | an order-3 Markov chain trained on the same data")
-    train_union = jsb_train + (folk["train"] if folk else [])
-    for corpus, test, chords in (("JSB test sopranos", jsb_test, True), ("Essen test tunes", folk and folk["test"], False)):
+    print("held-out NLL per event, nats: the net | an order-3 Markov chain trained on the corpus's train split")
+    for corpus, train, test, chords in (("JSB test sopranos", jsb_train, jsb_test, True),
+                                        ("Essen test tunes", folk and folk["train"], folk and folk["test"], False)):
         if not test:
             print(f"  {corpus}: no folk cache at {args.folk_cache} (python -m models.train_phrase writes it)")
             continue
-        nets = sequence_figures(engine, jsb_train, test, chords=chords)
-        makers = {"rhythm": (pd.rhythm_sequence, pd.RHYTHM_TOKENS, train_union),
-                  "melody": (lambda line: pd.melody_sequence(line, with_chords=chords), pd.MELODY_TOKENS, train_union)}
-        if chords:
-            makers["chords"] = (pd.chord_sequence, pd.CHORD_TOKENS, jsb_train)
-        for name, (make, tokens, train) in makers.items():
-            baseline = markov_figure(make, tokens, train, test)
-            model = nets[f"{name}_nll"]
-            figures[f"{corpus} {name}"] = {"net": model, "markov3": baseline, "events": nets[f"{name}_events"]}
-            print(f"  {corpus:18s} {name:7s} {model:.3f} | {baseline:.3f}  ({nets[f'{name}_events']} events)"
-                  f"{'' if model < baseline else '  NOT BELOW THE BASELINE'}")
+        runs = [(chords, "")] + ([(False, " (no chord)")] if chords else [])
+        for with_chords, label in runs:
+            nets = sequence_figures(engine, train, test, chords=with_chords)
+            for name in ("rhythm", "chords", "melody"):
+                if f"{name}_nll" not in nets or (label and name != "melody"):
+                    continue
+                model, baseline = nets[f"{name}_nll"], nets[f"{name}_markov3_nll"]
+                figures[f"{corpus} {name}{label}"] = {"net": model, "markov3": baseline, "events": nets[f"{name}_events"]}
+                print(f"  {corpus:18s} {name + label:18s} {model:.3f} | {baseline:.3f}  ({nets[f'{name}_events']} events)"
+                      f"{'' if model < baseline else '  NOT BELOW THE BASELINE'}")
 
     # ---- melodies: 2 bars after 2 bars of each test soprano
     chorales = load_jsb16(npz, "test")

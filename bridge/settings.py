@@ -25,7 +25,7 @@ class Settings:
     parallel_penalty: float = 6.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
     key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
     top_p: float = 0.95          # a phrase draw keeps the likeliest tokens whose probability reaches this
-    repeat_limit: int = 3        # a phrase's melody strikes one pitch at most this many times in a row; 0 = any
+    repeat_limit: int = 1        # a phrase's melody strikes one pitch at most this many times in a row; 0 = any
     harmonizer: str = "coconet"  # the voices under a phrase's melody: a model that fills ('coconet', ...) or 'chords'
     voice_ranges: tuple[tuple[int, int], ...] = DEFAULT_VOICE_RANGES
     seed: int | None = None      # None: a fresh random seed each time
