@@ -161,6 +161,7 @@ def run(server: JackServer, harmonizer: str, calls) -> dict:
         return float(np.percentile(values, q, method="inverted_cdf")) if values else None
 
     return {"harmonizer": harmonizer, "calls": len(results), "answered": len(answered), "hanging": len(left),
+            "hanging_notes": [f"channel {channel + 1} pitch {pitch}" for channel, pitch in left],
             "xruns": len(xruns.times_ns),
             "from_trigger_ms": {"p50": pct(trigger, 50), "p99": pct(trigger, 99), "max": max(trigger, default=None)},
             "after_beat_ms": {"p50": pct(late, 50), "p99": pct(late, 99), "max": max(late, default=None)},
