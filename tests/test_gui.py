@@ -409,7 +409,9 @@ def test_a_bridge_process_that_dies_is_shown_and_connect_starts_another(live_win
     dead = w.session.bridge
     os.kill(dead.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: w.session.bridge is None, timeout=WAIT_MS)
-    assert "process ended" in w.status_label.text() and "SIGKILL" in w.status_label.toolTip()
+    # the session lets go of the bridge on its lane, then tells the window (the GUI thread) why
+    qtbot.waitUntil(lambda: "process ended" in w.status_label.text(), timeout=WAIT_MS)
+    assert "SIGKILL" in w.status_label.toolTip()
     assert "SIGKILL" in w.statusBar().currentMessage()
     w.connect_button.click()
     qtbot.waitUntil(lambda: w.status_label.text().startswith("Live"), timeout=START_TIMEOUT_MS)
