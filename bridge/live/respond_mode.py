@@ -19,9 +19,10 @@ from bridge.score import Score
 BEAT_STEPS = 4
 # the player's phrase the engine is given: at most this many 16ths before the answer (4 bars)
 PRIME_STEPS = 64
-# the engine is asked for an answer this long before its beat: room for it to work (or a quarter
-# more than the last answer took, so that a slow engine still starts on its beat)
-FIRST_LEAD_NS = 150_000_000
+# the engine is asked for an answer at least this long before its beat: room for it to work (or
+# half again the longest of the last few answers, so that a slow engine still starts on its beat)
+FIRST_LEAD_NS = 250_000_000
+RECENT_ANSWERS = 8
 # the answer's bars are counted from the song's start (step 0 is a downbeat), in 4/4
 BAR_STEPS = 16
 
@@ -54,6 +55,7 @@ class RespondMode(ScheduledPlayer):
         self.trigger_ns = 0         # ... once its silence lasted to then (or the footswitch came)
         self._tokens = 0
         self.lead_ns = FIRST_LEAD_NS
+        self.answer_times: collections.deque = collections.deque(maxlen=RECENT_ANSWERS)   # asked -> taken, ns
 
     # ---- the player
 
@@ -226,8 +228,8 @@ class RespondMode(ScheduledPlayer):
                 first_due = on if first_due is None else min(first_due, on)
         if first_due is not None:
             self.answer = (trigger_ns, first_due)
-        # the next answer's lead: what this one took, and a quarter more
-        self.lead_ns = max(FIRST_LEAD_NS, (now_ns - asked_ns) * 5 // 4)
+        self.answer_times.append(now_ns - asked_ns)
+        self.lead_ns = max(FIRST_LEAD_NS, max(self.answer_times) * 3 // 2)
 
     def _stop_answer(self) -> None:
         """The player plays again: the answer's notes end now, what is left of it is dropped."""
