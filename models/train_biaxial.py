@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from models import data
 from models.biaxial import Biaxial, BiaxialConfig, count_parameters, loss
-from models.training import EarlyStopping, RunLog, save_checkpoint
+from models.training import EarlyStopping, RunLog, add_run_options, save_checkpoint, start_run
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -53,15 +53,10 @@ p.add_argument("--max-epochs", type=int, default=500)
 p.add_argument("--epoch-batches", type=int, help="batches per epoch (default: about the training data's steps once)")
 p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
 p.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss before stopping")
-p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet")
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--seed", type=int, default=0)
+add_run_options(p)
 args = p.parse_args()
 
-torch.set_num_threads(args.threads)
-torch.manual_seed(args.seed)
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
+out = start_run(args)
 
 # ---- data: chorales as (T, 4) MIDI rolls on the 16th grid, or the pickle's frames -------------
 quarter = args.source == "jsb-quarter"

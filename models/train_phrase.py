@@ -31,7 +31,7 @@ from tqdm import tqdm
 from models import data
 from models import phrase_data as pd
 from models.phrase import DEFAULT_CONFIGS, NAMES, PhraseNets, StepNetConfig, count_parameters
-from models.training import EarlyStopping, RunLog, save_checkpoint
+from models.training import EarlyStopping, RunLog, add_run_options, save_checkpoint, start_run
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -50,16 +50,11 @@ p.add_argument("--max-epochs", type=int, default=200)
 p.add_argument("--epoch-batches", type=int, help="batches per net per epoch (default: its training data once)")
 p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
 p.add_argument("--patience", type=int, default=6)
-p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet")
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--seed", type=int, default=0)
+add_run_options(p)
 args = p.parse_args()
 
-torch.set_num_threads(args.threads)
-torch.manual_seed(args.seed)
 rng = np.random.default_rng(args.seed)
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
+out = start_run(args)
 
 # ---- data: melody lines as events, chorales with their chords --------------------------------
 npz = data.find_jsb16(args.data)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from bridge import rbm_kernels
 from models import data
 from models.rnnrbm import RnnRbm, RnnRbmConfig, count_parameters
-from models.training import EarlyStopping, RunLog, save_checkpoint
+from models.training import EarlyStopping, RunLog, add_run_options, save_checkpoint, start_run
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -56,15 +56,10 @@ p.add_argument("--patience", type=int, default=6, help="validations without impr
 p.add_argument("--valid-chorales", type=int, default=25)
 p.add_argument("--valid-chains", type=int, default=4)
 p.add_argument("--valid-betas", type=int, default=100)
-p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet")
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--seed", type=int, default=0)
+add_run_options(p)
 args = p.parse_args()
 
-torch.set_num_threads(args.threads)
-torch.manual_seed(args.seed)
-out = Path(args.out)
-out.mkdir(parents=True, exist_ok=True)
+out = start_run(args)
 
 # ---- data: chorales as lists of frames (tuples of MIDI pitches) -------------------------------
 if args.source == "jsb":

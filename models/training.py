@@ -13,6 +13,36 @@ from pathlib import Path
 import torch
 
 
+def add_run_options(p) -> None:
+    """--resume, --threads, --seed: every training script's."""
+    p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def start_run(args) -> Path:
+    """torch's threads and seed from the arguments; the run folder `args.out`, made."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def half_precision(state):
+    """A checkpoint with every float32 tensor (weights, optimizer moments) as bfloat16, half the
+    size; loading it into a model and its optimizer casts back (load_state_dict does). bfloat16,
+    not float16: Adam's second moments are often below float16's smallest number, and a moment
+    read back as 0 makes a step of gradient / eps."""
+    if isinstance(state, torch.Tensor):
+        return state.bfloat16() if state.dtype == torch.float32 else state
+    if isinstance(state, dict):
+        return {key: half_precision(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(half_precision(value) for value in state)
+    return state
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: never a half-written checkpoint."""
     temporary = path.with_suffix(".tmp")
@@ -61,3 +91,12 @@ class EarlyStopping:
     @property
     def done(self) -> bool:
         return self.stale >= self.patience
+
+
+if __name__ == "__main__":
+    # python -m models.training --half IN.pt OUT.pt: a checkpoint to ship, in half the bytes
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "--half":
+        raise SystemExit("usage: python -m models.training --half IN.pt OUT.pt")
+    save_checkpoint(Path(sys.argv[3]), half_precision(torch.load(sys.argv[2], weights_only=False)))

@@ -188,10 +188,12 @@ class ScheduledPlayer(Player):
         self._seq += 1
         heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
 
-    def _send_due(self, now_ns: int) -> list[tuple[int, int, int]]:
+    def _send_due(self, now_ns: int) -> list[tuple[int, int, int]] | tuple:
         """Send every message due by now, on time as far as the worker is; -> (due, sent,
         status) of each, sent as perf_counter_ns."""
         schedule = self.schedule
+        if not schedule or schedule[0][0] > now_ns:   # the worker asks every tick: nothing made then
+            return ()
         sent = []
         while schedule and schedule[0][0] <= now_ns:
             due, _, status, channel, pitch, velocity, voice = heapq.heappop(schedule)
