@@ -586,19 +586,45 @@ def _follow(m: bytes, melody_channel: int, melody_held: set, harmony: dict) -> N
 
 
 def hanging(messages) -> dict:
-    """{(channel, pitch): note-ons not followed by a note-off}."""
+    """{(channel, pitch): note-ons not followed by a note-off, or by All Notes Off (CC 123) or
+    All Sound Off (CC 120) on their channel}: what a synth would leave sounding."""
     count: dict = {}
     for m in messages:
-        if len(m) == 3 and m[0] & 0xE0 == NOTE_OFF:
+        if len(m) == 3 and m[0] & 0xF0 == CC and m[1] in (120, 123):
+            count = {key: n for key, n in count.items() if key[0] != m[0] & 0x0F}
+        elif len(m) == 3 and m[0] & 0xE0 == NOTE_OFF:
             key = (m[0] & 0x0F, m[1])
             count[key] = count.get(key, 0) + (1 if _is_on(m) else -1 if count.get(key, 0) > 0 else 0)
     return {key: n for key, n in count.items() if n}
 
 
-def harmony_hanging(events) -> dict:
+def listener_missed_spans(events, grid: int, channel: int = 0) -> list[tuple[int, int]]:
+    """Spans (from frame, to frame) of a listener's (frame, bytes) events in which it missed
+    cycles: the sequencer on `channel` puts its notes' ons and offs on a grid of `grid` frames, and
+    jack_midi_dump counts only the cycles it ran, so two consecutive events of it that are not a
+    whole number of grid steps apart have lost cycles (and what came in them) between them."""
+    frames = [f for f, m in events if len(m) == 3 and m[0] & 0xE0 == NOTE_OFF and m[0] & 0x0F == channel]
+    return [(a, b) for a, b in zip(frames, frames[1:]) if (b - a) % grid]
+
+
+def hanging_not_missed(events, grid: int, channel: int = 0) -> dict:
+    """`hanging` of (frame, bytes) events, less the notes whose end may have come in a cycle the
+    listener missed (a span of `listener_missed_spans` ending after the note began): those were
+    lost by JACK, not left sounding by the sender."""
+    spans = listener_missed_spans(events, grid, channel)
+    began: dict = {}
+    for frame, m in events:
+        if _is_on(m):
+            began.setdefault((m[0] & 0x0F, m[1]), []).append(frame)
+    return {key: n for key, n in hanging([m for _, m in events]).items()
+            if not any(end > min(began[key]) for _, end in spans)}
+
+
+def harmony_hanging(events, grid: int | None = None) -> dict:
     """`hanging` for the harmony's channels (2..16) of (frame, bytes) events: a sequencer ended
-    mid-note may leave its own on channel 1."""
-    return {key: n for key, n in hanging([m for _, m in events]).items() if key[0] != 0}
+    mid-note may leave its own on channel 1. With the sequencer's `grid`, `hanging_not_missed`."""
+    left = hanging_not_missed(events, grid) if grid else hanging([m for _, m in events])
+    return {key: n for key, n in left.items() if key[0] != 0}
 
 
 def wait_for_harmony_release(dump: "MidiDump", timeout: float = 2.0) -> None:

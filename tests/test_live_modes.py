@@ -377,7 +377,9 @@ def test_a_slow_phrase_decision_does_not_hold_up_what_is_due_meanwhile(jack_serv
         late = [delay - 250 for delay in echo_delays(connect(outside), outside, MELODY[:10], held_s=0, rest_s=0.05)]
         settle(outside, quiet_s=0.5, timeout=5)
         assert harmony_ons(outside.messages()) and unreleased(outside.messages()) == {}
-        assert max(late) < 20, late   # a worker that waited for the sampler: up to 150 ms late
+        # a worker that waited for the sampler is ~270 ms late on every note; a loaded machine may
+        # keep this process (the bridge and the listener both) off the CPU for one note's time
+        assert sum(delay >= 20 for delay in late) <= 1, late
 
 
 def test_switching_modes_while_notes_flow_leaves_no_note_on(jack_server, engine, outside):

@@ -88,7 +88,7 @@ def test_a_stock_sequencer_gets_every_onset_answered_under_cpu_load(realtime_jac
     # even with realtime scheduling) is JACK's to lose; any other onset must be answered
     assert got.lost_by_sender == [], f"onsets with no harmony note-on: {got.lost} ({got.line()}; {record})"
     # the sequencer, ended mid-note, leaves its own note on channel 1; the harmony must not hang
-    assert harmony_hanging(events) == {}, record
+    assert harmony_hanging(events, grid=500) == {}, record   # its ons and offs lie on 500 frames
     # the bridge took in every onset but those an xrun may have cost its input client
     assert stats["notes_in"] >= got.onsets - len(got.at_xruns), (stats["notes_in"], got.line())
     assert stats["event_errors"] == 0 and stats["engine_errors"] == 0
