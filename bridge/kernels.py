@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bridge.musicstats import consecutive_perfect
+
 # Above this temperature we sample; at or below it the softmax is a point mass on the argmax and
 # dividing by the temperature would only overflow.
 _ARGMAX_TEMPERATURE = 1e-6
@@ -55,27 +57,21 @@ def choose_resample_cells(free, prob, uniforms, mask_out):
             mask_out[k, best_t, best_v] = 1.0
 
 
+_consecutive_perfect = njit(cache=True, nogil=True)(consecutive_perfect)
+
+
 @njit(cache=True, nogil=True)
 def _consecutive_perfects(pitches, k, t, v, p):
-    """How many consecutive perfect fifths or octaves (similar or contrary motion, as
-    bridge.musicstats counts them) pitch p at cell (t, v) would make with the other voices, into
-    step t from t - 1 and out of it into t + 1."""
+    """How many consecutive perfects (bridge.musicstats.consecutive_perfect) pitch p at cell
+    (t, v) would make with the other voices, into step t from t - 1 and out of it into t + 1."""
     num_steps, num_voices = pitches.shape[1], pitches.shape[2]
     count = 0
     for u in range(num_voices):
         if u == v:
             continue
-        b1 = pitches[k, t, u]
-        if b1 < 0:
-            continue
-        interval = abs(p - b1) % 12
-        if interval != 0 and interval != 7:
-            continue
         for other in (t - 1, t + 1):
-            if other < 0 or other >= num_steps:
-                continue
-            a0, b0 = pitches[k, other, v], pitches[k, other, u]
-            if a0 >= 0 and b0 >= 0 and a0 != p and b0 != b1 and abs(a0 - b0) % 12 == interval:
+            if 0 <= other < num_steps and _consecutive_perfect(pitches[k, other, v], pitches[k, other, u],
+                                                               p, pitches[k, t, u]):
                 count += 1
     return count
 

@@ -103,6 +103,20 @@ REST = -1
 STEPS_PER_BEAT = 4
 VOICE_PAIRS = tuple(combinations(range(4), 2))
 
+
+def consecutive_perfect(a0, b0, a1, b1):
+    """Two voices moving from pitches (a0, b0) to (a1, b1): both sound (>= 0) in both, both
+    move, and the interval between them mod 12 is a perfect fifth (7) in both or an octave or
+    unison (0) in both: consecutive perfects, by similar or contrary motion (the module doc's
+    "parallels"). Pitches are MIDI numbers, or indices with one offset for every voice.
+
+    The one definition of the rule: the bench counts with it here (element-wise on arrays),
+    the samplers penalize with it (numba compiles it into bridge.kernels; the engines call it on
+    ints), so they penalize exactly what the bench counts."""
+    interval = abs(a1 - b1) % 12
+    return ((a0 >= 0) & (b0 >= 0) & (a1 >= 0) & (b1 >= 0) & (a0 != a1) & (b0 != b1)
+            & ((interval == 0) | (interval == 7)) & (abs(a0 - b0) % 12 == interval))
+
 CHORD_TYPES = ("major", "minor", "diminished", "augmented", "dominant7", "other7", "incomplete", "other")
 SEVENTH_TYPES = ("dominant7", "other7")
 
@@ -210,17 +224,14 @@ def _count_parallels(rolls) -> dict:
         before, after = son.pitches[idx], son.pitches[idx + 1]
         motion = after - before
         for upper, lower in VOICE_PAIRS:
-            both_move = (motion[:, upper] != 0) & (motion[:, lower] != 0)
-            similar = both_move & (np.sign(motion[:, upper]) == np.sign(motion[:, lower]))
-            contrary = both_move & ~similar
-            i0 = np.abs(before[:, upper] - before[:, lower]) % 12
-            i1 = np.abs(after[:, upper] - after[:, lower]) % 12
-            fifths = (i0 == 7) & (i1 == 7)
-            octaves = (i0 == 0) & (i1 == 0)
+            perfect = consecutive_perfect(before[:, upper], before[:, lower], after[:, upper], after[:, lower])
+            similar = np.sign(motion[:, upper]) == np.sign(motion[:, lower])
+            fifths = perfect & (np.abs(after[:, upper] - after[:, lower]) % 12 == 7)
+            octaves = perfect & ~fifths
             counts["fifths_similar"] += int(np.sum(fifths & similar))
             counts["octaves_similar"] += int(np.sum(octaves & similar))
-            counts["fifths_contrary"] += int(np.sum(fifths & contrary))
-            counts["octaves_contrary"] += int(np.sum(octaves & contrary))
+            counts["fifths_contrary"] += int(np.sum(fifths & ~similar))
+            counts["octaves_contrary"] += int(np.sum(octaves & ~similar))
     return counts
 
 

@@ -326,3 +326,25 @@ def test_parallel_penalty_leaves_a_held_voice_alone():
     log_probs, mask, pitches = _fifths_setup(24)          # the bass holds C4 under G4 -> A4
     sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 2, V)), pitches, 5.0)
     assert pitches[0, 1, 3] == 24
+
+
+def test_the_parallel_penalty_counts_what_the_bench_counts():
+    """Over random changes of four voices, the sampler's count for each voice's new pitch, summed
+    over the voices, is twice (each pair seen from both ends) the bench's consecutive perfects."""
+    from bridge.kernels import _consecutive_perfects
+    from bridge.musicstats import _count_parallels
+
+    rng = np.random.default_rng(7)
+    seen = 0
+    for _ in range(400):
+        # few pitch classes, so fifths and octaves come often; all sounding, the rows differ
+        rows = 48 + rng.choice([0, 7, 12, 19, 24, 2, 5], size=(2, 4)) + rng.integers(0, 2, size=(2, 1)) * 7
+        if np.array_equal(rows[0], rows[1]):
+            continue
+        counts = _count_parallels([rows])
+        bench = sum(n for kind, n in counts.items() if kind != "changes")
+        index = (rows - 30)[None].astype(np.int64)   # pitch indices: one offset for every voice
+        sampler = sum(_consecutive_perfects(index, 0, 1, v, index[0, 1, v]) for v in range(4))
+        assert sampler == 2 * bench, rows
+        seen += bench
+    assert seen > 50

@@ -31,6 +31,7 @@ import numpy as np
 
 from bridge import keys
 from bridge.errors import BadInput
+from bridge.musicstats import consecutive_perfect
 from bridge.onnxmodel import OnnxModel
 from bridge.score import REST, Score
 from bridge.settings import Settings
@@ -412,17 +413,8 @@ def assign_by_pitch_order(notes_descending: list[int], voices: list[int]) -> dic
 
 
 def consecutive_perfects(before: np.ndarray, voicing: dict[int, int]) -> int:
-    """Pairs of voices a perfect fifth or octave (or unison) apart in `before` (a row of MIDI
-    pitches) and again in `voicing` (voice -> pitch), both voices having moved: parallel or
-    contrary fifths and octaves, as bridge.musicstats counts them."""
-    count = 0
-    for upper in range(len(before)):
-        for lower in range(upper + 1, len(before)):
-            a0, b0 = int(before[upper]), int(before[lower])
-            a1, b1 = voicing.get(upper, REST), voicing.get(lower, REST)
-            if min(a0, b0, a1, b1) < 0 or a0 == a1 or b0 == b1:
-                continue
-            interval = abs(a1 - b1) % 12
-            if interval in (0, 7) and abs(a0 - b0) % 12 == interval:
-                count += 1
-    return count
+    """Pairs of voices making consecutive perfects (bridge.musicstats.consecutive_perfect) from
+    `before` (a row of MIDI pitches) to `voicing` (voice -> pitch; a voice not in it rests)."""
+    return sum(bool(consecutive_perfect(int(before[upper]), int(before[lower]),
+                                        voicing.get(upper, REST), voicing.get(lower, REST)))
+               for upper in range(len(before)) for lower in range(upper + 1, len(before)))
