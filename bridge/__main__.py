@@ -1,4 +1,4 @@
-from bridge.cli import main
+from bridge.cli import entry
 
 if __name__ == "__main__":  # guarded: batch's worker processes import this module too
-    raise SystemExit(main())
+    entry()

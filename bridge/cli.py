@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -382,18 +383,15 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                 "the coconet engine draws one after another, top down (one network call each).")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="bachbridge", description="Neural Bach-chorale harmony, live and offline.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
-    h = sub.add_parser("harmonize", help="melody in, four voices out")
+def _harmonize_options(h: argparse.ArgumentParser) -> None:
     h.add_argument("input", help="a MIDI file with the melody")
     h.add_argument("-o", "--output", required=True, help="the four-voice MIDI file to write")
     add_engine_options(h)
     add_knobs(h)
     h.set_defaults(run=cmd_harmonize)
 
-    b = sub.add_parser("batch", help="harmonize every .mid/.midi under a folder")
+
+def _batch_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("in_dir")
     b.add_argument("out_dir")
     b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
@@ -402,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_knobs(b)
     b.set_defaults(run=cmd_batch)
 
-    e = sub.add_parser("eval", help="likelihood figures on a held-out split")
+
+def _eval_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--data", required=True, help="e.g. ../shared/data/jsb/Jsb16thSeparated.npz")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--limit", type=int, default=None, help="only the first N chorales")
@@ -410,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_options(e)
     e.set_defaults(run=cmd_eval)
 
-    g = sub.add_parser("generate", help="continue a prime, or write from nothing, in four voices")
+
+def _generate_options(g: argparse.ArgumentParser) -> None:
     g.add_argument("-o", "--output", required=True, help="the four-voice MIDI file to write")
     g.add_argument("--prime", metavar="IN.mid", help="music to continue: four voices, or a melody (harmonized too)")
     g.add_argument("--bars", type=int, default=8, help="bars to add, in the prime's meter (default 8 of 4/4)")
@@ -419,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_knobs(g, files=False)
     g.set_defaults(run=cmd_generate)
 
-    c = sub.add_parser("continue", help="a MIDI file kept exactly, with bars of continuation after it")
+
+def _continue_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("input", help="a MIDI file: a melody, or four voices")
     c.add_argument("-o", "--output", required=True, help="the MIDI file to write (with --variants K: OUTPUT-1 .. -K)")
     c.add_argument("--bars", type=int, default=4, help="bars to add, in the file's meter (default 4)")
@@ -428,16 +429,55 @@ def build_parser() -> argparse.ArgumentParser:
     add_knobs(c)
     c.set_defaults(run=cmd_continue)
 
-    po = sub.add_parser("ports", help="MIDI APIs compiled in, which one auto picks, and the ports each sees")
-    po.set_defaults(run=cmd_ports)
 
-    lv = sub.add_parser("live", help="the live bridge without a window: melody in, harmony out, until Ctrl-C")
+def _live_options(lv: argparse.ArgumentParser) -> None:
     add_live_options(lv)
     lv.set_defaults(run=cmd_live)
 
+
+# command -> (help, what builds its options)
+COMMANDS = {
+    "harmonize": ("melody in, four voices out", _harmonize_options),
+    "batch": ("harmonize every .mid/.midi under a folder", _batch_options),
+    "eval": ("likelihood figures on a held-out split", _eval_options),
+    "generate": ("continue a prime, or write from nothing, in four voices", _generate_options),
+    "continue": ("a MIDI file kept exactly, with bars of continuation after it", _continue_options),
+    "ports": ("MIDI APIs compiled in, which one auto picks, and the ports each sees",
+              lambda po: po.set_defaults(run=cmd_ports)),
+    "live": ("the live bridge without a window: melody in, harmony out, until Ctrl-C", _live_options),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only` (the command about to run), the other commands are
+    listed but their options left unbuilt: some import what they run (the live options, the live
+    bridge), which a one-file `harmonize` should not pay for at start-up."""
+    p = OneLineParser(prog="bachbridge", description="Neural Bach-chorale harmony, live and offline.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, (help_text, build) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if only is None or only == name:
+            build(command)
     sub.add_parser("gui", help="the control window (the same as bachbridge-gui; its options: bachbridge gui --help)",
                    add_help=False)
     return p
+
+
+# commands that only read and write files: once they return, their output is closed and nothing
+# else runs, so the process ends at once (interpreter shutdown tears numba's compiled kernels
+# down for about 0.2 s, a fifth of a one-file harmonize)
+QUICK_EXIT_COMMANDS = ("harmonize", "continue", "generate")
+
+
+def entry() -> None:
+    """The `bachbridge` command (and `python -m bridge`): `main`, then exit."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] and argv[0] in QUICK_EXIT_COMMANDS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 def main(argv=None) -> int:
@@ -446,7 +486,7 @@ def main(argv=None) -> int:
         from gui.app import main as gui_main
 
         return gui_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(only=next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
         return args.run(args)
     except BadInput as error:

@@ -107,6 +107,22 @@ def test_cli_seed_reproduces_the_file(tmp_path, tiny_model):
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_cli_harmonize_loads_nothing_it_does_not_need(tmp_path, tiny_model):
+    """A one-file harmonize starts in well under a second: not the live bridge, torch, Qt or rtmidi."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys; from bridge.cli import main; code = main(sys.argv[1:]); "
+            "print(sorted(m for m in ('bridge.live', 'torch', 'PyQt6', 'rtmidi', 'mido.backends.rtmidi') if m in sys.modules)); "
+            "sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, "harmonize", str(EXAMPLE_MELODY), "-o", str(tmp_path / "a.mid"),
+                             "--model", str(tiny_model), "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("content", [b"", b"MThd\x00\x00", b"not a midi file at all" * 10])
 def test_cli_bad_file_is_one_line_exit_2_and_no_output(tmp_path, tiny_model, content):
     bad = tmp_path / "bad.mid"
