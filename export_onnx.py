@@ -358,6 +358,10 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--name", help="model name stored in the metadata (default: the output's stem)")
     p.add_argument("--figures", help="JSON file of evaluation figures to store in the metadata")
+    p.add_argument("--int8", action="store_true",
+                   help="Coconet without voice heads: int8 convolutions, calibrated on the JSB training "
+                        "split and checked against the float graph on the validation split (models/quantize.py)")
+    p.add_argument("--data", help="with --int8: Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
     args = p.parse_args(argv)
 
     import onnx
@@ -368,6 +372,9 @@ def main(argv=None) -> int:
         return 2
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     engine = checkpoint.get("engine", "coconet")
+    if args.int8 and (engine != "coconet" or checkpoint["config"].get("head_channels", 0)):
+        print("export_onnx: --int8 is for Coconet models without voice heads", file=sys.stderr)
+        return 2
     output = Path(args.output)
     onnx_bytes, metadata, inputs, reference = EXPORTERS[engine](checkpoint, args.name or output.stem)
 
@@ -388,11 +395,18 @@ def main(argv=None) -> int:
         print(f"export_onnx: parity check FAILED: max |onnxruntime - torch| = {worst:.3g} "
               f"> {PARITY_TOLERANCE:g}; nothing written", file=sys.stderr)
         return 1
+    note = ""
+    if args.int8:
+        from models.quantize import quantize_coconet
+
+        onnx_bytes, check = quantize_coconet(onnx_bytes, args.data)
+        note = (f"; int8 against the float graph on {check['cells']} validation cells: mean KL "
+                f"{check['mean_kl']:.4f} nats, p99 total variation {check['p99_tv']:.3f}")
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_suffix(".onnx.tmp")
     temp.write_bytes(onnx_bytes)
     temp.replace(output)
-    print(f"{output}: {len(onnx_bytes) / 1e6:.2f} MB, engine {engine}, parity max abs diff {worst:.2e}")
+    print(f"{output}: {len(onnx_bytes) / 1e6:.2f} MB, engine {engine}, parity max abs diff {worst:.2e}{note}")
     return 0
 
 

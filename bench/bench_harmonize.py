@@ -1,6 +1,7 @@
 """Seconds to harmonize an average JSB test chorale with the default settings, on this machine.
 
     python bench/bench_harmonize.py [--model coconet] [--limit N] [--checkpoint runs/coconet/best.pt]
+    python bench/bench_harmonize.py --model coconet --model runs/coconet-float.onnx   # two, side by side
 
 Harmonizes the soprano of each JSB test chorale (77, about 245 sixteenths on average) with the
 shipped model and `Settings()` defaults, the engine loaded and warm; reports the mean and median
@@ -81,12 +82,15 @@ def torch_sampling_loop(model, soprano_idx: np.ndarray, settings: Settings, gene
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="coconet")
+    p.add_argument("--model", action="append", default=None,
+                   help="shipped name or .onnx path (default coconet); give it twice to time two models "
+                        "side by side, chorale by chorale (e.g. the int8 and the float export)")
     p.add_argument("--limit", type=int, default=None, help="only the first N test chorales")
     p.add_argument("--checkpoint", default=str(ROOT / "runs" / "coconet" / "best.pt"),
                    help="training checkpoint of the same model, for the PyTorch comparison")
     p.add_argument("--data", default=None)
     args = p.parse_args()
+    models = args.model or ["coconet"]
 
     data = find_jsb16(args.data)
     if data is None:
@@ -96,25 +100,34 @@ def main() -> int:
     settings = Settings()
     threads = default_threads()
 
-    started = time.perf_counter()
-    engine = load_engine(args.model, threads=threads)
-    loaded = time.perf_counter() - started
-    started = time.perf_counter()
-    engine.warm_up()
-    warmed = time.perf_counter() - started
-
-    onnx_times = []
-    for seed, soprano in enumerate(sopranos):
+    engines = []
+    for model in models:
         started = time.perf_counter()
-        engine.harmonize(soprano, settings.replace(seed=seed))
-        onnx_times.append(time.perf_counter() - started)
+        engine = load_engine(model, threads=threads)
+        loaded = time.perf_counter() - started
+        started = time.perf_counter()
+        engine.warm_up()
+        engines.append(engine)
+        print(f"{model}: load {loaded * 1e3:.0f} ms, warm-up (numba from cache + first run) "
+              f"{(time.perf_counter() - started) * 1e3:.0f} ms")
+
+    times = [[] for _ in engines]
+    for seed, soprano in enumerate(sopranos):
+        for engine, mine in zip(engines, times):
+            started = time.perf_counter()
+            engine.harmonize(soprano, settings.replace(seed=seed))
+            mine.append(time.perf_counter() - started)
     mean_len = statistics.mean(len(s) for s in sopranos)
-    print(f"model {args.model}, {threads} threads, {len(sopranos)} JSB test chorales, mean length {mean_len:.0f} "
+    print(f"{threads} threads, {len(sopranos)} JSB test chorales, mean length {mean_len:.0f} "
           f"sixteenths, defaults: steps {settings.steps}, temperature {settings.temperature}, "
           f"pmax {settings.pmax}, pmin {settings.pmin}, alpha {settings.alpha}")
-    print(f"load {loaded * 1e3:.0f} ms, warm-up (numba from cache + first run) {warmed * 1e3:.0f} ms")
-    print(f"onnxruntime + numba : mean {statistics.mean(onnx_times):.3f} s, "
-          f"median {statistics.median(onnx_times):.3f} s, max {max(onnx_times):.3f} s per chorale")
+    for model, mine in zip(models, times):
+        print(f"onnxruntime + numba, {model}: mean {statistics.mean(mine):.3f} s, "
+              f"median {statistics.median(mine):.3f} s, max {max(mine):.3f} s per chorale")
+    if len(models) > 1:
+        print(f"ratio (mean {models[1]} / mean {models[0]}): "
+              f"{statistics.mean(times[1]) / statistics.mean(times[0]):.2f}x")
+    onnx_times = times[0]
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():

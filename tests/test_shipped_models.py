@@ -35,3 +35,26 @@ def test_shipped_model_harmonizes(name):
     # sanity of a trained model: voices stay in order most of the time
     in_order = np.mean((roll[:, 0] >= roll[:, 1]) & (roll[:, 1] >= roll[:, 2]) & (roll[:, 2] >= roll[:, 3]))
     assert in_order > 0.8
+
+
+def test_the_shipped_coconet_is_the_int8_export_of_the_shipped_checkpoint(jsb_npz):
+    """models/coconet.onnx runs int8 convolutions (export_onnx.py --int8) and answers as the float
+    network of models/checkpoints/coconet.pt does, within the export's own check."""
+    import torch
+
+    from models.coconet import Coconet, CoconetConfig
+    from models.quantize import MAX_MEAN_KL, feeds_from
+
+    model = OnnxModel(shipped_model("coconet"))
+    assert model.metadata["weights"] == "int8"
+    checkpoint = torch.load(shipped_model("coconet").parent / "checkpoints" / "coconet.pt", weights_only=False)
+    net = Coconet(CoconetConfig.from_dict(checkpoint["config"]))
+    net.load_state_dict(checkpoint["model"])
+    net.eval()
+    for feeds in feeds_from("test", 2, seed=3, data=jsb_npz):
+        with torch.no_grad():
+            want = net(torch.from_numpy(feeds["pitches"]), torch.from_numpy(feeds["mask"])).numpy()
+        got = model.run(feeds)[0]
+        unknown = feeds["mask"] > 0.5
+        kl = np.sum(np.exp(want[unknown]) * (want[unknown] - got[unknown]), axis=1)
+        assert kl.mean() <= MAX_MEAN_KL, kl.mean()

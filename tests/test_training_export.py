@@ -110,3 +110,35 @@ def test_training_starts_a_new_run_from_a_given_checkpoint(tiny_run, tmp_path, j
     assert result.returncode == 0, result.stderr[-2000:]
     assert "at step 60" in result.stdout
     assert [r["step"] for r in read_log(tmp_path / "fine")] == [70]
+
+
+def test_int8_export_runs_in_the_engine_and_its_check_fails_loudly(tiny_run, tmp_path, jsb_npz, monkeypatch):
+    """--int8: QLinearConv in the graph, the metadata kept, the engine harmonizes with it; a check
+    bound no quantization can meet writes nothing and exits non-zero."""
+    import onnx
+
+    from bridge.engines import load_engine
+    from bridge.score import Score
+    from bridge.settings import Settings
+
+    out = tmp_path / "tiny-int8.onnx"
+    result = run_module("export_onnx", tiny_run / "best.pt", "-o", out, "--name", "tiny", "--int8", "--data", jsb_npz)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mean KL" in result.stdout and result.stderr == ""
+    graph = onnx.load(str(out))
+    assert "QLinearConv" in {node.op_type for node in graph.graph.node}
+    engine = load_engine(out)
+    assert engine.model.metadata["weights"] == "int8" and engine.model.name == "tiny"
+    melody = np.repeat([67, 69, 71, 72, 74, 72, 71, 69], 4).astype(np.int16)
+    harmony = np.asarray(engine.harmonize(Score.melody(melody), Settings(seed=1)).pitches)
+    assert np.array_equal(harmony[:, 0], melody) and (harmony[:, 1:] >= 36).all()
+
+    import torch
+
+    from models import quantize
+    from export_onnx import export_coconet
+
+    onnx_bytes, *_ = export_coconet(torch.load(tiny_run / "best.pt", weights_only=False), "tiny")
+    monkeypatch.setattr(quantize, "MAX_MEAN_KL", -1.0)
+    with pytest.raises(SystemExit, match="int8 check FAILED"):
+        quantize.quantize_coconet(onnx_bytes, jsb_npz)

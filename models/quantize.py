@@ -1,0 +1,105 @@
+"""A Coconet graph with int8 weights and activations: the convolutions as QLinearConv, calibrated on
+the training split's crops under the training masks, checked against the float graph on the
+validation split.
+
+    python export_onnx.py runs/coconet/best.pt -o models/coconet.onnx --name coconet --int8
+
+Why int8: Coconet's offline graph is 16 dense 3x3 convolutions over the whole piano roll, about
+99% of a harmonization's time; onnxruntime's int8 convolutions run it about 3.6x faster on the
+reference machine (AVX-512 VNNI) for a change in log-probability the likelihood barely sees (see
+the README). Static quantization (activation ranges fixed by calibration) rather than dynamic:
+onnxruntime's dynamic quantization leaves convolutions in float. Weights in 7 bits
+(`reduce_range`): onnxruntime's int8 kernels on CPUs without VNNI can saturate with 8-bit
+weights. The last convolution, which makes the logits, stays in float: its output's range is
+wide and its tail (the unlikely pitches, among which the parallel penalty may send a draw) would
+be clipped to the calibrated range; it is one of the sixteen, and 64 -> 4 channels.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from models.data import find_jsb16, load_jsb16, mixed_masks, random_crops
+
+CALIBRATION_BATCHES = 24     # batches of the training split's crops
+CHECK_BATCHES = 8            # ... and of the validation split's, for the check
+BATCH, CROP = 4, 64
+# the int8 graph may differ from the float one by this much, on the validation crops' unknown cells
+# (which pitch ranks first is no measure: where two pitches are near equal, a rounding swaps them)
+MAX_MEAN_KL = 0.01           # nats per cell, KL(float || int8)
+MAX_P99_TV = 0.1             # 99th percentile of the total variation distance per cell
+# what the product asks of the offline model (models/train_coconet.MASK_WEIGHTS)
+MASKS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+
+
+def feeds_from(split: str, batches: int, seed: int, data: str | Path | None = None) -> list[dict]:
+    """Network inputs as training asks them: random transposed crops of `split`, masked."""
+    path = find_jsb16(data)
+    if path is None:
+        raise SystemExit("int8 calibration needs the JSB chorales (Jsb16thSeparated.npz): pass --data")
+    chorales = load_jsb16(path, split)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batches):
+        pitches = random_crops(chorales, BATCH, CROP, rng)      # pitch indices, transposed
+        mask, _ = mixed_masks(BATCH, CROP, rng, MASKS, pitches)
+        out.append({"pitches": pitches, "mask": mask})
+    return out
+
+
+def quantize_coconet(float_bytes: bytes, data: str | Path | None = None) -> tuple[bytes, dict]:
+    """The float graph -> (the int8 graph, the check's figures); exits when the check fails."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, feeds):
+            self._feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self._feeds, None)
+
+    with tempfile.TemporaryDirectory() as folder:
+        float_path, prepared, quantized = (Path(folder) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
+        float_path.write_bytes(float_bytes)
+        graph = onnx.load_from_string(float_bytes).graph
+        logits = [node.name for node in graph.node if node.op_type == "Conv"][-1]   # nodes come in order
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)    # the quantizer warns (on the root logger) of every int input it leaves be
+        try:
+            quant_pre_process(str(float_path), str(prepared))
+            quantize_static(str(prepared), str(quantized), Reader(feeds_from("train", CALIBRATION_BATCHES, 0, data)),
+                            quant_format=QuantFormat.QOperator, per_channel=True, reduce_range=True,
+                            nodes_to_exclude=[logits],
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        proto = onnx.load(str(quantized))
+    # the float graph's metadata, not the quantizer's notes
+    del proto.metadata_props[:]
+    for prop in onnx.load_from_string(float_bytes).metadata_props:
+        proto.metadata_props.add(key=prop.key, value=prop.value)
+    proto.metadata_props.add(key="weights", value="int8")
+    int8_bytes = proto.SerializeToString()
+
+    sessions = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (float_bytes, int8_bytes)]
+    kl, tv = [], []
+    for feeds in feeds_from("valid", CHECK_BATCHES, 1, data):
+        want, got = (s.run(["log_probs"], feeds)[0] for s in sessions)   # (B, T, V, P)
+        unknown = feeds["mask"] > 0.5
+        want, got = want[unknown], got[unknown]                           # (cells, P)
+        kl.append(np.sum(np.exp(want) * (want - got), axis=1))
+        tv.append(0.5 * np.sum(np.abs(np.exp(want) - np.exp(got)), axis=1))
+    kl, tv = np.concatenate(kl), np.concatenate(tv)
+    figures = {"mean_kl": float(kl.mean()), "p99_tv": float(np.percentile(tv, 99)), "cells": len(kl)}
+    if not (figures["mean_kl"] <= MAX_MEAN_KL and figures["p99_tv"] <= MAX_P99_TV):
+        raise SystemExit(f"export_onnx: int8 check FAILED on the validation crops: mean KL "
+                         f"{figures['mean_kl']:.4f} nats (<= {MAX_MEAN_KL}), p99 total variation "
+                         f"{figures['p99_tv']:.3f} (<= {MAX_P99_TV}); nothing written")
+    return int8_bytes, figures
