@@ -21,6 +21,10 @@ from bridge.score import REST, Score
 STEPS_PER_BEAT = 4
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 
+# the longest music read: 4,096 beats (34 minutes at 120 bpm); the model's arrays grow with the
+# length (a delta time of 2**27 ticks would ask for tens of gigabytes)
+MAX_BEATS = 4096
+
 DRUM_CHANNEL = 9  # "channel 10" in the MIDI spec's 1-based numbering
 DEFAULT_VELOCITY = 80
 TEMPO_MAP_TYPES = ("set_tempo", "time_signature", "key_signature")
@@ -126,7 +130,12 @@ def _read_file(path) -> tuple[list[_TrackScan], int]:
     # Below 4 ticks per beat a 16th has no tick of its own; a whole multiple keeps every
     # position exact, and the output is written at the same scaled resolution.
     scale = STEPS_PER_BEAT if ticks_per_beat < STEPS_PER_BEAT else 1
-    return [_scan_track(track, scale) for track in midi.tracks], ticks_per_beat * scale
+    scans = [_scan_track(track, scale) for track in midi.tracks]
+    last = max((note.end for scan in scans for _, note in scan.notes), default=0)
+    if last > MAX_BEATS * ticks_per_beat * scale:
+        raise BadInput(f"the notes last {last / (ticks_per_beat * scale):,.0f} beats; at most {MAX_BEATS:,} "
+                       f"can be read (a delta time in the file may be wrong)", path)
+    return scans, ticks_per_beat * scale
 
 
 def _load(path) -> mido.MidiFile:
