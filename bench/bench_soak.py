@@ -950,15 +950,36 @@ def bridge_view(monitor: list, killed_at: float) -> dict:
 
 def hanging_at_end(events: list[tuple[int, bytes]]) -> tuple[dict, dict]:
     """(hanging, unverifiable): note-ons with no note-off in the record; a note of the DAW's (it
-    ends every note) or one after whose note-on the listener missed a cycle may have had its
-    note-off missed by the listener: those are unverifiable."""
+    ends every note) or one with a cycle the listener missed between it and the key's next
+    note-on (or the end) may have had its note-off missed by the listener: those are
+    unverifiable. An All Notes Off (CC 123) or All Sound Off (CC 120) ends its channel's notes."""
     spots = blind_spots(events)
-    hanging, unverifiable = {}, {}
-    for key, count in jackrig.hanging([m for _, m in events]).items():
-        channel, pitch = key
-        last_on = max(f for f, m in events if _is_on(m) and _channel(m) == channel and m[1] == pitch)
-        missed = channel == MELODY_CHANNEL or any(b >= last_on for _, b in spots)
-        (unverifiable if missed else hanging)[key] = count
+
+    def missed_between(first: int, last: int) -> bool:
+        return any(first <= b and a <= last for a, b in spots)
+
+    sounding: dict = {}      # key -> frames of its note-ons not ended yet, oldest first
+    unverifiable: dict = {}
+    for frame, m in events:
+        if len(m) == 3 and m[0] & 0xF0 == 0xB0 and m[1] in (120, 123):
+            sounding = {key: ons for key, ons in sounding.items() if key[0] != m[0] & 0x0F}
+        elif _is_on(m):
+            key = (_channel(m), m[1])
+            ons = sounding.setdefault(key, [])
+            if ons and missed_between(ons[-1], frame):    # the earlier note's end may be in the gap
+                unverifiable[key] = unverifiable.get(key, 0) + 1
+                ons.pop()
+            ons.append(frame)
+        elif _is_off(m) and sounding.get((_channel(m), m[1])):
+            sounding[(_channel(m), m[1])].pop(0)
+    end = events[-1][0] if events else 0
+    hanging = {}
+    for key, ons in sounding.items():
+        for frame in ons:
+            if key[0] == MELODY_CHANNEL or missed_between(frame, end):
+                unverifiable[key] = unverifiable.get(key, 0) + 1
+            else:
+                hanging[key] = hanging.get(key, 0) + 1
     return hanging, unverifiable
 
 

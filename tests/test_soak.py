@@ -127,3 +127,17 @@ def test_no_event_errors(soak):
     for when in ("before_close", "after_close"):
         stats = soak.bridge_stats[when]
         assert stats["event_errors"] == 0, f"{when}: {stats['last_event_error']}"
+
+
+def test_a_note_off_in_a_cycle_the_listener_missed_is_not_called_hanging():
+    """bench_soak.hanging_at_end: an echo struck twice with no note-off between is hanging, unless
+    the listener missed a cycle between the two (its clocks, 750 frames apart, show the gap)."""
+    import bench_soak
+
+    def record(gap: bool) -> list:
+        clocks = [(frame, bytes([0xF8])) for frame in range(0, 20_000, 750) if not (gap and frame == 6_000)]
+        notes = [(1_000, bytes([0x94, 74, 90])), (12_000, bytes([0x94, 74, 90])), (15_000, bytes([0x84, 74, 0]))]
+        return sorted(clocks + notes, key=lambda event: event[0])
+
+    assert bench_soak.hanging_at_end(record(gap=False)) == ({(4, 74): 1}, {})
+    assert bench_soak.hanging_at_end(record(gap=True)) == ({}, {(4, 74): 1})
