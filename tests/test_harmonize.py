@@ -80,6 +80,15 @@ def test_low_melody_keeps_its_register(engine):
     assert roll[:, 3].min() >= b_lo - 12 and roll[:, 3].max() <= b_hi - 12
 
 
+def test_a_melody_at_the_bottom_of_midi_gets_voices_folded_into_midi(engine):
+    """Most notes at MIDI 0 (a file fuzzed so): the model works five octaves up; the voices moved
+    back below 0 are folded up by octaves, not passed on as negative pitches."""
+    melody = np.repeat(np.array([0, 0, 0, 65, 0, 67, 0, 69, 0], dtype=np.int16), 4)
+    roll = engine.harmonize(melody, Settings(seed=1)).pitches
+    assert np.array_equal(roll[:, 0], melody)
+    assert roll[:, 1:].min() >= 0 and roll[:, 1:].max() <= 127
+
+
 def test_cli_harmonize_writes_four_monophonic_tracks(tmp_path, tiny_model):
     out = tmp_path / "chorale.mid"
     result = run_cli("harmonize", EXAMPLE_MELODY, "-o", out, "--model", tiny_model, "--seed", 11)

@@ -238,7 +238,8 @@ class Engine(ABC):
     @staticmethod
     def _user_view(result: Score, score: Score, known: np.ndarray, shift: int) -> Score:
         """The model's answer moved back to the user's register, the given cells exactly as given."""
-        moved = fold_into_range(np.where(result.pitches >= 0, result.pitches - shift, REST), 0, 127)
+        sounding = result.pitches >= 0
+        moved = fold_into_range(result.pitches.astype(np.int64) - shift, 0, 127, sounding)
         pitches = np.where(known, score.pitches, moved)
         onsets = np.where(known, score.onsets, result.onsets)
         return Score.of(pitches, onsets, score.voices, held_in=True, meter=score.meter)
@@ -368,15 +369,17 @@ def octave_shift_into_range(melody: np.ndarray, low: int, high: int) -> int:
     return int(_OCTAVE_SHIFTS[np.lexsort((_OCTAVE_SHIFTS, np.abs(_OCTAVE_SHIFTS), outside))[0]])
 
 
-def fold_into_range(melody: np.ndarray, low: int, high: int) -> np.ndarray:
-    """Notes still outside [low, high] (a melody wider than the range) moved by octaves into it."""
+def fold_into_range(melody: np.ndarray, low: int, high: int, sounding: np.ndarray | None = None) -> np.ndarray:
+    """Notes still outside [low, high] (a melody wider than the range) moved by octaves into it.
+    Cells < 0 are rests, unless `sounding` says which cells are notes (a pitch moved below 0)."""
     pitches = melody.astype(np.int64)
-    sounding = pitches[pitches >= 0]
-    if sounding.size == 0 or (sounding.min() >= low and sounding.max() <= high):   # the common case
-        return melody.astype(np.int16)
+    sounding = pitches >= 0 if sounding is None else np.asarray(sounding, dtype=bool)
+    notes = pitches[sounding]
+    if notes.size == 0 or (notes.min() >= low and notes.max() <= high):   # the common case
+        return np.where(sounding, pitches, REST).astype(np.int16)
     up = np.where(pitches < low, -((pitches - low) // 12) * 12, 0)       # whole octaves up to reach low
     down = np.where(pitches > high, ((pitches - high + 11) // 12) * 12, 0)
-    return np.where(melody >= 0, pitches + up - down, melody).astype(np.int16)
+    return np.where(sounding, pitches + up - down, REST).astype(np.int16)
 
 
 def load_engine(model: str | Path = "coconet", threads: int | None = None, spin: bool = True) -> Engine:
