@@ -6,6 +6,7 @@ interrupted conversion never leaves a partial file behind.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -39,6 +40,18 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         temp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def about(source: Path):
+    """A BadInput raised while working on `source` names it (a Score's or an engine's own check
+    knows no file), so the one line a command prints says which file."""
+    try:
+        yield
+    except BadInput as error:
+        if error.path is None:
+            raise BadInput(error.reason, source) from error
+        raise
+
+
 def harmonize_file(source: Path, target: Path, engine: Engine, settings: Settings,
                    track: int | None = None) -> None:
     """Read the melody of `source`, harmonize it in four voices, write `target`."""
@@ -47,9 +60,10 @@ def harmonize_file(source: Path, target: Path, engine: Engine, settings: Setting
         raise BadInput("no such file", source)
     if not target.parent.is_dir():
         raise BadInput("output folder does not exist", target)
-    melody = read_melody(source, track=track)
-    soprano, step_ticks = quantize(melody)
-    score = engine.harmonize(soprano, settings)
+    with about(source):
+        melody = read_melody(source, track=track)
+        soprano, step_ticks = quantize(melody)
+        score = engine.harmonize(soprano, settings)
     atomic_write(target, lambda temp: write_chorale(temp, score, melody, step_ticks))
 
 
@@ -92,14 +106,15 @@ def continue_file(source: Path, target: Path, engine: Engine, settings: Settings
         raise BadInput("no such file", source)
     if not target.parent.is_dir():
         raise BadInput("output folder does not exist", target)
-    prime, known = read_prime(source, track)
-    voices = 4 if known.all() and len(prime) else 1
+    with about(source):
+        prime, known = read_prime(source, track)
+        voices = 4 if known.all() and len(prime) else 1
+        scores = []
+        for k in range(variants):
+            seed = None if settings.seed is None else settings.seed + k
+            scores.append(engine.generate(prime, known, bars * prime.meter[0], settings.replace(seed=seed)))
     targets = [target] if variants == 1 else [target.with_name(f"{target.stem}-{k + 1}{target.suffix}")
                                                for k in range(variants)]
-    scores = []
-    for k in range(variants):
-        seed = None if settings.seed is None else settings.seed + k
-        scores.append(engine.generate(prime, known, bars * prime.meter[0], settings.replace(seed=seed)))
     for path, score in zip(targets, scores):   # every draw done before the first file is written
         atomic_write(path, lambda temp, score=score: write_continuation(temp, source, score, len(prime), voices))
     return targets

@@ -89,6 +89,21 @@ def test_a_melody_at_the_bottom_of_midi_gets_voices_folded_into_midi(engine):
     assert roll[:, 1:].min() >= 0 and roll[:, 1:].max() <= 127
 
 
+def test_a_check_deep_in_the_engine_names_the_file(tmp_path, engine, monkeypatch):
+    """A BadInput that knows no file (a Score's own check), raised while converting one, names it."""
+    from bridge.convert import harmonize_file
+    from bridge.errors import BadInput
+
+    def refuse(*args, **kwargs):
+        raise BadInput("a score's pitches must be MIDI 0..127 or -1 (silent)")
+
+    monkeypatch.setattr(engine, "harmonize", refuse)
+    with pytest.raises(BadInput) as caught:
+        harmonize_file(EXAMPLE_MELODY, tmp_path / "out.mid", engine, Settings(seed=1))
+    assert str(caught.value).startswith(f"{EXAMPLE_MELODY}: a score's pitches")
+    assert not (tmp_path / "out.mid").exists()
+
+
 def test_cli_harmonize_writes_four_monophonic_tracks(tmp_path, tiny_model):
     out = tmp_path / "chorale.mid"
     result = run_cli("harmonize", EXAMPLE_MELODY, "-o", out, "--model", tiny_model, "--seed", 11)
