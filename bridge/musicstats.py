@@ -117,6 +117,7 @@ def consecutive_perfect(a0, b0, a1, b1):
     return ((a0 >= 0) & (b0 >= 0) & (a1 >= 0) & (b1 >= 0) & (a0 != a1) & (b0 != b1)
             & ((interval == 0) | (interval == 7)) & (abs(a0 - b0) % 12 == interval))
 
+
 CHORD_TYPES = ("major", "minor", "diminished", "augmented", "dominant7", "other7", "incomplete", "other")
 SEVENTH_TYPES = ("dominant7", "other7")
 
