@@ -362,6 +362,9 @@ def main(argv=None) -> int:
                    help="Coconet without voice heads: int8 convolutions, calibrated on the JSB training "
                         "split and checked against the float graph on the validation split (models/quantize.py)")
     p.add_argument("--data", help="with --int8: Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
+    p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax",
+                   help="with --int8: activation ranges from the calibration's extremes or its 99.999th "
+                        "percentiles (see models/quantize.py; default minmax)")
     args = p.parse_args(argv)
 
     import onnx
@@ -399,7 +402,7 @@ def main(argv=None) -> int:
     if args.int8:
         from models.quantize import quantize_coconet
 
-        onnx_bytes, check = quantize_coconet(onnx_bytes, args.data)
+        onnx_bytes, check = quantize_coconet(onnx_bytes, args.data, args.calibration)
         note = (f"; int8 against the float graph on {check['cells']} validation cells: mean KL "
                 f"{check['mean_kl']:.4f} nats, p99 total variation {check['p99_tv']:.3f}")
     output.parent.mkdir(parents=True, exist_ok=True)
