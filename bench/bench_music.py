@@ -4,7 +4,7 @@
     python bench/bench_music.py --live note --model coconet-live    # what the live bridge plays
 
 Harmonizes the soprano of each JSB test chorale (77) with the shipped model (`--model`, a shipped
-name or an .onnx path) at the default settings, seed i for chorale i; computes the style
+name or an .onnx path) at the default settings, seed i for chorale i (`--seed S`: S + i); computes the style
 statistics of bridge/musicstats.py for Bach's own test chorales, for the model's harmonizations
 and for the block-triad baseline (`block_triad_harmonize`, which must fail); prints a table
 (statistic | Bach | model | block triads | bar) with each line's verdict and the overall one.
@@ -125,6 +125,7 @@ def main() -> int:
     chorales = load_jsb16(data, "test")[:args.limit]
     sopranos = [c[:, 0].copy() for c in chorales]
     settings = settings_from(args)
+    first_seed = args.seed or 0   # chorale i is harmonized with seed first_seed + i
 
     bach = music_stats(chorales)
     block = music_stats([block_triad_harmonize(s) for s in sopranos])
@@ -136,13 +137,14 @@ def main() -> int:
         engine.warm_up()
         rolls = []
         started = time.perf_counter()
-        for seed, soprano in enumerate(sopranos):
+        for i, soprano in enumerate(sopranos):
+            seed = first_seed + i
             if args.live:
                 config = LiveConfig(mode=args.live, context_steps=args.context)
                 rolls.append(render(engine, soprano, config, settings.replace(seed=seed)))
             else:
                 rolls.append(engine.harmonize(soprano, settings.replace(seed=seed)).pitches)
-            print(f"\rharmonized {seed + 1}/{len(sopranos)}", end="", file=sys.stderr, flush=True)
+            print(f"\rharmonized {i + 1}/{len(sopranos)}", end="", file=sys.stderr, flush=True)
         seconds = time.perf_counter() - started
         print(file=sys.stderr)
         model = music_stats(rolls)
@@ -153,7 +155,7 @@ def main() -> int:
     print(f"{len(chorales)} JSB test chorales{' (--limit)' if args.limit else ''}; Bach = Bach's own "
           f"harmonizations of the same chorales; model {args.model if model is not None else '(skipped)'} "
           f"at steps {settings.steps}, temperature {settings.temperature}, pmin {settings.pmin}, "
-          f"alpha {settings.alpha}, candidates {settings.candidates}, seed i "
+          f"alpha {settings.alpha}, candidates {settings.candidates}, seed {first_seed} + i "
           f"for chorale i{f', {seconds:.0f} s' if seconds is not None else ''}")
     print(f"parallels: consecutive perfect 5ths/8ves, similar and contrary motion (see bridge/musicstats.py); "
           f"PRODUCT.md quotes {BACH_PARALLELS_QUOTED} for Bach, measured here {bach['parallels']:.2f}")
@@ -164,7 +166,7 @@ def main() -> int:
         out = {
             "chorales": len(chorales), "limit": args.limit, "model": str(args.model) if model else None,
             "settings": {"steps": settings.steps, "temperature": settings.temperature, "pmax": settings.pmax,
-                         "pmin": settings.pmin, "alpha": settings.alpha, "seeds": f"0..{len(chorales) - 1}"},
+                         "pmin": settings.pmin, "alpha": settings.alpha, "seeds": f"{first_seed}..{first_seed + len(chorales) - 1}"},
             "harmonize_seconds": seconds,
             "tolerances": TOLERANCES,
             "bach_parallels_quoted": BACH_PARALLELS_QUOTED,
