@@ -66,6 +66,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(10))
         at = int(rng.integers(len(out))) if out else 0
+        starts = _track_starts(bytes(out)) if kind in (6, 7) else []
         if kind == 0 and out:                                   # a bit flipped
             out[at] ^= 1 << int(rng.integers(8))
         elif kind == 1 and out:                                 # a byte overwritten
@@ -78,12 +79,12 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
             del out[max(1, at):]
         elif kind == 5 and out:                                 # a stretch repeated
             out[at:at] = out[at:at + int(rng.integers(1, 64))]
-        elif kind == 6 and _track_starts(bytes(out)):           # a track's length field lies
-            start = int(rng.choice(_track_starts(bytes(out))))
+        elif kind == 6 and starts:                              # a track's length field lies
+            start = int(rng.choice(starts))
             out[start + 4:start + 8] = struct.pack(">I", int(rng.choice([0, 1, 7, 2**31 - 1, 2**32 - 1,
                                                                          int(rng.integers(2**16))])))
-        elif kind == 7 and _track_starts(bytes(out)):           # an extreme delta time
-            start = int(rng.choice(_track_starts(bytes(out)))) + 8
+        elif kind == 7 and starts:                              # an extreme delta time
+            start = int(rng.choice(starts)) + 8
             out[start:start] = bytes([0x8F, 0xFF, 0xFF, 0x7F, 0x90, 60, 100])
         elif kind == 8 and b"\xff\x51\x03" in out:               # a tempo of 0 or of the slowest
             i = bytes(out).index(b"\xff\x51\x03") + 3
@@ -181,8 +182,6 @@ def run_case(data: bytes, folder: Path, name: str, steps: int = 1) -> str | None
         return f"exit status {code}: {err.getvalue()[-500:]}"
     if len(lines) != 1 or str(source) not in lines[0]:
         return f"exit 2 but stderr is not one line naming the file: {err.getvalue()[-500:]!r}"
-    if target.exists():
-        return "exit 2 but an output file was left"
     leftovers = [p.name for p in folder.iterdir() if p.name.startswith(f"{name}-out")]
     if leftovers:
         return f"exit 2 but {leftovers} left behind"

@@ -202,6 +202,11 @@ CONTENT_MASK_KINDS = {
 }
 
 
+# what the product asks of the offline model, the mix Coconet trains on (models/train_coconet.py)
+# and the int8 export calibrates with (models/quantize.py): any inpainting, a melody given, the live case
+MASK_WEIGHTS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+
+
 def mixed_masks(batch: int, length: int, rng: np.random.Generator, weights: dict[str, float],
                 pitches: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mask, target) with each example's drawn from the kinds in `weights` (relative

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import find_jsb16, load_jsb16, mixed_masks, random_crops
+from models.data import MASK_WEIGHTS, find_jsb16, load_jsb16, mixed_masks, random_crops
 
 CALIBRATION_BATCHES = 24     # batches of the training split's crops
 CHECK_BATCHES = 8            # ... and of the validation split's, for the check
@@ -37,8 +37,6 @@ BATCH, CROP = 4, 64
 # (which pitch ranks first is no measure: where two pitches are near equal, a rounding swaps them)
 MAX_MEAN_KL = 0.01           # nats per cell, KL(float || int8)
 MAX_P99_TV = 0.1             # 99th percentile of the total variation distance per cell
-# what the product asks of the offline model (models/train_coconet.MASK_WEIGHTS)
-MASKS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
 
 
 def feeds_from(split: str, batches: int, seed: int, data: str | Path | None = None) -> list[dict]:
@@ -51,7 +49,7 @@ def feeds_from(split: str, batches: int, seed: int, data: str | Path | None = No
     out = []
     for _ in range(batches):
         pitches = random_crops(chorales, BATCH, CROP, rng)      # pitch indices, transposed
-        mask, _ = mixed_masks(BATCH, CROP, rng, MASKS, pitches)
+        mask, _ = mixed_masks(BATCH, CROP, rng, MASK_WEIGHTS, pitches)
         out.append({"pitches": pitches, "mask": mask})
     return out
 

@@ -36,9 +36,9 @@ PRESETS = {
     "tiny": CoconetConfig(num_layers=4, channels=16, separable=False,       # smoke tests
                           time_dilations=(1,), pitch_dilations=(1, 2)),
 }
-# what the product asks of the model: any inpainting, a melody given, and the live case; the live
-# model is asked the live bridge's question (a melody onset, the past known) most of all
-MASK_WEIGHTS = {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+# the offline mix is data.MASK_WEIGHTS; the live model is asked the live bridge's question (a
+# melody onset, the past known) most of all
+MASK_WEIGHTS = data.MASK_WEIGHTS
 PRESET_MASK_WEIGHTS = {"live": {"orderless": 0.3, "melody": 0.1, "chronological": 0.2, "live_onset": 0.4}}
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
