@@ -77,7 +77,10 @@ def cmd_harmonize(args) -> int:
 
     settings = settings_from(args)
     engine = load_engine(model_from(args))
-    harmonize_file(Path(args.input), Path(args.output), engine, settings, track=args.track)
+    paths = harmonize_file(Path(args.input), Path(args.output), engine, settings, track=args.track,
+                           variants=args.variants)
+    if args.variants > 1:
+        print("\n".join(map(str, paths)))
     return 0
 
 
@@ -174,6 +177,18 @@ def cmd_continue(args) -> int:
     engine = load_engine(model_from(args))
     for path in continue_file(Path(args.input), Path(args.output), engine, settings, args.bars,
                               variants=args.variants, track=args.track):
+        print(path)
+    return 0
+
+
+def cmd_regenerate(args) -> int:
+    from bridge.convert import parse_bars, parse_voices, regenerate_file
+    from bridge.engines import load_engine
+
+    bars, voices = parse_bars(args.bars), parse_voices(args.voices)
+    settings = settings_from(args)
+    engine = load_engine(model_from(args))
+    for path in regenerate_file(Path(args.input), Path(args.output), engine, settings, bars, voices, args.variants):
         print(path)
     return 0
 
@@ -383,9 +398,15 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                 "the coconet engine draws one after another, top down (one network call each).")
 
 
+VARIANTS_HELP = ("write K files, each its own draw, OUTPUT-1 the likeliest where the engine can rank them "
+                 "(default 1)")
+
+
 def _harmonize_options(h: argparse.ArgumentParser) -> None:
     h.add_argument("input", help="a MIDI file with the melody")
-    h.add_argument("-o", "--output", required=True, help="the four-voice MIDI file to write")
+    h.add_argument("-o", "--output", required=True,
+                   help="the four-voice MIDI file to write (with --variants K: OUTPUT-1 .. -K)")
+    h.add_argument("--variants", type=int, default=1, help=VARIANTS_HELP)
     add_engine_options(h)
     add_knobs(h)
     h.set_defaults(run=cmd_harmonize)
@@ -424,10 +445,21 @@ def _continue_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("input", help="a MIDI file: a melody, or four voices")
     c.add_argument("-o", "--output", required=True, help="the MIDI file to write (with --variants K: OUTPUT-1 .. -K)")
     c.add_argument("--bars", type=int, default=4, help="bars to add, in the file's meter (default 4)")
-    c.add_argument("--variants", type=int, default=1, help="write K files, each its own draw (default 1)")
+    c.add_argument("--variants", type=int, default=1, help=VARIANTS_HELP)
     add_engine_options(c, default="phrase")
     add_knobs(c)
     c.set_defaults(run=cmd_continue)
+
+
+def _regenerate_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument("input", help="a four-voice MIDI file (such as harmonize writes)")
+    r.add_argument("--bars", required=True, help="the bars to draw again, counted from 1 in the file's meter: 3 or 3-4")
+    r.add_argument("--voices", default="ATB", help="which voices, letters of SATB (default ATB: the melody kept)")
+    r.add_argument("-o", "--output", required=True, help="the MIDI file to write (with --variants K: OUTPUT-1 .. -K)")
+    r.add_argument("--variants", type=int, default=1, help=VARIANTS_HELP)
+    add_engine_options(r)
+    add_knobs(r, files=False)
+    r.set_defaults(run=cmd_regenerate)
 
 
 def _live_options(lv: argparse.ArgumentParser) -> None:
@@ -442,6 +474,7 @@ COMMANDS = {
     "eval": ("likelihood figures on a held-out split", _eval_options),
     "generate": ("continue a prime, or write from nothing, in four voices", _generate_options),
     "continue": ("a MIDI file kept exactly, with bars of continuation after it", _continue_options),
+    "regenerate": ("draw chosen bars and voices of a four-voice file again, the rest kept exactly", _regenerate_options),
     "ports": ("MIDI APIs compiled in, which one auto picks, and the ports each sees",
               lambda po: po.set_defaults(run=cmd_ports)),
     "live": ("the live bridge without a window: melody in, harmony out, until Ctrl-C", _live_options),
@@ -466,7 +499,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 # commands that only read and write files: once they return, their output is closed and nothing
 # else runs, so the process ends at once (interpreter shutdown tears numba's compiled kernels
 # down for about 0.2 s, a fifth of a one-file harmonize)
-QUICK_EXIT_COMMANDS = ("harmonize", "continue", "generate")
+QUICK_EXIT_COMMANDS = ("harmonize", "continue", "generate", "regenerate")
 
 
 def entry() -> None:

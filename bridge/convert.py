@@ -19,9 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from bridge.engines import Engine, hold_through_short_rests, load_engine
+from bridge.engines import RANK, Engine, hold_through_short_rests, load_engine
 from bridge.errors import BadInput
-from bridge.midifile import meter_at_start, quantize, read_melody, read_voices, write_chorale, write_continuation
+from bridge.midifile import (VOICE_NAMES, meter_at_start, quantize, read_melody, read_voices, write_chorale,
+                             write_continuation, write_regenerated)
 from bridge.onnxmodel import default_threads
 from bridge.score import REST, Score
 from bridge.settings import Settings
@@ -53,18 +54,58 @@ def about(source: Path):
 
 
 def harmonize_file(source: Path, target: Path, engine: Engine, settings: Settings,
-                   track: int | None = None) -> None:
-    """Read the melody of `source`, harmonize it in four voices, write `target`."""
+                   track: int | None = None, variants: int = 1) -> list[Path]:
+    """Read the melody of `source`, harmonize it in four voices, write `target` (with `variants`
+    K > 1: K draws, likeliest first, see `variant_paths`). -> the files written."""
     source, target = Path(source), Path(target)
+    check_paths(source, target, variants)
+    with about(source):
+        melody = read_melody(source, track=track)
+        soprano, step_ticks = quantize(melody)
+        known = np.zeros((len(soprano), 4), dtype=bool)
+        known[:, 0] = True
+        scores = ranked(engine, [engine.harmonize(soprano, seeded(settings, k)) for k in range(variants)],
+                        known, settings)
+    return write_variants(target, scores, lambda temp, score: write_chorale(temp, score, melody, step_ticks))
+
+
+def check_paths(source: Path, target: Path, variants: int = 1) -> None:
+    """BadInput unless `source` is a file, `target`'s folder exists and `variants` >= 1."""
+    if variants < 1:
+        raise BadInput(f"--variants must be >= 1, not {variants}")
     if not source.is_file():
         raise BadInput("no such file", source)
     if not target.parent.is_dir():
         raise BadInput("output folder does not exist", target)
-    with about(source):
-        melody = read_melody(source, track=track)
-        soprano, step_ticks = quantize(melody)
-        score = engine.harmonize(soprano, settings)
-    atomic_write(target, lambda temp: write_chorale(temp, score, melody, step_ticks))
+
+
+def seeded(settings: Settings, variant: int) -> Settings:
+    """The settings of the variant-th draw: seed, seed + 1, ... (none stays none)."""
+    return settings if settings.seed is None else settings.replace(seed=settings.seed + variant)
+
+
+def ranked(engine: Engine, fillings: list[Score], known: np.ndarray, settings: Settings) -> list[Score]:
+    """Fillings of one score's unknown cells, likeliest first where the engine can rank them
+    (RANK), else in the order drawn."""
+    if len(fillings) < 2 or RANK not in engine.capabilities:
+        return fillings
+    likelihoods = engine.rank(fillings, known, settings)
+    return [fillings[i] for i in sorted(range(len(fillings)), key=lambda i: -likelihoods[i])]
+
+
+def variant_paths(target: Path, variants: int) -> list[Path]:
+    """`target` alone, or TARGET-1.mid .. TARGET-K.mid (1: the likeliest where the engine ranks)."""
+    if variants == 1:
+        return [target]
+    return [target.with_name(f"{target.stem}-{k + 1}{target.suffix}") for k in range(variants)]
+
+
+def write_variants(target: Path, scores: list[Score], write: Callable[[Path, Score], None]) -> list[Path]:
+    """Each score to its variant path, atomically, once every draw is done. -> the paths."""
+    paths = variant_paths(target, len(scores))
+    for path, score in zip(paths, scores):
+        atomic_write(path, lambda temp, score=score: write(temp, score))
+    return paths
 
 
 def read_prime(source: Path, track: int | None = None) -> tuple[Score, np.ndarray]:
@@ -95,29 +136,89 @@ def read_prime(source: Path, track: int | None = None) -> tuple[Score, np.ndarra
 def continue_file(source: Path, target: Path, engine: Engine, settings: Settings, bars: int,
                   variants: int = 1, track: int | None = None) -> list[Path]:
     """`source` kept exactly, with `bars` bars of continuation after it, in `variants` files
-    (`target`, or TARGET-1.mid .. TARGET-K.mid, each its own draw: seed, seed + 1, ...). A melody
-    is continued as a melody; a four-voice file in four voices. -> the files written."""
+    (`variant_paths`; each its own draw: seed, seed + 1, ..., likeliest first where the engine
+    ranks). A melody is continued as a melody; a four-voice file in four voices. -> the files written."""
     source, target = Path(source), Path(target)
     if bars < 1:
         raise BadInput(f"--bars must be >= 1, not {bars}")
-    if variants < 1:
-        raise BadInput(f"--variants must be >= 1, not {variants}")
-    if not source.is_file():
-        raise BadInput("no such file", source)
-    if not target.parent.is_dir():
-        raise BadInput("output folder does not exist", target)
+    check_paths(source, target, variants)
     with about(source):
         prime, known = read_prime(source, track)
         voices = 4 if known.all() and len(prime) else 1
-        scores = []
-        for k in range(variants):
-            seed = None if settings.seed is None else settings.seed + k
-            scores.append(engine.generate(prime, known, bars * prime.meter[0], settings.replace(seed=seed)))
-    targets = [target] if variants == 1 else [target.with_name(f"{target.stem}-{k + 1}{target.suffix}")
-                                               for k in range(variants)]
-    for path, score in zip(targets, scores):   # every draw done before the first file is written
-        atomic_write(path, lambda temp, score=score: write_continuation(temp, source, score, len(prime), voices))
-    return targets
+        steps = bars * prime.meter[0]
+        scores = [engine.generate(prime, known, steps, seeded(settings, k)) for k in range(variants)]
+        scores = ranked(engine, scores, np.concatenate([known, np.zeros((steps, 4), dtype=bool)]), settings)
+    return write_variants(target, scores,
+                          lambda temp, score: write_continuation(temp, source, score, len(prime), voices))
+
+
+def parse_bars(text: str) -> tuple[int, int]:
+    """'3' or '3-4' (bars counted from 1, both ends included) -> (first, last)."""
+    first, _, last = str(text).partition("-")
+    try:
+        bars = (int(first), int(last or first))
+    except ValueError:
+        raise BadInput(f"--bars takes a bar or a range of bars such as 3-4, not {text!r}") from None
+    if not 1 <= bars[0] <= bars[1]:
+        raise BadInput(f"--bars must count from 1 up, first <= last, not {text!r}")
+    return bars
+
+
+def parse_voices(text: str) -> tuple[int, ...]:
+    """'ATB' (any of S, A, T, B) -> voice indices."""
+    letters = [name[0] for name in VOICE_NAMES]
+    chosen = sorted({letters.index(c) for c in str(text).upper() if c in letters})
+    if not chosen or any(c not in letters for c in str(text).upper()):
+        raise BadInput(f"--voices takes letters of SATB, such as ATB, not {text!r}")
+    return tuple(chosen)
+
+
+def redrawn_cells(score: Score, first_step: int, stop_step: int, voices: tuple[int, ...]) -> np.ndarray:
+    """(T, 4) the cells of the chosen voices' notes that begin in [first_step, stop_step), each
+    note whole: where a chosen voice rests it still rests, and a note held into the passage
+    from before is kept."""
+    cells = np.zeros(score.pitches.shape, dtype=bool)
+    for voice in voices:
+        for _, first, stop in score.note_runs(voice):
+            if first_step <= first < stop_step:
+                cells[first:stop, voice] = True
+    return cells
+
+
+def held_past(score: Score, redrawn: np.ndarray, stop_step: int) -> Score:
+    """The score with each redrawn note that reaches past `stop_step` held from there on at the
+    pitch it has on the step before, unstruck: every note drawn begins in the passage."""
+    pitches, onsets = np.array(score.pitches), np.array(score.onsets)
+    tail = redrawn.copy()
+    tail[:stop_step] = False
+    for t, v in zip(*np.nonzero(tail)):
+        pitches[t, v], onsets[t, v] = pitches[t - 1, v], False
+    return score.replace(pitches=pitches, onsets=onsets)
+
+
+def regenerate_file(source: Path, target: Path, engine: Engine, settings: Settings, bars: tuple[int, int],
+                    voices: tuple[int, ...] = (1, 2, 3), variants: int = 1) -> list[Path]:
+    """A four-voice file with the chosen voices' notes that begin in the chosen bars (counted
+    from 1 in the file's meter) drawn again by the engine given everything around them, both
+    sides (`redrawn_cells`; a note reaching past the bars holds there, `held_past`); every
+    other note exactly as it was (`write_regenerated`). `variants` K > 1: K
+    files, likeliest first where the engine ranks. -> the files written."""
+    source, target = Path(source), Path(target)
+    check_paths(source, target, variants)
+    with about(source):
+        bar = meter_at_start(read_melody(source))[0]
+        score = read_voices(source)
+        total_bars = -(-len(score) // bar)
+        if bars[0] > total_bars:
+            raise BadInput(f"--bars {bars[0]}-{bars[1]}: the file has {total_bars} bars")
+        redrawn = redrawn_cells(score, (bars[0] - 1) * bar, bars[1] * bar, voices)
+        if not redrawn.any():
+            raise BadInput(f"no note of {''.join(VOICE_NAMES[v][0] for v in voices)} begins in bars {bars[0]}-{bars[1]}")
+        known = ~redrawn
+        fillings = [held_past(engine.fill(score, known, seeded(settings, k)), redrawn, bars[1] * bar)
+                    for k in range(variants)]
+        scores = ranked(engine, fillings, known, settings)
+    return write_variants(target, scores, lambda temp, score: write_regenerated(temp, source, score, redrawn))
 
 
 # ---- batch ----------------------------------------------------------------------------------

@@ -101,21 +101,23 @@ def read_voices(path) -> Score:
 
 
 def _voice_notes(scans: list[_TrackScan], path) -> list[list[Note]]:
-    by_track = [[n for ch, n in scan.notes if ch != DRUM_CHANNEL] for scan in scans]
-    by_track = [notes for notes in by_track if notes]
-    if len(by_track) == len(VOICE_NAMES):
-        return by_track
-    if len(by_track) == 1:
-        by_channel = defaultdict(list)
-        for scan in scans:
-            for channel, note in scan.notes:
-                if channel != DRUM_CHANNEL:
-                    by_channel[channel].append(note)
-        if len(by_channel) == len(VOICE_NAMES):
-            return [by_channel[channel] for channel in sorted(by_channel)]
+    return [[note for channel, note in scans[track].notes if channel != DRUM_CHANNEL and channel in channels]
+            for track, channels in _voice_places(scans, path)]
+
+
+def _voice_places(scans: list[_TrackScan], path) -> list[tuple[int, tuple[int, ...]]]:
+    """Where each of the four voices lies: (track index, its non-drum channels)."""
+    def channels(scan: _TrackScan) -> tuple[int, ...]:
+        return tuple(sorted({ch for ch, _ in scan.notes if ch != DRUM_CHANNEL}))
+
+    with_notes = [index for index, scan in enumerate(scans) if channels(scan)]
+    if len(with_notes) == len(VOICE_NAMES):
+        return [(index, channels(scans[index])) for index in with_notes]
+    if len(with_notes) == 1 and len(channels(scans[with_notes[0]])) == len(VOICE_NAMES):
+        return [(with_notes[0], (channel,)) for channel in channels(scans[with_notes[0]])]
     raise BadInput(
         f"expected 4 voices (4 tracks with notes, or one track on 4 channels), "
-        f"found {len(by_track)} tracks with notes",
+        f"found {len(with_notes)} tracks with notes",
         path,
     )
 
@@ -346,6 +348,93 @@ def write_continuation(path, source, score: Score, start: int, voices: int) -> N
                  for p, t0, t1 in score.note_runs(voice) if t0 >= start]
         midi.tracks.append(_voice_track(f"Continuation {VOICE_NAMES[voice]}", voice, notes, (), end))
     midi.save(path)
+
+
+def write_regenerated(path, source, score: Score, redrawn: np.ndarray) -> None:
+    """The four-voice MIDI file `source` with, in each voice, the notes that begin on a
+    `redrawn` (T, 4) cell of its 16th grid taken out and the score's notes on those cells put in
+    (on the grid, each ending before the voice's next note of the source begins); every other
+    event exactly as it was."""
+    midi = _load(source)
+    if midi.ticks_per_beat < STEPS_PER_BEAT:
+        raise BadInput(f"{midi.ticks_per_beat} ticks a beat is too coarse for a 16th grid of its own", source)
+    scans = [_scan_track(track, 1) for track in midi.tracks]
+    step = midi.ticks_per_beat / STEPS_PER_BEAT
+    ticks = _grid_ticks(len(score), step)
+    redrawn = np.asarray(redrawn, dtype=bool)
+
+    def is_redrawn(tick: int, voice: int) -> bool:
+        t = _nearest_step(tick, step)
+        return 0 <= t < len(redrawn) and bool(redrawn[t, voice])
+
+    for voice, (track_index, channels) in enumerate(_voice_places(scans, source)):
+        kept = [note for channel, note in scans[track_index].notes
+                if channel in channels and not is_redrawn(note.start, voice)]
+        taken = [note for channel, note in scans[track_index].notes
+                 if channel in channels and is_redrawn(note.start, voice)]
+        velocity = round(np.mean([note.velocity for note in taken])) if taken else DEFAULT_VELOCITY
+        new_notes = []
+        for pitch, first, stop in _redrawn_runs(score, redrawn, voice):
+            start, end = int(ticks[first]), int(ticks[stop])
+            # the source's own notes either side keep their real ticks: the new note fits between
+            end = min([end] + [note.start for note in kept if note.start > start])
+            start = max([start] + [note.end for note in kept if note.end <= end and note.start < start])
+            if end > start:
+                new_notes.append(Note(pitch, start, end, velocity))
+        midi.tracks[track_index] = _spliced(midi.tracks[track_index], channels,
+                                            lambda tick, voice=voice: is_redrawn(tick, voice), new_notes, channels[0])
+    midi.save(path)
+
+
+def _redrawn_runs(score: Score, redrawn: np.ndarray, voice: int) -> list[tuple[int, int, int]]:
+    """(pitch, first step, stop step) of the score's notes on one voice's redrawn cells: a note
+    ends where its pitch changes, the voice strikes again, or the redrawn cells end."""
+    pitches, onsets, cells = score.pitches[:, voice], score.onsets[:, voice], redrawn[:, voice]
+    runs: list[tuple[int, int, int]] = []
+    for t in range(len(pitches)):
+        if not cells[t] or pitches[t] < 0:
+            continue
+        if runs and runs[-1][2] == t and runs[-1][0] == pitches[t] and not onsets[t]:
+            runs[-1] = (runs[-1][0], runs[-1][1], t + 1)
+        else:
+            runs.append((int(pitches[t]), t, t + 1))
+    return runs
+
+
+def _spliced(track: mido.MidiTrack, channels: tuple[int, ...], taken_out, notes: list[Note],
+             channel: int) -> mido.MidiTrack:
+    """The track without its notes on `channels` whose start tick `taken_out(tick)` says, with
+    `notes` (on `channel`) in; everything else in its place."""
+    events = []                      # (tick, order, message): same-tick events keep the file's order
+    dropping: dict[tuple[int, int], deque] = defaultdict(deque)   # per key, first on first off: dropped?
+    tick, end = 0, 0
+    for index, msg in enumerate(track):
+        tick += msg.time
+        if msg.type == "end_of_track":
+            end = tick
+            continue
+        if msg.type in ("note_on", "note_off") and msg.channel in channels:
+            key = (msg.channel, msg.note)
+            if msg.type == "note_on" and msg.velocity > 0:
+                drop = taken_out(tick)
+                dropping[key].append(drop)
+                if drop:
+                    continue
+            elif dropping[key] and dropping[key].popleft():
+                continue
+        events.append((tick, 1, index, msg))
+    for note in notes:
+        events.append((note.end, 0, 0, mido.Message("note_off", channel=channel, note=note.pitch)))
+        events.append((note.start, 2, 0, mido.Message("note_on", channel=channel, note=note.pitch,
+                                                      velocity=note.velocity)))
+    events.sort(key=lambda event: event[:3])
+    spliced = mido.MidiTrack()
+    now = 0
+    for tick, _, _, msg in events:
+        spliced.append(msg.copy(time=tick - now))
+        now = tick
+    spliced.append(mido.MetaMessage("end_of_track", time=max(end - now, 0)))
+    return spliced
 
 
 def write_melody(path, pitches_per_step, ticks_per_beat=480, bpm=100.0, velocity=80) -> None:

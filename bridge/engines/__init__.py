@@ -45,6 +45,7 @@ FILL = "fill"                      # fills in any mask given the rest (harmonize
 CONTINUE = "continue"              # steps a sequence with a state: each new step costs its own work, not the piece's
 ARTICULATE = "articulate"          # says where a voice strikes its pitch again (onsets of its own)
 PREDICT_MELODY = "predict melody"  # names the likely next melody pitches (the live bridge speculates on them)
+RANK = "rank"                      # says how likely it finds a filling (variants of a file come out likeliest first)
 
 # metadata 'engine' -> class, imported on first use
 ENGINE_CLASSES = {
@@ -101,6 +102,10 @@ class Engine(ABC):
         """`melody_candidates` in the model's register; engines with PREDICT_MELODY override it."""
         return []
 
+    def _log_likelihoods(self, views: list[Score], known: np.ndarray) -> list[float]:
+        """`rank` in the model's register; engines with RANK override it."""
+        raise NotImplementedError
+
     @abstractmethod
     def evaluate(self, data: Path, split: str, limit: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
@@ -153,6 +158,16 @@ class Engine(ABC):
         view, shift, view_settings = self._model_view(score, known, settings)
         likely = self._melody_candidates(np.array(view.pitches), np.asarray(known, dtype=bool), view_settings, count)
         return [p - shift for p in likely if 0 <= p - shift <= 127]
+
+    def rank(self, fillings: list[Score], known: np.ndarray, settings: Settings) -> list[float]:
+        """How likely the engine finds each of several fillings of one score's unknown cells
+        (`known`: the cells they share), in nats: higher is likelier; comparable only among
+        fillings of one score and mask. Only an engine with RANK can say."""
+        if RANK not in self.capabilities:
+            raise BadInput(f"the {self.name} engine cannot rank what it draws")
+        everything = np.ones(np.shape(known), dtype=bool)
+        views = [self._model_view(filling, everything, settings)[0] for filling in fillings]
+        return [float(x) for x in self._log_likelihoods(views, np.asarray(known, dtype=bool))]
 
     def warm_up(self, settings: Settings | None = None) -> None:
         """Compile the kernels and touch the session once, so the first real call is fast (what

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from bridge import biaxial_kernels
-from bridge.engines import (ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, REST, SOPRANO, Engine, Stream,
+from bridge.engines import (ARTICULATE, CONTINUE, FILL, PREDICT_MELODY, RANK, REST, SOPRANO, Engine, Stream,
                              assign_by_pitch_order, consecutive_perfects)
 from bridge.errors import BadInput
 from bridge.score import Score, pitch_changes
@@ -119,7 +119,7 @@ class BiaxialEngine(Engine):
 
     receptive_radius = None  # recurrent: the whole roll before a cell matters
     knobs = frozenset({"temperature", "candidates", "parallel_penalty", "key", "voice_ranges", "seed"})
-    capabilities = frozenset({FILL, CONTINUE, ARTICULATE, PREDICT_MELODY})
+    capabilities = frozenset({FILL, CONTINUE, ARTICULATE, PREDICT_MELODY, RANK})
 
     def __init__(self, model):
         super().__init__(model)
@@ -352,16 +352,27 @@ class BiaxialEngine(Engine):
         total, steps, accuracy = 0.0, 0, 0.0
         for index, chorale in enumerate(chorales):
             notes = notes_of(chorale)
-            previous = np.concatenate([np.zeros((1, self.num_pitches, 2), dtype=np.float32), notes[:-1]])
-            time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
-            logits = self.note_stack.logits(time_out, notes).astype(np.float64)
-            total += biaxial_kernels.log_likelihood(logits, notes.astype(np.float64), self.articulation)
+            log_likelihood, time_out = self.sequence_log_likelihood(notes)
+            total += log_likelihood
             steps += len(notes)
             accuracy += self.frame_accuracy(time_out, notes, rng)
             if progress:
                 progress(index + 1, len(chorales))
         return {"chorales": len(chorales), "steps": steps, "log_likelihood": total / steps,
                 "accuracy": accuracy / steps, "notes_outside_range": outside}
+
+    def sequence_log_likelihood(self, notes: np.ndarray) -> tuple[float, np.ndarray]:
+        """(log p of (T, P, 2) notes from silence, exact; the time stack's outputs)."""
+        previous = np.concatenate([np.zeros((1, self.num_pitches, 2), dtype=np.float32), notes[:-1]])
+        time_out, _, _ = self.time_steps(previous, 0, *self.zero_states(1))
+        logits = self.note_stack.logits(time_out, notes).astype(np.float64)
+        return float(biaxial_kernels.log_likelihood(logits, notes.astype(np.float64), self.articulation)), time_out
+
+    def _log_likelihoods(self, views: list[Score], known: np.ndarray) -> list[float]:
+        # the known cells weigh the same in every filling but for what the unknown ones change in
+        # how likely they are: the whole piece's likelihood ranks the fillings
+        return [self.sequence_log_likelihood(self.notes_of(np.asarray(view.pitches), np.asarray(view.onsets)))[0]
+                for view in views]
 
     def frame_accuracy(self, time_out: np.ndarray, notes: np.ndarray, rng: np.random.Generator) -> float:
         """Sum over the T steps of the mean over ACCURACY_DRAWS draws of TP / (TP + FP + FN)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from bridge import kernels, keys
-from bridge.engines import FILL, PREDICT_MELODY, REST, SOPRANO, Engine
+from bridge.engines import FILL, PREDICT_MELODY, RANK, REST, SOPRANO, Engine
 from bridge.errors import BadInput
 from bridge.score import Score
 from bridge.settings import Settings
@@ -34,7 +34,7 @@ HEAD_WEIGHTS = ("in_proj", "bias", "interval", "upper_proj", "out")
 
 class CoconetEngine(Engine):
 
-    capabilities = frozenset({FILL, PREDICT_MELODY})
+    capabilities = frozenset({FILL, PREDICT_MELODY, RANK})
 
     def __init__(self, model):
         super().__init__(model)
@@ -218,6 +218,12 @@ class CoconetEngine(Engine):
 
     def likeliest_chain(self, pitches: np.ndarray, free: np.ndarray, rng: np.random.Generator) -> int:
         """Index of the chain with the highest blocked pseudo-log-likelihood of its free cells."""
+        return int(np.argmax(self.pseudo_log_likelihoods(pitches, free, rng)))
+
+    def pseudo_log_likelihoods(self, pitches: np.ndarray, free: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(K,) blocked pseudo-log-likelihood of each chain's free cells: the cells split at random
+        into SCORE_BLOCKS blocks (the same split for every chain), each block's cells read from
+        the network with that block unknown."""
         block_of_cell = rng.integers(SCORE_BLOCKS, size=pitches.shape[1:])
         score = np.zeros(pitches.shape[0], dtype=np.float64)
         block_score = np.empty_like(score)
@@ -225,7 +231,13 @@ class CoconetEngine(Engine):
             mask = (free & (block_of_cell == block)).astype(np.float32)
             kernels.masked_log_likelihood(self.log_probs(pitches, mask), pitches, mask, block_score)
             score += block_score
-        return int(np.argmax(score))
+        return score
+
+    def _log_likelihoods(self, views: list[Score], known: np.ndarray) -> list[float]:
+        pitches = np.stack([np.where(view.pitches >= 0, view.pitches.astype(np.int64) - self.min_pitch, REST)
+                            for view in views])
+        free = np.broadcast_to(~known, pitches.shape)
+        return list(self.pseudo_log_likelihoods(pitches, free, np.random.default_rng(0)))
 
     # ---- evaluation ------------------------------------------------------------------------
 
