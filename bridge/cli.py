@@ -284,6 +284,7 @@ def cmd_live(args) -> int:
 
     from bridge.engines import load_engine
     from bridge.live import Bridge, LiveConfig
+    from bridge.live.learn import parse_binding
     from bridge.ports import auto_api, pick_api
 
     model, note = live_model(args)
@@ -293,7 +294,8 @@ def cmd_live(args) -> int:
                         clock=args.clock, bpm=args.bpm, echo=not args.no_echo, channels=args.channels,
                         echo_channel=args.echo_channel, in_channel=args.in_channel,
                         context_steps=args.context, respond_after_beats=args.respond_after,
-                        answer_bars=args.answer_bars, respond_cc=args.respond_cc)
+                        answer_bars=args.answer_bars, respond_cc=args.respond_cc,
+                        knob_controls=tuple(parse_binding(text) for text in args.cc))
     settings = settings_from(args)
     api = args.api
     if api == "auto":
@@ -370,6 +372,11 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help=f"respond mode: bars the answer lasts (default {d.answer_bars})")
     g.add_argument("--respond-cc", type=int, default=None, metavar="CC",
                    help="respond mode: this controller (a footswitch, e.g. 64) pressed asks for the answer at once")
+    g.add_argument("--cc", action="append", default=[], metavar="KNOB=CC",
+                   help="move a knob from the DAW: a controller 0..119 spans its range, e.g. temperature=21 "
+                        "(program change for a knob with choices: key=program); repeat for more. Knobs: "
+                        "temperature, pmax, pmin, alpha, steps, candidates, parallel_penalty, top_p, repeat_limit, "
+                        "key, mode, lookahead, speculate")
     g.add_argument("--no-speculate", action="store_true",
                    help="note mode: do not work out the likeliest next answers between notes")
     g.add_argument("--clock", default=d.clock, choices=CLOCK_MODES,

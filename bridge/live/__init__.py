@@ -18,7 +18,9 @@ The realtime contract. Who runs what, and what each may never do:
 2. The worker ("bachbridge-live") is the output's one writer. It alone polls the input, runs
    the player of the current mode, asks the engine on a miss, and writes to the output port and
    to its one record of what sounds (bridge.sounding). It never waits on another thread: the
-   knobs come as one immutable `Snapshot` in one attribute (replaced whole by `update()`), and
+   knobs come as one immutable `Snapshot` in one attribute (replaced whole by `update()`, or by
+   the worker itself for a knob a bound controller moved, only when no `update()` holds the
+   lock: else on a later pass), and
    everything else another thread wants done on the ports (panic, a file to play, new ports
    after a reconnect) is a request in a deque that the worker runs between two messages.
    Idle, it sleeps IDLE_SLEEP_S (0.5 ms) between polls: never a busy spin. Under a JACK server
@@ -46,8 +48,9 @@ text kept; any other error while handling one event is counted and the loop goes
 Modules: `config` (LiveConfig, Snapshot), `context` (the grid of the recent past, asking the
 engine), `player`, `note_mode`, `phrase_mode`, `respond_mode` (the players), `decider` (a
 phrase's harmony and a respond mode answer, worked out beside the worker), `speculation`,
-`playback` (a file played out of the bridge), `stats`, `render` (the players in simulated time,
-for measuring the music), `bridge` (Bridge: worker and watcher).
+`playback` (a file played out of the bridge), `learn` (knobs bound to controllers), `stats`,
+`render` (the players in simulated time, for measuring the music), `bridge` (Bridge: worker and
+watcher).
 """
 from bridge.live.bridge import IDLE_SLEEP_S, Bridge
 from bridge.live.config import LIVE_SETTINGS, MODES, LiveConfig, Snapshot

@@ -16,6 +16,7 @@ from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
 from bridge.live.note_mode import NoteMode
 from bridge.live.decider import ThreadDecider
+from bridge.live.learn import knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
@@ -65,6 +66,7 @@ class Bridge:
         self._port_options = dict(api=api, in_name=in_name, out_name=out_name,
                                   connect_in=connect_in, connect_out=connect_out)
         self._update_lock = threading.Lock()
+        self._knob_changes: dict = {}     # knobs moved by bound controllers, not yet in the snapshot
         self._stop = threading.Event()
         self._running = threading.Event()
         self._requests: collections.deque = collections.deque()   # callables the worker runs
@@ -260,10 +262,18 @@ class Bridge:
                 self._count_error(error)
                 events = ()
             now = time.perf_counter_ns()
+            if self._knob_changes:
+                self._turn_knobs()
             if not events:
                 # knobs turned while nothing plays: a new engine's release must not wait for a note
                 player = self._follow_knobs(now)
             for data, t_ns in events:
+                config = self._snapshot.config
+                change = knob_change(data, config.knob_controls, config.in_channel)
+                if change is not None:          # a knob's controller: never played
+                    self._knob_changes[change[0]] = change[1]
+                    self._turn_knobs()
+                    continue
                 player = self._follow_knobs(t_ns)
                 try:
                     player.handle(data, t_ns)
@@ -285,6 +295,20 @@ class Bridge:
                 if due is not None:
                     wait_s = min(wait_s, max(0.0, (due - time.perf_counter_ns()) / 1e9))
                 time.sleep(wait_s)
+
+    def _turn_knobs(self) -> None:
+        """The knobs bound controllers moved, into the snapshot, unless an update() holds the lock
+        (it may be warming an engine up, and the worker never waits): then on a later pass."""
+        if not self._update_lock.acquire(blocking=False):
+            return
+        try:
+            old, changes = self._snapshot, self._knob_changes
+            self._knob_changes = {}
+            self._snapshot = checked_snapshot(old.engine, *turned(old.config, old.settings, changes))
+        except Exception as error:      # e.g. a mode the engine cannot play: counted, the knobs stay
+            self._count_error(error)
+        finally:
+            self._update_lock.release()
 
     def _follow_knobs(self, t_ns: int) -> Player:
         """The player of the current knobs, brought up to date with them."""

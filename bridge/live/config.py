@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from bridge.clock import MAX_BPM, MIN_BPM, MODES as CLOCK_MODES, NS_PER_MINUTE
 from bridge.engines import FILL, PREDICT_MELODY, Engine
 from bridge.errors import BadInput
+from bridge.live.learn import check_bindings
 from bridge.settings import Settings
 
 MODES = ("note", "phrase", "respond")
@@ -39,6 +40,7 @@ class LiveConfig:
     respond_after_beats: float = 1.0             # respond mode: the player silent this long -> the answer ...
     respond_cc: int | None = None                # ... or this controller (a footswitch) pressed; None = silence only
     answer_bars: int = 2                         # respond mode: the answer's length
+    knob_controls: tuple = ()                    # ((knob, controller or 'program'), ...): see bridge.live.learn
 
     def __post_init__(self):
         problems = []
@@ -65,9 +67,11 @@ class LiveConfig:
             problems.append(f"respond_cc must be a controller 0..119 or None, not {self.respond_cc}")
         if not (isinstance(self.answer_bars, int) and 1 <= self.answer_bars <= MAX_ANSWER_BARS):
             problems.append(f"answer_bars must be 1..{MAX_ANSWER_BARS}, not {self.answer_bars}")
+        problems += check_bindings(tuple(self.knob_controls), self.respond_cc)
         if problems:
             raise BadInput("; ".join(problems))
         object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "knob_controls", tuple(self.knob_controls))
 
     def replace(self, **changes) -> "LiveConfig":
         return replace(self, **changes)
