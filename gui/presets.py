@@ -3,18 +3,23 @@
 The same document is what the window keeps in QSettings as its last state, so there is one
 format. Ports are not part of a preset: they belong to a machine, not to a sound.
 
-Version 2 (written now):
+Version 3 (written now):
 
-    {"format": "bachbridge-preset", "version": 2, "name": "Warm",
+    {"format": "bachbridge-preset", "version": 3, "name": "Warm",
      "model": "coconet-live",                        # a shipped model's name or an .onnx path
      "settings": {"temperature": 0.3, "steps": 2, "pmax": 1.0, "pmin": 0.05, "alpha": 0.6,
                   "candidates": 1, "parallel_penalty": 6.0, "key": "off",
                   "voice_ranges": [[60, 81], [52, 74], [46, 69], [36, 66]]},
-     "live": {"mode": "note", "clock": "auto", "bpm": 100.0, "channels": [1, 2, 3], ...}}
+     "live": {"mode": "note", "clock": "auto", "bpm": 100.0, "channels": [1, 2, 3], ...},
+     "controls": {"temperature": 21, "mode": "program"}}
 
 `settings` holds `bridge.settings.Settings` fields and `live` holds `bridge.live.LiveConfig`
-fields, by their names and with their meanings (channels 0-based, as in LiveConfig). A missing
-field takes its default, so a preset written before a field existed still loads.
+fields, by their names and with their meanings (channels 0-based, as in LiveConfig), but for
+the knobs' MIDI controllers (LiveConfig.knob_controls), which are `controls`: knob -> controller
+number, or "program" (see bridge.live.learn). A missing field takes its default, so a preset
+written before a field existed still loads.
+
+Version 2 was version 3 without `controls`; it migrates with nothing bound.
 
 Version 1 (the first window's format) was flat, with MIDI channels numbered 1-16 as a musician
 reads them: {"version": 1, "name", "engine", "temperature", "steps", "pmax", "pmin", "alpha",
@@ -32,12 +37,14 @@ from bridge.live import LiveConfig
 from bridge.settings import Settings
 
 FORMAT = "bachbridge-preset"
-VERSION = 2
+VERSION = 3
 SUFFIX = ".json"
 # the live knobs a preset carries: the per-session seed is not a sound, so it stays out
 SETTINGS_FIELDS = tuple(name for name in Settings.field_names() if name != "seed")
 _V1_SETTINGS = ("temperature", "steps", "pmax", "pmin", "alpha", "key")
 _V1_LIVE = ("bpm", "clock", "echo")
+# LiveConfig's fields a preset keeps under "live"; its knob_controls are "controls"
+LIVE_FIELDS = tuple(f.name for f in fields(LiveConfig) if f.name != "knob_controls")
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,9 @@ class Preset:
 
     def to_dict(self) -> dict:
         settings = {name: _plain(getattr(self.settings, name)) for name in SETTINGS_FIELDS}
-        live = {f.name: _plain(getattr(self.config, f.name)) for f in fields(LiveConfig)}
+        live = {name: _plain(getattr(self.config, name)) for name in LIVE_FIELDS}
         return {"format": FORMAT, "version": VERSION, "name": self.name, "model": self.model,
-                "settings": settings, "live": live}
+                "settings": settings, "live": live, "controls": dict(self.config.knob_controls)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -78,6 +85,8 @@ def migrate(document: dict) -> dict:
         raise BadInput(f"unknown preset version {version}")
     if version == 1:
         document = _v1_to_v2(document)
+    if document.get("version") == 2:
+        document = {**document, "version": 3, "controls": {}}
     if document.get("format") != FORMAT:
         raise BadInput(f"not a bachbridge preset (format {document.get('format')!r})")
     return document
@@ -101,10 +110,10 @@ def from_dict(document: dict, default_model: str) -> Preset:
     document = migrate(document)
     settings_part = document.get("settings") or {}
     live_part = document.get("live") or {}
-    if not isinstance(settings_part, dict) or not isinstance(live_part, dict):
-        raise BadInput("preset 'settings' and 'live' must be objects")
-    live_names = {f.name for f in fields(LiveConfig)}
-    unknown = sorted(set(settings_part) - set(SETTINGS_FIELDS)) + sorted(set(live_part) - live_names)
+    controls_part = document.get("controls") or {}
+    if not all(isinstance(part, dict) for part in (settings_part, live_part, controls_part)):
+        raise BadInput("preset 'settings', 'live' and 'controls' must be objects")
+    unknown = sorted(set(settings_part) - set(SETTINGS_FIELDS)) + sorted(set(live_part) - set(LIVE_FIELDS))
     if unknown:
         raise BadInput(f"preset has fields this bachbridge does not know: {', '.join(unknown)}")
     settings_values = dict(settings_part)
@@ -113,6 +122,7 @@ def from_dict(document: dict, default_model: str) -> Preset:
     live_values = dict(live_part)
     if "channels" in live_values:
         live_values["channels"] = tuple(live_values["channels"])
+    live_values["knob_controls"] = tuple(controls_part.items())
     try:
         settings = Settings(**settings_values)
         config = LiveConfig(**live_values)

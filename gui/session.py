@@ -171,6 +171,11 @@ class LiveSession(QObject):
         self.config = config
         self._sync()
 
+    def adopt(self, config: LiveConfig, settings: Settings) -> None:
+        """Knobs the bridge already plays by (moved by a controller bound to them): taken as the
+        session's own, not pushed back."""
+        self.config, self.settings = config, settings
+
     def _sync(self) -> None:
         if self.bridge is None or self._sync_queued.is_set():
             return

@@ -25,8 +25,10 @@ from bridge.engines import engine_names
 from bridge.errors import BadInput
 from bridge.engines.phrase import HARMONIZERS
 from bridge.live import LIVE_SETTINGS, MODES, LiveConfig
+from bridge.live.learn import KEYS
 from bridge.settings import Settings
 from gui import presets, state, theme
+from gui.learnpanel import LearnPanel
 from gui.offline import FilePlayer, OfflineJob
 from gui.pianoroll import PianoRoll, note_name
 from gui.scheduleplot import SchedulePlot
@@ -39,8 +41,6 @@ PROBLEM_SHOWN_MS = 10_000
 MONITOR_BATCH = 4096    # most monitor events taken per tick (the queue is bounded anyway)
 CLOCK_LABELS = {"auto": "Auto (DAW clock, else BPM)", "midi": "DAW clock", "internal": "Internal BPM",
                 "free": "Free (each note = next 16th)"}
-KEYS = ["off", "auto", "C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
-        "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm"]
 VOICE_RANGE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 STATUS_TIP = "The live bridge: its MIDI system and ports"
 NO_MIDI_HINT = ("No MIDI system is running. Start a JACK server (qjackctl, or PipeWire's JACK) or ALSA's "
@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         body.addLayout(self._build_centre(), 1)
         body.addWidget(self._scrolling(self._build_playing_group(), self._build_respond_group(),
                                        self._build_output_group(), self._build_ports_group(),
-                                       self._build_offline_group()), 0)
+                                       self._build_offline_group(), self._build_learn_panel()), 0)
         outer.addLayout(body, 1)
         self.setCentralWidget(central)
         self._build_actions()
@@ -531,6 +531,36 @@ class MainWindow(QMainWindow):
         form.addRow(result_row)
         return group
 
+    def _build_learn_panel(self) -> LearnPanel:
+        def controls_in():
+            bridge = self.session.bridge
+            return None if bridge is None else bridge.stats.snapshot().controls_in
+
+        self.learn_panel = LearnPanel(controls_in)
+        self.learn_panel.bindings_changed.connect(self._bindings_chosen)
+        self.learn_panel.problem.connect(self.show_problem)
+        self._knob_turns_seen = 0
+        return self.learn_panel
+
+    def _bindings_chosen(self, bindings: tuple) -> None:
+        try:
+            config = self.session.config.replace(knob_controls=bindings)
+        except BadInput as error:
+            self.show_problem(f"not bound: {error}")
+            return
+        self.session.set_config(config)
+        self.learn_panel.show_bindings(config.knob_controls)
+        self.statusBar().showMessage("MIDI learn: " + (", ".join(f"{knob} <- {control}" for knob, control in bindings)
+                                                       or "nothing bound"), 3000)
+
+    def _follow_turned_knobs(self, bridge) -> None:
+        """Knobs a bound controller moved, shown in the controls and kept as the session's."""
+        if bridge.knob_turns == self._knob_turns_seen or bridge.snapshot is None:
+            return
+        self._knob_turns_seen = bridge.knob_turns
+        self.session.adopt(bridge.snapshot.config, bridge.snapshot.settings)
+        self._show_state(bridge.snapshot.config, bridge.snapshot.settings)
+
     def _build_centre(self) -> QVBoxLayout:
         column = QVBoxLayout()
         column.setSpacing(8)
@@ -601,6 +631,7 @@ class MainWindow(QMainWindow):
         self.temperature_slider.blockSignals(False)
         self.schedule_plot.set_settings(settings)
         self._enable_mode_knobs(config.mode)
+        self.learn_panel.show_bindings(config.knob_controls)
 
     def _enable_mode_knobs(self, mode: str) -> None:
         self.lookahead.setEnabled(mode == "phrase")
@@ -858,6 +889,8 @@ class MainWindow(QMainWindow):
                 except IndexError:
                     break
             self.roll.feed(events)
+            self._follow_turned_knobs(bridge)
+            self.learn_panel.take(bridge.stats.snapshot())
         self._ticks += 1
         if self._ticks % STATS_EVERY == 0:
             self._show_meters(bridge)

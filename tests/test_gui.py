@@ -16,6 +16,7 @@ from PyQt6.QtCore import QSettings, QTimer
 from PyQt6.QtGui import QColor
 
 from bridge.live import LIVE_SETTINGS, LiveConfig
+from bridge.live.learn import KNOBS
 from bridge.settings import DEFAULT_VOICE_RANGES
 from conftest import EXAMPLE_MELODY
 from gui import presets, theme
@@ -220,10 +221,19 @@ def test_a_version_1_preset_loads(window, tmp_path):
 
 def test_preset_documents_migrate_and_bad_ones_say_why():
     migrated = presets.migrate(dict(V1_PRESET))
-    assert migrated["version"] == 2 and migrated["live"]["channels"] == [4, 5, 6]
+    assert migrated["version"] == 3 and migrated["live"]["channels"] == [4, 5, 6] and migrated["controls"] == {}
     preset = presets.from_dict(dict(V1_PRESET), "coconet")
     assert presets.from_json(preset.to_json(), "x") == preset
-    for document, reason in (({"version": 3}, "newer bachbridge"), ({"name": "x"}, "no version"),
+    version_2 = {"format": presets.FORMAT, "version": 2, "name": "v2", "model": "coconet",
+                 "settings": {"temperature": 0.4}, "live": {"mode": "phrase"}}
+    preset = presets.from_dict(version_2, "x")
+    assert preset.config.mode == "phrase" and preset.config.knob_controls == () and preset.settings.temperature == 0.4
+    bound = preset.config.replace(knob_controls=(("temperature", 21), ("mode", "program")))
+    document = presets.Preset("bound", "coconet", bound, preset.settings).to_dict()
+    assert document["controls"] == {"temperature": 21, "mode": "program"} and "knob_controls" not in document["live"]
+    assert presets.from_dict(document, "x").config == bound
+    for document, reason in (({"version": 4}, "newer bachbridge"), ({"name": "x"}, "no version"),
+                             ({**document, "controls": {"temperature": 300}}, "0..119"),
                              ({**V1_PRESET, "temperature": -1}, "temperature"),
                              ({"format": presets.FORMAT, "version": 2, "settings": {"warmth": 1}}, "warmth")):
         with pytest.raises(presets.BadInput, match=reason):
@@ -287,6 +297,48 @@ def voices_drawn(roll) -> set[int]:
         return drawn
     finally:
         roll.freeze(None)
+
+
+def test_midi_learn_binds_a_controller_and_the_controller_then_moves_the_knob(live_window, outside, qtbot, tmp_path):
+    w = live_window
+    panel = w.learn_panel
+    sender = connect(outside)
+    panel.learn_buttons["temperature"].click()
+    assert panel.learn_buttons["temperature"].text() == "Move a control…"
+    sender.send_message([0xB0, 21, 40])          # the controller the musician moves
+    qtbot.waitUntil(lambda: snapshot_value(w, "config", "knob_controls") == (("temperature", 21),), timeout=WAIT_MS)
+    assert panel.learn_buttons["temperature"].text() == "CC 21" and panel.waiting is None
+    for value in (0, 64, 127):
+        sender.send_message([0xB0, 21, value])
+        expected = KNOBS["temperature"].value(value)
+        qtbot.waitUntil(lambda: w.temperature.value() == pytest.approx(expected, abs=0.01), timeout=WAIT_MS)
+        assert snapshot_value(w, "settings", "temperature") == expected
+        assert w.session.settings.temperature == expected
+    # a knob turned in the window afterwards still reaches the bridge, the binding kept
+    w.steps.setValue(9)
+    qtbot.waitUntil(lambda: snapshot_value(w, "settings", "steps") == 9, timeout=WAIT_MS)
+    assert snapshot_value(w, "settings", "temperature") == 2.0
+    assert snapshot_value(w, "config", "knob_controls") == (("temperature", 21),)
+    # program change, for a knob with choices; then the binding goes into a preset and comes back
+    panel.learn_buttons["mode"].click()
+    sender.send_message([0xC0, 1])
+    qtbot.waitUntil(lambda: ("mode", "program") in snapshot_value(w, "config", "knob_controls"), timeout=WAIT_MS)
+    sender.send_message([0xC0, 1])
+    qtbot.waitUntil(lambda: w.mode.currentData() == "phrase", timeout=WAIT_MS)
+    path = w.save_preset("bound")
+    assert json.loads(path.read_text())["controls"] == {"temperature": 21, "mode": "program"}
+    panel.clear_buttons["temperature"].click()
+    qtbot.waitUntil(lambda: snapshot_value(w, "config", "knob_controls") == (("mode", "program"),), timeout=WAIT_MS)
+    assert panel.learn_buttons["temperature"].text() == "Learn"
+    assert w.load_preset("bound")
+    qtbot.waitUntil(lambda: len(snapshot_value(w, "config", "knob_controls")) == 2, timeout=WAIT_MS)
+    assert panel.learn_buttons["temperature"].text() == "CC 21"
+    # a program change cannot bind a knob with a range: it says so and binds nothing
+    panel.learn_buttons["alpha"].click()
+    sender.send_message([0xC0, 0])
+    qtbot.waitUntil(lambda: panel.waiting is None, timeout=WAIT_MS)
+    assert "has a range" in w.statusBar().currentMessage()
+    assert not [b for b in w.session.config.knob_controls if b[0] == "alpha"]
 
 
 def test_the_roll_draws_notes_that_came_through_a_jack_port(live_window, outside, qtbot):

@@ -16,7 +16,7 @@ from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
 from bridge.live.note_mode import NoteMode
 from bridge.live.decider import ThreadDecider
-from bridge.live.learn import knob_change, turned
+from bridge.live.learn import control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
@@ -268,8 +268,12 @@ class Bridge:
                 # knobs turned while nothing plays: a new engine's release must not wait for a note
                 player = self._follow_knobs(now)
             for data, t_ns in events:
+                control = control_of(data)
+                if control is not None:         # what a window's MIDI learn waits for
+                    self.stats.last_control = control
+                    self.stats.controls_in += 1
                 config = self._snapshot.config
-                change = knob_change(data, config.knob_controls, config.in_channel)
+                change = None if control is None else knob_change(data, config.knob_controls, config.in_channel)
                 if change is not None:          # a knob's controller: never played
                     self._knob_changes[change[0]] = change[1]
                     self._turn_knobs()
@@ -305,6 +309,7 @@ class Bridge:
             old, changes = self._snapshot, self._knob_changes
             self._knob_changes = {}
             self._snapshot = checked_snapshot(old.engine, *turned(old.config, old.settings, changes))
+            self.stats.knob_turns += len(changes)
         except Exception as error:      # e.g. a mode the engine cannot play: counted, the knobs stay
             self._count_error(error)
         finally:

@@ -87,6 +87,15 @@ def check_bindings(bindings: tuple, respond_cc: int | None) -> list[str]:
     return problems
 
 
+def control_of(data: bytes) -> int | str | None:
+    """The controller a control change moves, PROGRAM for a program change, else None."""
+    if len(data) == 3 and data[0] & 0xF0 == CONTROL_CHANGE and data[1] < 128:
+        return data[1]
+    if len(data) == 2 and data[0] & 0xF0 == PROGRAM_CHANGE and data[1] < 128:
+        return PROGRAM
+    return None
+
+
 def knob_change(data: bytes, bindings: tuple, in_channel: int | None) -> tuple[str, object] | None:
     """(knob, new value) when `data` is a message bound to a knob, else None."""
     if not bindings or len(data) < 2:

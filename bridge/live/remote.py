@@ -24,7 +24,7 @@ Who waits on what:
   took in from the child.
 - The child's main thread reads commands and sends reports: the monitor's notes every REPORT_S
   while there are any, the stats when they changed (at most every STATS_S), the ports when they
-  were replaced. Its lane thread runs `update()` (a new model loads and warms up there while the
+  were replaced, the knobs when they changed (an update, or a controller bound to a knob). Its lane thread runs `update()` (a new model loads and warms up there while the
   bridge plays on). Bridge's worker and watcher run as they always do. A host that stops reading
   its pipe makes the child's reports wait, never a note.
 - Times: monitor events carry the child's time.perf_counter_ns(), a system-wide clock (Linux
@@ -128,6 +128,7 @@ class RemoteBridge:
         self.stats = RemoteStats()
         self.monitor: collections.deque = collections.deque(maxlen=MONITOR_SIZE)
         self.snapshot: RemoteSnapshot | None = None
+        self.knob_turns = 0                  # knobs moved by bound controllers, as of `snapshot`
         self.input: RemotePort | None = None
         self.output: RemotePort | None = None
         self.ports_up_s: float | None = None
@@ -340,6 +341,10 @@ class RemoteBridge:
             self.stats._last = rest[0]
         elif kind == "ports":
             self.input, self.output = rest
+        elif kind == "knobs":
+            config, settings, self.knob_turns = rest
+            if self.snapshot is not None:
+                self.snapshot = RemoteSnapshot(config, settings, self.snapshot.model)
         elif kind == "playing":
             self._playing_reported = tuple(rest)
         elif kind == "done":
@@ -470,6 +475,7 @@ def _serve(bridge, model: str, commands, out: _Reports, stop: threading.Event) -
     reported_stats, stats_due = None, 0.0
     reported_ports = (bridge.input, bridge.output)
     reported_playing = (False, 0)
+    reported_knobs = (bridge.snapshot, 0)
     while not stop.is_set():
         try:
             if commands.poll(REPORT_S):
@@ -493,6 +499,12 @@ def _serve(bridge, model: str, commands, out: _Reports, stop: threading.Event) -
         if ports[0] is not reported_ports[0] or ports[1] is not reported_ports[1]:
             out.send(("ports", _port(ports[0]), _port(ports[1])))
             reported_ports = ports
+        # the host's update, or a knob a bound controller moved (the worker counts the turn just
+        # after it swaps the snapshot: a change of either is reported, so the count comes with it)
+        knobs = (bridge.snapshot, bridge.stats.knob_turns)
+        if knobs[0] is not reported_knobs[0] or knobs[1] != reported_knobs[1]:
+            out.send(("knobs", knobs[0].config, knobs[0].settings, knobs[1]))
+            reported_knobs = knobs
         playing = (bridge.playing, handled)
         if playing != reported_playing:
             out.send(("playing", *playing))

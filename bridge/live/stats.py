@@ -51,6 +51,9 @@ class StatsSnapshot:
     position_steps: int | None
     port_problem: str | None
     ports_reopened: int
+    controls_in: int
+    last_control: int | None
+    knob_turns: int
 
     @property
     def speculation_hit_rate(self) -> float | None:
@@ -84,6 +87,9 @@ class LiveStats:
     position_steps: int | None = None  # the step of the last onset
     port_problem: str | None = None    # a port that went away, while it is away
     ports_reopened: int = 0            # times the ports were opened again (the JACK server came back)
+    controls_in: int = 0               # control and program changes received (what MIDI learn waits for) ...
+    last_control: int | None = None    # ... the last one's controller, or bridge.live.learn.PROGRAM
+    knob_turns: int = 0                # knobs moved by a bound controller
     _latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _timing: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _answer_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
@@ -135,7 +141,8 @@ class LiveStats:
             p99_answer_lateness_ms=_percentile(answer_lateness, 99),
             bpm=self.bpm, clock_running=self.clock_running, clock_source=self.clock_source,
             position_steps=self.position_steps, port_problem=self.port_problem,
-            ports_reopened=self.ports_reopened)
+            ports_reopened=self.ports_reopened, controls_in=self.controls_in, last_control=self.last_control,
+            knob_turns=self.knob_turns)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
