@@ -18,7 +18,8 @@ from PyQt6.QtCore import QSettings, Qt, QTimer, QUrl
 from PyQt6.QtGui import QAction, QDesktopServices, QKeySequence
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
                              QGroupBox, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QProgressBar,
-                             QPushButton, QScrollArea, QSizePolicy, QSlider, QSpinBox, QVBoxLayout, QWidget)
+                             QPushButton, QScrollArea, QSizePolicy, QSlider, QSpinBox, QTabWidget, QVBoxLayout,
+                             QWidget)
 
 from bridge.clock import MODES as CLOCK_MODES
 from bridge.engines import engine_names
@@ -30,6 +31,7 @@ from bridge.settings import Settings
 from gui import presets, state, theme
 from gui.learnpanel import LearnPanel
 from gui.offline import FilePlayer, OfflineJob
+from gui.passage import PassagePanel
 from gui.pianoroll import PianoRoll, note_name
 from gui.scheduleplot import SchedulePlot
 from gui.session import LiveSession, PortChoice, PortsSeen
@@ -565,11 +567,20 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout()
         column.setSpacing(8)
         self.roll = PianoRoll()
-        frame = QGroupBox("Piano roll")
-        inner = QVBoxLayout(frame)
+        self.passage = PassagePanel(lambda: self.session.model, lambda: self.session.settings)
+        self.passage.problem.connect(self.show_problem)
+        self.passage.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.centre_tabs = QTabWidget()
+        live = QWidget()
+        inner = QVBoxLayout(live)
         inner.setContentsMargins(6, 6, 6, 6)
         inner.addWidget(self.roll)
-        column.addWidget(frame, 1)
+        self.centre_tabs.addTab(live, "Live")
+        self.centre_tabs.addTab(self.passage, "Passage")
+        self.centre_tabs.setTabToolTip(0, "The last bars as they sound: the melody in, the harmony out")
+        self.centre_tabs.setTabToolTip(1, "A four-voice file: choose bars and voices, draw them again, "
+                                          "keep the alternative you like")
+        column.addWidget(self.centre_tabs, 1)
         meters = QHBoxLayout()
         meters.setSpacing(8)
         self.latency_meter = Readout("Latency", "Melody note-on in -> first harmony note-on out: last, and p99 "
@@ -970,6 +981,8 @@ class MainWindow(QMainWindow):
     def _offline_finished(self, result) -> None:
         if result.outputs:
             self.last_outputs = result.outputs
+            if len(result.outputs) == 1:   # one file harmonized: its passages can be drawn again
+                self.passage.open(result.outputs[0])
         self._offline_ended("\n".join(result.lines))
         self.reveal_button.setEnabled(bool(self.last_outputs))
         self.play_button.setEnabled(bool(self.last_outputs) and self.session.bridge is not None)
@@ -1046,6 +1059,9 @@ class MainWindow(QMainWindow):
         if self.offline_job is not None and self.offline_job.running():
             self.offline_job.cancel()
             self.offline_job.wait(60)
+        if self.passage.job is not None:
+            self.passage.job.wait(60)
+        self.passage.close_folder()
         self.save_state()
         self.session.close()
 

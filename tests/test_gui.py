@@ -11,14 +11,18 @@ import threading
 import time
 from pathlib import Path
 
+import mido
+import numpy as np
 import pytest
-from PyQt6.QtCore import QSettings, QTimer
+from PyQt6.QtCore import QPoint, QSettings, Qt, QTimer
 from PyQt6.QtGui import QColor
+from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QTabBar
 
 from bridge.live import LIVE_SETTINGS, LiveConfig
 from bridge.live.learn import KNOBS
+from bridge.midifile import read_voices
 from bridge.settings import DEFAULT_VOICE_RANGES
-from conftest import EXAMPLE_MELODY
+from conftest import EXAMPLE_MELODY, run_cli
 from gui import presets, theme
 from gui.session import PortChoice
 from gui.window import MainWindow
@@ -268,6 +272,12 @@ def test_every_control_has_a_tooltip_and_the_actions_have_shortcuts(window):
                  window.temperature_slider]
     assert all(widget.toolTip() for widget in controls), [w.objectName() or type(w).__name__
                                                          for w in controls if not w.toolTip()]
+    # and every button, spin box and list anywhere in the window (the MIDI learn and passage panels too)
+    every = [c for kind in (QAbstractButton, QAbstractSpinBox, QComboBox) for c in window.findChildren(kind)
+             if not isinstance(c.parent(), QTabBar)]    # the tab bar's own scroll arrows
+    assert len(every) > len(controls) + 30
+    assert all(widget.toolTip() for widget in every), [w.text() if isinstance(w, QAbstractButton) else type(w).__name__
+                                                      for w in every if not w.toolTip()]
     assert all(not action.shortcut().isEmpty() for action in window.actions_by_name.values())
     assert window.actions_by_name["panic"].shortcut().toString() == "Esc"
 
@@ -395,6 +405,61 @@ def test_harmonize_a_file_from_the_window_then_play_it_out_of_the_port(live_wind
     w.toggle_play()  # stop
     qtbot.waitUntil(lambda: not w.player.playing(), timeout=WAIT_MS)
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10), unreleased(outside.messages())
+
+
+def test_regenerate_a_passage_step_through_keep_undo_and_export(window, qtbot, tmp_path):
+    from test_regenerate import notes_of
+
+    w, panel = window, window.passage
+    source = tmp_path / "chorale.mid"
+    result = run_cli("harmonize", EXAMPLE_MELODY, "-o", source, "--seed", 2)
+    assert result.returncode == 0, result.stderr
+    assert not panel.regenerate_button.isEnabled()
+    assert panel.open(source)
+    w.centre_tabs.setCurrentWidget(panel)
+    view = panel.view
+    qtbot.waitUntil(lambda: view.isVisible() and view.width() > 100)
+    assert view.bars == 9 and view.selection is None and not panel.regenerate_button.isEnabled()
+    # a drag from the middle of bar 2 to the middle of bar 3 chooses bars 2-3
+    area = view._area()
+    x_of_bar = lambda bar: int(area.left() + (bar - 0.5) / view.bars * area.width())  # noqa: E731
+    y = int(area.center().y())
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(x_of_bar(2), y))
+    qtbot.mouseMove(view, QPoint(x_of_bar(3), y))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(x_of_bar(3), y))
+    assert view.selection == (2, 3)
+    assert view.chosen_voices == (1, 2, 3)                  # the melody kept unless asked
+    panel.variants.setValue(3)
+    panel.regenerate_button.click()
+    qtbot.waitUntil(lambda: panel.job is None and len(panel.alternatives) == 3, timeout=WAIT_MS)
+    assert panel.alternative_label.text() == "1 of 3"
+    panel.next_button.click()
+    assert panel.alternative_label.text() == "2 of 3" and panel.current_path == panel.alternatives[1]
+    second = panel.current_path
+    panel.keep_button.click()
+    assert panel.history[-1] == second and not panel.alternatives and panel.undo_button.isEnabled()
+
+    # kept: every note outside the ATB notes that begin in bars 2-3 exactly as in the file
+    step = mido.MidiFile(source).ticks_per_beat / 4
+
+    def outside(notes, voice):
+        return [n for n in notes if voice == 0 or not 16 <= int(n[0] / step + 0.5) < 48]
+
+    kept, original = notes_of(second), notes_of(source)
+    assert all(outside(kept[v], v) == outside(original[v], v) for v in range(4))
+    assert any(kept[v] != original[v] for v in (1, 2, 3))
+    # the file written and the one dragged out are the score as it is now
+    exported = panel.export(tmp_path / "out.mid")
+    assert exported.read_bytes() == second.read_bytes()
+    assert panel.drag_handle.mime_data().urls()[0].toLocalFile() == str(second)
+    panel.undo_button.click()
+    assert panel.current_path.read_bytes() == source.read_bytes() and not panel.undo_button.isEnabled()
+    assert np.array_equal(view.score.pitches, read_voices(source).pitches)
+    # a harmonization from the window opens in the passage view
+    target = tmp_path / "from_window.mid"
+    job = w.harmonize_file(EXAMPLE_MELODY, target)
+    finished(w, job, qtbot)
+    qtbot.waitUntil(lambda: panel.history and panel.history[0].name.endswith("from_window.mid"), timeout=WAIT_MS)
 
 
 def test_convert_a_folder_with_progress_then_cancel_one(window, qtbot, tmp_path):
