@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import heapq
 import time
+from collections.abc import Sequence
 
 from bridge.clock import CLOCK_STATUSES, START, STOP, Clock
 from bridge.engines import SOPRANO
@@ -188,7 +189,7 @@ class ScheduledPlayer(Player):
         self._seq += 1
         heapq.heappush(self.schedule, (due, self._seq, status, channel, pitch, velocity, voice))
 
-    def _send_due(self, now_ns: int) -> list[tuple[int, int, int]] | tuple:
+    def _send_due(self, now_ns: int) -> Sequence[tuple[int, int, int]]:
         """Send every message due by now, on time as far as the worker is; -> (due, sent,
         status) of each, sent as perf_counter_ns."""
         schedule = self.schedule
