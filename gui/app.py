@@ -146,7 +146,7 @@ def screenshot(path: Path, model: str | None = None) -> int:
         window.session.wait_idle(120)   # the model loaded (its metadata shown) and ports listed
         app.processEvents()
         demo_in_roll(window)
-        window.status_label.setText("screenshot: no MIDI ports opened  ·  the roll shows the example chorale")
+        window.header.status_label.setText("screenshot: no MIDI ports opened  ·  the roll shows the example chorale")
         app.processEvents()
         path.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(path), "PNG")
@@ -166,7 +166,7 @@ def demo_in_roll(window, bpm: float = 92.0, at_step: int = 58) -> None:
     from bridge.engines import REST
     from bridge.midifile import quantize, read_melody
     from gui.pianoroll import NS_PER_MINUTE
-    from gui.window import position_text
+    from gui.panels.meters import position_text
 
     engine = window.session.engine
     melody, _ = quantize(read_melody(EXAMPLE_MELODY))
@@ -191,8 +191,8 @@ def demo_in_roll(window, bpm: float = 92.0, at_step: int = 58) -> None:
     window.roll.freeze(now)
     window.roll.set_tempo(bpm, position_steps=at_step, at_ns=now)
     window.roll.feed(events)
-    window.tempo_meter.show_value(f"{bpm:.1f}", "internal")
-    window.position_meter.show_value(position_text(at_step), "bar.beat.16th")
+    window.meters.tempo_meter.show_value(f"{bpm:.1f}", "internal")
+    window.meters.position_meter.show_value(position_text(at_step), "bar.beat.16th")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Small widgets the window is built from: a note-name spin box, a labelled readout tile, a status
-light, and the helper that gives every control its tooltip (with its shortcut in it)."""
+light, the helper that gives every control its tooltip (with its shortcut in it), and the one that
+cuts a text to fit a narrow label."""
 from __future__ import annotations
 
 from PyQt6.QtCore import Qt
@@ -14,6 +15,11 @@ def tip(widget: QWidget, text: str, shortcut: str | None = None) -> QWidget:
     """Set `widget`'s tooltip, naming its keyboard shortcut when it has one."""
     widget.setToolTip(f"{text}  [{shortcut}]" if shortcut else text)
     return widget
+
+
+def short(text: str, limit: int = 40) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def mark_invalid(widget: QWidget, invalid: bool) -> None:

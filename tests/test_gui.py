@@ -85,39 +85,40 @@ def test_every_control_changes_the_bridges_snapshot(live_window, qtbot, tiny_mod
 
     ranges = [list(pair) for pair in DEFAULT_VOICE_RANGES]
     steps = [
-        ("settings", "temperature", 0.8, lambda: w.temperature.setValue(0.8)),
-        ("settings", "temperature", 1.5, lambda: w.temperature_slider.setValue(150)),
-        ("settings", "steps", 5, lambda: w.steps.setValue(5)),
-        ("settings", "pmax", 0.9, lambda: w.pmax.setValue(0.9)),
-        ("settings", "pmin", 0.1, lambda: w.pmin.setValue(0.1)),
-        ("settings", "alpha", 0.8, lambda: w.alpha.setValue(0.8)),
-        ("settings", "candidates", 2, lambda: w.candidates.setValue(2)),
-        ("settings", "parallel_penalty", 3.0, lambda: w.parallel_penalty.setValue(3.0)),
-        ("settings", "key", "G", lambda: w.key.setCurrentText("G")),
-        ("settings", "key", "F#m", lambda: w.key.setCurrentText("F#m")),
-        ("config", "mode", "phrase", lambda: w.mode.setCurrentIndex(w.mode.findData("phrase"))),
-        ("config", "lookahead_beats", 3.0, lambda: w.lookahead.setValue(3.0)),
-        ("config", "mode", "respond", lambda: w.mode.setCurrentIndex(w.mode.findData("respond"))),
-        ("config", "respond_after_beats", 2.5, lambda: w.respond_after.setValue(2.5)),
-        ("config", "answer_bars", 4, lambda: w.answer_bars.setValue(4)),
-        ("config", "respond_cc", 64, lambda: w.respond_cc.setCurrentIndex(w.respond_cc.findData(64))),
-        ("settings", "top_p", 0.8, lambda: w.top_p.setValue(0.8)),
-        ("settings", "repeat_limit", 2, lambda: w.repeat_limit.setValue(2)),
-        ("settings", "harmonizer", "chords", lambda: w.harmonizer.setCurrentIndex(w.harmonizer.findData("chords"))),
-        ("config", "mode", "note", lambda: w.mode.setCurrentIndex(w.mode.findData("note"))),
-        ("config", "speculate", False, lambda: w.speculate.setChecked(False)),
-        ("config", "clock", "free", lambda: w.clock.setCurrentIndex(w.clock.findData("free"))),
-        ("config", "bpm", 132.0, lambda: w.bpm.setValue(132.0)),
-        ("config", "context_steps", 24, lambda: w.context.setValue(24)),
-        ("config", "channels", (4, 2, 3), lambda: w.channel_boxes[0].setValue(5)),
-        ("config", "channels", (4, 6, 3), lambda: w.channel_boxes[1].setValue(7)),
-        ("config", "channels", (4, 6, 8), lambda: w.channel_boxes[2].setValue(9)),
-        ("config", "echo", False, lambda: w.echo.setChecked(False)),
-        ("config", "echo_channel", 9, lambda: w.echo_channel.setValue(10)),
-        ("config", "in_channel", 2, lambda: w.in_channel.setCurrentIndex(w.in_channel.findData(2))),
-        ("config", "in_channel", None, lambda: w.in_channel.setCurrentIndex(0)),
+        ("settings", "temperature", 0.8, lambda: w.sampling.temperature.setValue(0.8)),
+        ("settings", "temperature", 1.5, lambda: w.sampling.temperature_slider.setValue(150)),
+        ("settings", "steps", 5, lambda: w.sampling.steps.setValue(5)),
+        ("settings", "pmax", 0.9, lambda: w.sampling.pmax.setValue(0.9)),
+        ("settings", "pmin", 0.1, lambda: w.sampling.pmin.setValue(0.1)),
+        ("settings", "alpha", 0.8, lambda: w.sampling.alpha.setValue(0.8)),
+        ("settings", "candidates", 2, lambda: w.sampling.candidates.setValue(2)),
+        ("settings", "parallel_penalty", 3.0, lambda: w.sampling.parallel_penalty.setValue(3.0)),
+        ("settings", "key", "G", lambda: w.harmony.key.setCurrentText("G")),
+        ("settings", "key", "F#m", lambda: w.harmony.key.setCurrentText("F#m")),
+        ("config", "mode", "phrase", lambda: w.playing.mode.setCurrentIndex(w.playing.mode.findData("phrase"))),
+        ("config", "lookahead_beats", 3.0, lambda: w.playing.lookahead.setValue(3.0)),
+        ("config", "mode", "respond", lambda: w.playing.mode.setCurrentIndex(w.playing.mode.findData("respond"))),
+        ("config", "respond_after_beats", 2.5, lambda: w.respond.respond_after.setValue(2.5)),
+        ("config", "answer_bars", 4, lambda: w.respond.answer_bars.setValue(4)),
+        ("config", "respond_cc", 64, lambda: w.respond.respond_cc.setCurrentIndex(w.respond.respond_cc.findData(64))),
+        ("settings", "top_p", 0.8, lambda: w.respond.top_p.setValue(0.8)),
+        ("settings", "repeat_limit", 2, lambda: w.respond.repeat_limit.setValue(2)),
+        ("settings", "harmonizer", "chords",
+         lambda: w.respond.harmonizer.setCurrentIndex(w.respond.harmonizer.findData("chords"))),
+        ("config", "mode", "note", lambda: w.playing.mode.setCurrentIndex(w.playing.mode.findData("note"))),
+        ("config", "speculate", False, lambda: w.playing.speculate.setChecked(False)),
+        ("config", "clock", "free", lambda: w.playing.clock.setCurrentIndex(w.playing.clock.findData("free"))),
+        ("config", "bpm", 132.0, lambda: w.playing.bpm.setValue(132.0)),
+        ("config", "context_steps", 24, lambda: w.playing.context.setValue(24)),
+        ("config", "channels", (4, 2, 3), lambda: w.channels.channel_boxes[0].setValue(5)),
+        ("config", "channels", (4, 6, 3), lambda: w.channels.channel_boxes[1].setValue(7)),
+        ("config", "channels", (4, 6, 8), lambda: w.channels.channel_boxes[2].setValue(9)),
+        ("config", "echo", False, lambda: w.channels.echo.setChecked(False)),
+        ("config", "echo_channel", 9, lambda: w.channels.echo_channel.setValue(10)),
+        ("config", "in_channel", 2, lambda: w.channels.in_channel.setCurrentIndex(w.channels.in_channel.findData(2))),
+        ("config", "in_channel", None, lambda: w.channels.in_channel.setCurrentIndex(0)),
     ]
-    for voice, (low_box, high_box) in enumerate(w.voice_range_boxes):
+    for voice, (low_box, high_box) in enumerate(w.harmony.voice_range_boxes):
         for end, box, delta in ((0, low_box, -1), (1, high_box, 1)):
             ranges[voice][end] += delta
             steps.append(("settings", "voice_ranges", tuple(tuple(r) for r in ranges),
@@ -126,54 +127,55 @@ def test_every_control_changes_the_bridges_snapshot(live_window, qtbot, tiny_mod
         expect(part, field, value, turn)
 
     # the schedule plot follows the annealing knobs
-    assert w.schedule_plot.values[0] == pytest.approx(0.9) and len(w.schedule_plot.values) == 5
+    assert w.sampling.schedule_plot.values[0] == pytest.approx(0.9) and len(w.sampling.schedule_plot.values) == 5
 
     # the model picker: another exported model, loaded and warmed off the GUI thread
     other = tmp_path / "other.onnx"
     shutil.copy(tiny_model, other)
     w.load_model(str(other))
     qtbot.waitUntil(lambda: w.session.bridge.snapshot.model == str(other), timeout=START_TIMEOUT_MS)
-    assert w.model_combo.currentData() == str(other)
+    assert w.model_panel.model_combo.currentData() == str(other)
 
 
 def test_the_knobs_an_engine_does_not_read_are_disabled(window, qtbot):
     """coconet reads every knob; rnnrbm no Gibbs schedule: its steps, pmax, pmin, alpha and the
     schedule's plot are disabled while it is the engine, and enabled again after."""
     w = window
-    assert w.steps.isEnabled() and w.pmax.isEnabled() and w.temperature.isEnabled()
+    assert w.sampling.steps.isEnabled() and w.sampling.pmax.isEnabled() and w.sampling.temperature.isEnabled()
     w.load_model("rnnrbm")
     qtbot.waitUntil(lambda: w.session.engine is not None and w.session.engine.name == "rnnrbm",
                     timeout=START_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: not w.steps.isEnabled(), timeout=START_TIMEOUT_MS)
-    assert not any(box.isEnabled() for box in (w.pmax, w.pmin, w.alpha)) and not w.schedule_plot.isEnabled()
-    assert w.temperature.isEnabled() and w.candidates.isEnabled() and w.key.isEnabled()
-    assert not w.top_p.isEnabled() and not w.harmonizer.isEnabled()     # the phrase engine's knobs
+    qtbot.waitUntil(lambda: not w.sampling.steps.isEnabled(), timeout=START_TIMEOUT_MS)
+    assert not any(box.isEnabled() for box in (w.sampling.pmax, w.sampling.pmin, w.sampling.alpha))
+    assert not w.sampling.schedule_plot.isEnabled()
+    assert w.sampling.temperature.isEnabled() and w.sampling.candidates.isEnabled() and w.harmony.key.isEnabled()
+    assert not w.respond.top_p.isEnabled() and not w.respond.harmonizer.isEnabled()     # the phrase engine's knobs
     w.load_model("coconet-live")
-    qtbot.waitUntil(lambda: w.steps.isEnabled() and w.pmax.isEnabled(), timeout=START_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: w.sampling.steps.isEnabled() and w.sampling.pmax.isEnabled(), timeout=START_TIMEOUT_MS)
     w.load_model("phrase")
-    qtbot.waitUntil(lambda: w.top_p.isEnabled() and w.harmonizer.isEnabled(), timeout=START_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: w.respond.top_p.isEnabled() and w.respond.harmonizer.isEnabled(), timeout=START_TIMEOUT_MS)
 
 
 def test_an_invalid_value_is_refused_with_a_message_and_the_bridge_keeps_the_last_good_one(live_window, qtbot):
     w = live_window
-    w.pmax.setValue(0.5)
+    w.sampling.pmax.setValue(0.5)
     qtbot.waitUntil(lambda: snapshot_value(w, "settings", "pmax") == 0.5, timeout=WAIT_MS)
-    w.pmin.setValue(0.7)   # pmin above pmax
+    w.sampling.pmin.setValue(0.7)   # pmin above pmax
     assert "pmin" in w.statusBar().currentMessage() and "pmax" in w.statusBar().currentMessage()
-    assert w.pmin.property("invalid") is True
-    w.key.setCurrentText("H minor")
+    assert w.sampling.pmin.property("invalid") is True
+    w.harmony.key.setCurrentText("H minor")
     assert "key" in w.statusBar().currentMessage()
-    w.alpha.setValue(0.0)
+    w.sampling.alpha.setValue(0.0)
     assert "alpha" in w.statusBar().currentMessage()
     w.session.wait_idle()
     settings = w.session.bridge.snapshot.settings
     assert (settings.pmin, settings.key, settings.alpha) == (LIVE_SETTINGS.pmin, "off", LIVE_SETTINGS.alpha)
     # mending the other end of the pair applies both together
-    w.alpha.setValue(0.6)
-    w.key.setCurrentText("off")
-    w.pmax.setValue(0.9)
+    w.sampling.alpha.setValue(0.6)
+    w.harmony.key.setCurrentText("off")
+    w.sampling.pmax.setValue(0.9)
     qtbot.waitUntil(lambda: snapshot_value(w, "settings", "pmin") == 0.7, timeout=WAIT_MS)
-    assert w.pmin.property("invalid") is False
+    assert w.sampling.pmin.property("invalid") is False
 
 
 # ------------------------------------------------------------- presets and the last state
@@ -185,28 +187,29 @@ V1_PRESET = {"version": 1, "name": "Old warm", "engine": "coconet-live", "temper
 
 def test_presets_round_trip(window, qtbot):
     w = window
-    w.temperature.setValue(0.9)
-    w.steps.setValue(7)
-    w.key.setCurrentText("Dm")
-    w.mode.setCurrentIndex(w.mode.findData("phrase"))
-    w.lookahead.setValue(4.0)
-    w.channel_boxes[2].setValue(12)
-    w.voice_range_boxes[3][0].setValue(34)
+    w.sampling.temperature.setValue(0.9)
+    w.sampling.steps.setValue(7)
+    w.harmony.key.setCurrentText("Dm")
+    w.playing.mode.setCurrentIndex(w.playing.mode.findData("phrase"))
+    w.playing.lookahead.setValue(4.0)
+    w.channels.channel_boxes[2].setValue(12)
+    w.harmony.voice_range_boxes[3][0].setValue(34)
     saved_settings, saved_config = w.session.settings, w.session.config
     path = w.save_preset("Dark & slow")
     assert path is not None and path.exists()
     assert json.loads(path.read_text())["version"] == presets.VERSION
-    assert w.preset_combo.findText("Dark & slow") >= 0
+    assert w.header.preset_combo.findText("Dark & slow") >= 0
 
-    w.temperature.setValue(0.2)
-    w.mode.setCurrentIndex(w.mode.findData("note"))
-    w.voice_range_boxes[3][0].setValue(36)
+    w.sampling.temperature.setValue(0.2)
+    w.playing.mode.setCurrentIndex(w.playing.mode.findData("note"))
+    w.harmony.voice_range_boxes[3][0].setValue(36)
     assert w.session.settings != saved_settings
     assert w.load_preset("Dark & slow")
     assert (w.session.settings, w.session.config) == (saved_settings, saved_config)
     # the controls show what was loaded
-    assert w.temperature.value() == 0.9 and w.key.currentText() == "Dm" and w.channel_boxes[2].value() == 12
-    assert w.voice_range_boxes[3][0].value() == 34 and w.lookahead.isEnabled()
+    assert w.sampling.temperature.value() == 0.9 and w.harmony.key.currentText() == "Dm"
+    assert w.channels.channel_boxes[2].value() == 12
+    assert w.harmony.voice_range_boxes[3][0].value() == 34 and w.playing.lookahead.isEnabled()
 
 
 def test_a_version_1_preset_loads(window, tmp_path):
@@ -219,8 +222,8 @@ def test_a_version_1_preset_loads(window, tmp_path):
     assert (config.bpm, config.clock, config.echo) == (84, "internal", False)
     assert config.channels == (4, 5, 6)          # v1 counted channels 1-16
     assert config.mode == "note" and config.lookahead_beats == LiveConfig().lookahead_beats
-    assert window.channel_boxes[0].value() == 5 and window.key.currentText() == "Bb"
-    assert window.model_combo.currentData() == "coconet-live"  # v1's 'engine': a shipped model's name
+    assert window.channels.channel_boxes[0].value() == 5 and window.harmony.key.currentText() == "Bb"
+    assert window.model_panel.model_combo.currentData() == "coconet-live"  # v1's 'engine': a shipped model's name
 
 
 def test_preset_documents_migrate_and_bad_ones_say_why():
@@ -248,16 +251,16 @@ def test_preset_documents_migrate_and_bad_ones_say_why():
 
 def test_the_last_state_comes_back(qtbot, store, tiny_model, tmp_path):
     first = open_window(qtbot, store, tiny_model, tmp_path, live=False)
-    first.temperature.setValue(1.1)
-    first.clock.setCurrentIndex(first.clock.findData("internal"))
-    first.channel_boxes[1].setValue(9)
+    first.sampling.temperature.setValue(1.1)
+    first.playing.clock.setCurrentIndex(first.playing.clock.findData("internal"))
+    first.channels.channel_boxes[1].setValue(9)
     first.close()
     assert store.value("state/preset")
     again = MainWindow(store, presets_dir=tmp_path / "presets", start_bridge=False)
     qtbot.addWidget(again)
     try:
         assert again.session.model == str(tiny_model)
-        assert again.session.settings.temperature == 1.1 and again.temperature.value() == 1.1
+        assert again.session.settings.temperature == 1.1 and again.sampling.temperature.value() == 1.1
         assert again.session.config.clock == "internal" and again.session.config.channels[1] == 8
     finally:
         again.close()
@@ -265,11 +268,12 @@ def test_the_last_state_comes_back(qtbot, store, tiny_model, tmp_path):
 
 def test_every_control_has_a_tooltip_and_the_actions_have_shortcuts(window):
     controls = [widget for knob in window.knobs for widget in knob.widgets]
-    controls += [window.model_combo, window.load_model_button, window.preset_combo, window.save_preset_button,
-                 window.import_preset_button, window.panic_button, window.api_combo, window.in_combo,
-                 window.out_combo, window.refresh_ports_button, window.connect_button, window.harmonize_button,
-                 window.convert_button, window.cancel_button, window.reveal_button, window.play_button,
-                 window.temperature_slider]
+    controls += [window.model_panel.model_combo, window.model_panel.load_model_button, window.header.preset_combo,
+                 window.header.save_preset_button, window.header.import_preset_button, window.header.panic_button,
+                 window.ports.api_combo, window.ports.in_combo, window.ports.out_combo, window.ports.refresh_ports_button,
+                 window.ports.connect_button, window.offline.harmonize_button, window.offline.convert_button,
+                 window.offline.cancel_button, window.offline.reveal_button, window.offline.play_button,
+                 window.sampling.temperature_slider]
     assert all(widget.toolTip() for widget in controls), [w.objectName() or type(w).__name__
                                                          for w in controls if not w.toolTip()]
     # and every button, spin box and list anywhere in the window (the MIDI learn and passage panels too)
@@ -321,11 +325,11 @@ def test_midi_learn_binds_a_controller_and_the_controller_then_moves_the_knob(li
     for value in (0, 64, 127):
         sender.send_message([0xB0, 21, value])
         expected = KNOBS["temperature"].value(value)
-        qtbot.waitUntil(lambda: w.temperature.value() == pytest.approx(expected, abs=0.01), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: w.sampling.temperature.value() == pytest.approx(expected, abs=0.01), timeout=WAIT_MS)
         assert snapshot_value(w, "settings", "temperature") == expected
         assert w.session.settings.temperature == expected
     # a knob turned in the window afterwards still reaches the bridge, the binding kept
-    w.steps.setValue(9)
+    w.sampling.steps.setValue(9)
     qtbot.waitUntil(lambda: snapshot_value(w, "settings", "steps") == 9, timeout=WAIT_MS)
     assert snapshot_value(w, "settings", "temperature") == 2.0
     assert snapshot_value(w, "config", "knob_controls") == (("temperature", 21),)
@@ -334,7 +338,7 @@ def test_midi_learn_binds_a_controller_and_the_controller_then_moves_the_knob(li
     sender.send_message([0xC0, 1])
     qtbot.waitUntil(lambda: ("mode", "program") in snapshot_value(w, "config", "knob_controls"), timeout=WAIT_MS)
     sender.send_message([0xC0, 1])
-    qtbot.waitUntil(lambda: w.mode.currentData() == "phrase", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.playing.mode.currentData() == "phrase", timeout=WAIT_MS)
     path = w.save_preset("bound")
     assert json.loads(path.read_text())["controls"] == {"temperature": 21, "mode": "program"}
     panel.clear_buttons["temperature"].click()
@@ -353,7 +357,7 @@ def test_midi_learn_binds_a_controller_and_the_controller_then_moves_the_knob(li
 
 def test_the_roll_draws_notes_that_came_through_a_jack_port(live_window, outside, qtbot):
     w = live_window
-    w.clock.setCurrentIndex(w.clock.findData("free"))
+    w.playing.clock.setCurrentIndex(w.playing.clock.findData("free"))
     qtbot.waitUntil(lambda: snapshot_value(w, "config", "clock") == "free", timeout=WAIT_MS)
     assert voices_drawn(w.roll) == set()
     sender = connect(outside)
@@ -371,7 +375,7 @@ def test_the_roll_draws_notes_that_came_through_a_jack_port(live_window, outside
     # one of its notes is in unison under another's)
     assert 0 in voices_drawn(w.roll) and len(voices_drawn(w.roll)) >= 3
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10)
-    qtbot.waitUntil(lambda: w.notes_meter.value.text() == "6", timeout=WAIT_MS)   # the meters read the stats
+    qtbot.waitUntil(lambda: w.meters.notes_meter.value.text() == "6", timeout=WAIT_MS)   # the meters read the stats
 
 
 # ------------------------------------------------------------- offline work
@@ -386,24 +390,24 @@ def make_melodies(folder: Path, count: int) -> Path:
 def finished(window, job, qtbot):
     """The job's result once the window has taken it in (its slot ran). Not qtbot.waitSignal
     after the job started: a job done before the wait began would never be seen."""
-    qtbot.waitUntil(lambda: job.result is not None and not window.cancel_button.isEnabled(),
+    qtbot.waitUntil(lambda: job.result is not None and not window.offline.cancel_button.isEnabled(),
                     timeout=START_TIMEOUT_MS)
     return job.result
 
 
 def test_harmonize_a_file_from_the_window_then_play_it_out_of_the_port(live_window, outside, qtbot, tmp_path):
     w = live_window
-    w.steps.setValue(4)
+    w.sampling.steps.setValue(4)
     target = tmp_path / "chorale.mid"
     finished(w, w.harmonize_file(EXAMPLE_MELODY, target), qtbot)
-    assert target.exists() and w.progress.value() == 1 and w.reveal_button.isEnabled()
+    assert target.exists() and w.offline.progress.value() == 1 and w.offline.reveal_button.isEnabled()
     assert not list(tmp_path.glob(".*partial*"))
     outside.receiver("bachbridge out")
     w.toggle_play()
     qtbot.waitUntil(lambda: len({m[0] & 0x0F for m in outside.messages() if is_note_on(m)}) == 4,
                     timeout=WAIT_MS)  # soprano, alto, tenor, bass on channels 1-4
     w.toggle_play()  # stop
-    qtbot.waitUntil(lambda: not w.player.playing(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not w.offline.player.playing(), timeout=WAIT_MS)
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10), unreleased(outside.messages())
 
 
@@ -464,23 +468,24 @@ def test_regenerate_a_passage_step_through_keep_undo_and_export(window, qtbot, t
 
 def test_convert_a_folder_with_progress_then_cancel_one(window, qtbot, tmp_path):
     w = window
-    w.steps.setValue(2)
+    w.sampling.steps.setValue(2)
     melodies = make_melodies(tmp_path / "in", 4)
     result = finished(w, w.convert_folder(melodies, tmp_path / "out"), qtbot)
     assert not result.cancelled and len(result.outputs) == 4 and all(p.exists() for p in result.outputs)
-    assert w.progress.value() == 4 and w.progress.maximum() == 4
-    assert "4 converted" in w.offline_label.text()
+    assert w.offline.progress.value() == 4 and w.offline.progress.maximum() == 4
+    assert "4 converted" in w.offline.offline_label.text()
 
     many = make_melodies(tmp_path / "many", 40)
     job = w.convert_folder(many, tmp_path / "out2")
-    qtbot.waitUntil(lambda: w.progress.maximum() == 40 and w.progress.value() >= 1, timeout=START_TIMEOUT_MS)
-    w.cancel_button.click()
+    qtbot.waitUntil(lambda: w.offline.progress.maximum() == 40 and w.offline.progress.value() >= 1,
+                    timeout=START_TIMEOUT_MS)
+    w.offline.cancel_button.click()
     result = finished(w, job, qtbot)
     written = sorted((tmp_path / "out2").glob("*.mid"))
     assert result.cancelled and 1 <= len(written) < 40
     assert written == sorted(result.outputs)
     assert not [p for p in (tmp_path / "out2").iterdir() if p.name.startswith(".")]  # nothing half-written
-    assert "cancelled" in w.offline_label.text() and w.harmonize_button.isEnabled()
+    assert "cancelled" in w.offline.offline_label.text() and w.offline.harmonize_button.isEnabled()
 
 
 def test_a_bad_file_is_a_message_in_the_window(window, qtbot, tmp_path):
@@ -516,7 +521,7 @@ def test_panic_releases_every_note_at_once(live_window, outside, qtbot):
     sender = connect(outside)
     sender.send_message([NOTE_ON, 70, 90])
     assert wait_for(lambda: unreleased(outside.messages()), timeout=10)
-    live_window.panic_button.click()
+    live_window.header.panic_button.click()
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10)
     assert not live_window.roll.sounding()
 
@@ -527,11 +532,11 @@ def test_a_bridge_process_that_dies_is_shown_and_connect_starts_another(live_win
     os.kill(dead.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: w.session.bridge is None, timeout=WAIT_MS)
     # the session lets go of the bridge on its lane, then tells the window (the GUI thread) why
-    qtbot.waitUntil(lambda: "process ended" in w.status_label.text(), timeout=WAIT_MS)
-    assert "SIGKILL" in w.status_label.toolTip()
+    qtbot.waitUntil(lambda: "process ended" in w.header.status_label.text(), timeout=WAIT_MS)
+    assert "SIGKILL" in w.header.status_label.toolTip()
     assert "SIGKILL" in w.statusBar().currentMessage()
-    w.connect_button.click()
-    qtbot.waitUntil(lambda: w.status_label.text().startswith("Live"), timeout=START_TIMEOUT_MS)
+    w.ports.connect_button.click()
+    qtbot.waitUntil(lambda: w.header.status_label.text().startswith("Live"), timeout=START_TIMEOUT_MS)
     assert w.session.bridge.alive and w.session.bridge.pid != dead.pid
 
 
@@ -547,9 +552,9 @@ def test_a_gui_thread_holding_the_gil_changes_neither_latency_nor_timing(live_wi
     during the block must be answered during it, as fast as with the GUI idle."""
     w = live_window
     marker = stall_marker(outside)
-    w.clock.setCurrentIndex(w.clock.findData("free"))
-    w.speculate.setChecked(False)   # every note answered by the engine: the same work idle and blocked
-    w.echo.setChecked(False)        # the melody's note-ons at the dump are the sequencer's only
+    w.playing.clock.setCurrentIndex(w.playing.clock.findData("free"))
+    w.playing.speculate.setChecked(False)   # every note answered by the engine: the same work idle and blocked
+    w.channels.echo.setChecked(False)        # the melody's note-ons at the dump are the sequencer's only
     qtbot.waitUntil(lambda: snapshot_value(w, "config", "echo") is False
                     and snapshot_value(w, "config", "speculate") is False, timeout=WAIT_MS)
     stall = play_through_a_stall(jack_rig, marker, lambda block: QTimer.singleShot(0, block),
@@ -597,16 +602,17 @@ def test_choosing_an_existing_port_reconnects_the_bridge_to_it(live_window, outs
     w = live_window
     keyboard = outside.sender(virtual="gui test keyboard")   # an existing port, as a DAW's would be
     w.session.refresh_ports()
-    qtbot.waitUntil(lambda: any("gui test keyboard" in (w.in_combo.itemData(i) or "")
-                                for i in range(w.in_combo.count())), timeout=WAIT_MS)
-    index = next(i for i in range(w.in_combo.count()) if "gui test keyboard" in (w.in_combo.itemData(i) or ""))
-    w.in_combo.setCurrentIndex(index)
+    qtbot.waitUntil(lambda: any("gui test keyboard" in (w.ports.in_combo.itemData(i) or "")
+                                for i in range(w.ports.in_combo.count())), timeout=WAIT_MS)
+    index = next(i for i in range(w.ports.in_combo.count())
+                 if "gui test keyboard" in (w.ports.in_combo.itemData(i) or ""))
+    w.ports.in_combo.setCurrentIndex(index)
     old = w.session.bridge
-    w.connect_button.click()
+    w.ports.connect_button.click()
     qtbot.waitUntil(lambda: w.session.bridge is not old and w.session.bridge is not None, timeout=START_TIMEOUT_MS)
     assert "gui test keyboard" in w.session.bridge.input.connected_to
     assert old.closed and old.released
-    assert "gui test keyboard" in w.status_label.text()
+    assert "gui test keyboard" in w.header.status_label.text()
     outside.receiver("bachbridge out")   # the new bridge's output port
     keyboard.send_message([NOTE_ON, 72, 80])
     assert wait_for(lambda: harmony_ons(outside.messages()), timeout=10), "no harmony from the connected port"
@@ -681,16 +687,17 @@ def test_with_no_midi_system_the_window_says_what_to_do_and_goes_live_when_one_s
     try:
         qtbot.waitUntil(lambda: window.no_midi_system() and not window.session.starting, timeout=START_TIMEOUT_MS)
         # where the user looks: the status line and the Ports panel, with what to do
-        assert window.no_midi_hint.isVisible() and "JACK" in window.no_midi_hint.text()
-        assert "no MIDI system" in window.status_label.text() and "offline work still runs" in window.status_label.text()
+        assert window.ports.no_midi_hint.isVisible() and "JACK" in window.ports.no_midi_hint.text()
+        status = window.header.status_label.text()
+        assert "no MIDI system" in status and "offline work still runs" in status
         target = tmp_path / "offline.mid"
         result = finished(window, window.harmonize_file(EXAMPLE_MELODY, target), qtbot)
         assert target.exists(), result
         server.name = name
         server.start()   # the user starts JACK: the window looks again and goes live by itself
         # as the window shows it (the session's bridge is there a moment before the window hears of it)
-        qtbot.waitUntil(lambda: window.status_label.text().startswith("Live"), timeout=WAIT_MS)
-        assert window.session.bridge is not None and not window.no_midi_hint.isVisible()
+        qtbot.waitUntil(lambda: window.header.status_label.text().startswith("Live"), timeout=WAIT_MS)
+        assert window.session.bridge is not None and not window.ports.no_midi_hint.isVisible()
         assert len(server.graph().ports(r":bachbridge (in|out)$")) == 2
     finally:
         window.close()
