@@ -90,8 +90,12 @@ def cmd_batch(args) -> int:
     from bridge.convert import batch_convert
 
     settings = settings_from(args)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise BadInput(f"--jobs must be >= 1, not {args.jobs}")
+    if args.ray is not None:
+        from bridge.raybatch import ray_batch_convert, require_ray
+
+        require_ray()   # before the progress bar: without Ray the one line says how to get it
     bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True)
 
     def progress(done: int, total: int) -> None:
@@ -99,9 +103,14 @@ def cmd_batch(args) -> int:
         bar.n = done
         bar.refresh()
 
+    options = dict(overwrite=args.overwrite, track=args.track, progress=progress)
     try:
-        summary = batch_convert(Path(args.in_dir), Path(args.out_dir), model_from(args), settings,
-                                jobs=args.jobs, overwrite=args.overwrite, track=args.track, progress=progress)
+        if args.ray is None:
+            summary = batch_convert(Path(args.in_dir), Path(args.out_dir), model_from(args), settings,
+                                    jobs=args.jobs or 1, **options)
+        else:
+            summary = ray_batch_convert(Path(args.in_dir), Path(args.out_dir), model_from(args), settings,
+                                        address=args.ray, jobs=args.jobs, **options)
     finally:
         bar.close()
     print("\n".join(summary.lines()))
@@ -422,8 +431,14 @@ def _harmonize_options(h: argparse.ArgumentParser) -> None:
 def _batch_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("in_dir")
     b.add_argument("out_dir")
-    b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    b.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default 1); with --ray, workers: the local Ray instance's CPUs "
+                        "(default: all), or at most this many on a cluster (default: one per CPU)")
     b.add_argument("--overwrite", action="store_true", help="redo files already in OUT_DIR")
+    b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="convert on Ray (pip install bachbridge[scale]): alone, a local Ray instance; with "
+                        "ADDRESS (HEAD:6379, or auto), the cluster there, whose every node has bachbridge and "
+                        "its models installed. Put it after the folders")
     add_engine_options(b)
     add_knobs(b)
     b.set_defaults(run=cmd_batch)

@@ -250,6 +250,65 @@ def file_seed(seed: int | None, relative: Path) -> int | None:
     return int.from_bytes(digest[:8], "little")
 
 
+class BatchRun:
+    """One batch's bookkeeping, whatever converts its files (this process, a process pool, a Ray
+    cluster): `work`, the files to convert, each (source, target, its settings with the per-file
+    seed); the summary, with the files skipped because their output exists (unless `overwrite`);
+    and the progress callback, told (done, len(work)) from the start and after each file."""
+
+    def __init__(self, in_dir: Path, out_dir: Path, settings: Settings, overwrite: bool = False,
+                 progress: Callable[[int, int], None] | None = None):
+        in_dir, out_dir = Path(in_dir), Path(out_dir)
+        if not in_dir.is_dir():
+            raise BadInput("no such folder", in_dir)
+        self.started = time.monotonic()
+        self.summary = BatchSummary()
+        self.work: list[tuple[Path, Path, Settings]] = []
+        for source in find_midi_files(in_dir):
+            relative = source.relative_to(in_dir)
+            target = out_dir / relative
+            if target.exists() and not overwrite:
+                self.summary.skipped.append(source)
+            else:
+                self.work.append((source, target, settings.replace(seed=file_seed(settings.seed, relative))))
+        self.progress = progress
+        self.done = 0
+        if progress:
+            progress(self.done, len(self.work))
+
+    def make_folders(self) -> None:
+        """The output folders; called once the engine has loaded, so a bad model leaves none."""
+        for _, target, _ in self.work:
+            target.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, source: Path, failure: str | None) -> None:
+        """A file done: converted (`failure` None) or failed for the one-line reason `failure`."""
+        if failure is None:
+            self.summary.converted.append(source)
+        else:
+            self.summary.failed.append((source, failure))
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, len(self.work))
+
+    def finish(self) -> BatchSummary:
+        self.summary.cancelled = self.done < len(self.work)  # only a cancel leaves work undone
+        self.summary.seconds = time.monotonic() - self.started
+        return self.summary
+
+
+def failure_of(source: Path, convert: Callable[[], object]) -> str | None:
+    """Run `convert()`, the conversion of `source`; the one-line reason when it fails, else None.
+    A bad file or a bug must not stop the other files of a batch, so nothing is raised."""
+    try:
+        convert()
+        return None
+    except BadInput as error:
+        return str(error)
+    except Exception as error:  # a bug: say which file hit it
+        return f"{source}: internal error: {type(error).__name__}: {error}"
+
+
 # each worker process loads its engine once
 _worker_engine: Engine | None = None
 
@@ -260,14 +319,8 @@ def _init_worker(model: str, threads: int) -> None:
 
 
 def _convert_one(source: Path, target: Path, settings: Settings, track: int | None) -> str | None:
-    """Convert one file in a worker; the one-line reason when it fails, else None."""
-    try:
-        harmonize_file(source, target, _worker_engine, settings, track)
-        return None
-    except BadInput as error:
-        return str(error)
-    except Exception as error:  # a bug must not stop the other files; say which file hit it
-        return f"{source}: internal error: {type(error).__name__}: {error}"
+    """Convert one file with this process's engine; the one-line reason when it fails, else None."""
+    return failure_of(source, lambda: harmonize_file(source, target, _worker_engine, settings, track))
 
 
 def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, jobs: int = 1,
@@ -279,45 +332,20 @@ def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, j
     `cancel` (set from another thread) stops it between files: files not started are left alone
     (none half-written: each is written atomically), those already running in the pool finish,
     and the summary says `cancelled`."""
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise BadInput("no such folder", in_dir)
-    started = time.monotonic()
-    summary = BatchSummary()
-    work = []
-    for source in find_midi_files(in_dir):
-        relative = source.relative_to(in_dir)
-        target = out_dir / relative
-        if target.exists() and not overwrite:
-            summary.skipped.append(source)
-        else:
-            work.append((source, target, settings.replace(seed=file_seed(settings.seed, relative))))
-    done = 0
-    if progress:
-        progress(done, len(work))
+    run = BatchRun(in_dir, out_dir, settings, overwrite, progress)
+    work = run.work
     jobs = max(1, min(jobs, len(work) or 1))
     threads = max(1, default_threads() // jobs)
     global _worker_engine
     _worker_engine = load_engine(model, threads=threads, spin=jobs == 1)  # a bad model fails here, once
-    for _, target, _ in work:
-        target.parent.mkdir(parents=True, exist_ok=True)
-
-    def record(source: Path, failure: str | None) -> None:
-        nonlocal done
-        if failure is None:
-            summary.converted.append(source)
-        else:
-            summary.failed.append((source, failure))
-        done += 1
-        if progress:
-            progress(done, len(work))
+    run.make_folders()
 
     cancelled = cancel.is_set if cancel is not None else lambda: False
     if jobs == 1:
         for source, target, file_settings in work:
             if cancelled():
                 break
-            record(source, _convert_one(source, target, file_settings, track))
+            run.record(source, _convert_one(source, target, file_settings, track))
     else:
         # spawned, not forked: a fork would copy onnxruntime's and numba's thread state mid-flight
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -327,11 +355,9 @@ def batch_convert(in_dir: Path, out_dir: Path, model: str, settings: Settings, j
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    record(futures[future], future.result())
+                    run.record(futures[future], future.result())
                 if cancelled():
                     # drop what has not started; what already runs finishes and is recorded. (Not
                     # as_completed with shutdown(cancel_futures=True): it never sees those cancelled.)
                     pending = {future for future in pending if not future.cancel()}
-    summary.cancelled = done < len(work)  # only a cancel leaves work undone
-    summary.seconds = time.monotonic() - started
-    return summary
+    return run.finish()
