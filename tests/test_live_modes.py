@@ -432,3 +432,17 @@ def test_a_connected_port_that_goes_away_is_reported_and_connected_again(jack_se
         source.send_message([NOTE_OFF, 74, 0])
         settle(outside)
         assert unreleased(outside.messages()) == {}
+
+
+@pytest.mark.parametrize("mode", ["note", "phrase"])
+def test_render_plays_the_melody_and_harmonizes_it_as_the_bridge_would(engine, mode):
+    """bridge.live.render (what bench_music --live measures): the melody kept, three voices under it."""
+    from bridge.live import render
+    from conftest import hymn_steps
+
+    soprano = hymn_steps()
+    roll = render(engine, soprano, LiveConfig(mode=mode, lookahead_beats=1.0), LIVE_SETTINGS.replace(seed=0))
+    assert roll.shape == (len(soprano), 4)
+    assert np.array_equal(roll[:, SOPRANO], soprano)
+    harmonized = (roll[:, 1:] != REST).all(axis=1)
+    assert harmonized.mean() > 0.8, harmonized.mean()

@@ -9,6 +9,7 @@ from bridge.live.config import VOICES, LiveConfig, Snapshot
 from bridge.live.modes import PLAYERS
 from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet
 from bridge.live.stats import LiveStats, MonitorEvent
+from bridge.score import Score
 from bridge.settings import Settings
 from bridge.sounding import Sounding
 
@@ -24,11 +25,9 @@ def render(engine: Engine, soprano: np.ndarray, config: LiveConfig, settings: Se
     clock = [0]
     player.now_ns = lambda: clock[0]
     player.apply(Snapshot(config, settings, engine), 0)
-    from bridge.midifile import note_runs  # offline only: mido stays out of the live start-up
-
     soprano = np.asarray(soprano)
     events = []
-    for pitch, first, stop in note_runs(soprano):
+    for pitch, first, stop in Score.melody(soprano.astype(np.int16)).note_runs(0):
         events.append((first * step, bytes((NOTE_ON, pitch, 80))))
         events.append((stop * step - 1000, bytes((NOTE_OFF, pitch, 0))))  # just before the next
     finish = len(soprano) * step + (player.delay_ns() if config.mode == "phrase" else 0) + step
