@@ -317,6 +317,8 @@ class MainWindow(QMainWindow):
         self._knob_turns_seen = bridge.knob_turns
         self.session.adopt(bridge.snapshot.config, bridge.snapshot.settings)
         self._show_state(bridge.snapshot.config, bridge.snapshot.settings)
+        if bridge.snapshot.model != self.session.model:   # a controller picked another model
+            self.load_model(bridge.snapshot.model)         # the bridge has it already: shown here
 
     # ------------------------------------------------------------ ports and the bridge
 

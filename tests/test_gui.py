@@ -353,6 +353,14 @@ def test_midi_learn_binds_a_controller_and_the_controller_then_moves_the_knob(li
     qtbot.waitUntil(lambda: panel.waiting is None, timeout=WAIT_MS)
     assert "has a range" in w.statusBar().currentMessage()
     assert not [b for b in w.session.config.knob_controls if b[0] == "alpha"]
+    # the model, from a controller: loaded in the bridge's process, then shown in the window
+    panel.learn_buttons["engine"].click()
+    sender.send_message([0xB0, 30, 0])
+    qtbot.waitUntil(lambda: ("engine", 30) in snapshot_value(w, "config", "knob_controls"), timeout=WAIT_MS)
+    sender.send_message([0xB0, 30, 0])                   # the first slice: coconet-live
+    qtbot.waitUntil(lambda: w.session.bridge.snapshot.model == "coconet-live", timeout=START_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: w.session.model == "coconet-live"
+                    and w.model_panel.model_combo.currentData() == "coconet-live", timeout=START_TIMEOUT_MS)
 
 
 def test_the_roll_draws_notes_that_came_through_a_jack_port(live_window, outside, qtbot):

@@ -136,3 +136,23 @@ def test_live_refuses_a_bad_binding_in_one_line():
         result = run_cli("live", *args, timeout=60)
         assert result.returncode == 2 and says in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_program_change_picks_the_engine_loaded_off_the_worker(jack_server, tiny_model, outside):
+    engine = load_engine(tiny_model, threads=1)
+    config = LiveConfig(clock="free", speculate=False, knob_controls=(("engine", PROGRAM),))
+    assert turned(config, LIVE_SETTINGS, {"engine": "coconet"}) == (config, LIVE_SETTINGS)
+    with Bridge(engine, config, LIVE_SETTINGS, api="jack") as bridge:
+        sender = connect(outside)
+        sender.send_message([PC, 0])                       # KNOBS["engine"].choices[0]
+        assert wait_for(lambda: bridge.snapshot.engine.name == "coconet-live", timeout=60)
+        n = len(outside.received)
+        sender.send_message([NOTE_ON, 67, 80])
+        assert wait_for(lambda: harmony_ons(m for m, _ in outside.received[n:]))
+        sender.send_message([NOTE_OFF, 67, 0])
+        errors = bridge.stats.event_errors
+        sender.send_message([PC, KNOBS["engine"].choices.index("phrase")])   # cannot fill: note mode refuses it
+        assert wait_for(lambda: bridge.stats.event_errors > errors, timeout=60)
+        assert bridge.snapshot.engine.name == "coconet-live"
+        settle(outside)
+    assert not unreleased(outside.messages())

@@ -31,7 +31,8 @@ The realtime contract. Who runs what, and what each may never do:
    only CPU that nobody else wants, shares no GIL with the worker, reaches the worker through
    pipes it never blocks on, and starts its work on an onset only a few JACK cycles after the
    answer went out. It changes how soon an answer comes, never whether or which.
-4. Everything slow happens elsewhere: warming up a new engine (in `update()`'s caller), looking at
+4. Everything slow happens elsewhere: warming up a new engine (in `update()`'s caller; a model a
+   bound controller picks, in the "bachbridge-engines" thread), looking at
    the ports and the JACK server, opening ports again, closing dead ones (the watcher thread,
    "bachbridge-ports"), a phrase's harmony and a respond mode answer (the deciders' threads,
    "bachbridge-phrases" and "bachbridge-answers"), offline work and drawing (the window's threads).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
 from bridge.live.note_mode import NoteMode
 from bridge.live.decider import ThreadDecider
-from bridge.live.learn import control_of, knob_change, turned
+from bridge.live.learn import KNOBS, control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
@@ -67,6 +68,8 @@ class Bridge:
                                   connect_in=connect_in, connect_out=connect_out)
         self._update_lock = threading.Lock()
         self._knob_changes: dict = {}     # knobs moved by bound controllers, not yet in the snapshot
+        self._engines_wanted: queue.SimpleQueue = queue.SimpleQueue()   # models a controller picked
+        self._engine_loader: threading.Thread | None = None
         self._stop = threading.Event()
         self._running = threading.Event()
         self._requests: collections.deque = collections.deque()   # callables the worker runs
@@ -134,6 +137,8 @@ class Bridge:
             self._watcher.start()
         if snapshot.config.mode == NoteMode.mode and snapshot.speculating:
             self.speculator.start()  # else when first asked to speculate
+        self._engine_loader = threading.Thread(target=self._load_engines, name="bachbridge-engines", daemon=True)
+        self._engine_loader.start()
         return self
 
     def _open_ports(self) -> tuple[MidiInput, MidiOutput]:
@@ -158,9 +163,12 @@ class Bridge:
             return
         self._closed = True
         self._stop.set()
+        self._engines_wanted.put(None)
         worker = self._worker
         if worker is not None:
             worker.join(timeout=5.0)
+        if self._engine_loader is not None:
+            self._engine_loader.join(timeout=5.0)
         if self._watcher is not None and self._watcher.is_alive():
             self._watcher.join(timeout=5.0)
         try:
@@ -275,8 +283,11 @@ class Bridge:
                 config = self._snapshot.config
                 change = None if control is None else knob_change(data, config.knob_controls, config.in_channel)
                 if change is not None:          # a knob's controller: never played
-                    self._knob_changes[change[0]] = change[1]
-                    self._turn_knobs()
+                    if KNOBS[change[0]].loads:
+                        self._engines_wanted.put(change[1])
+                    else:
+                        self._knob_changes[change[0]] = change[1]
+                        self._turn_knobs()
                     continue
                 player = self._follow_knobs(t_ns)
                 try:
@@ -314,6 +325,25 @@ class Bridge:
             self._count_error(error)
         finally:
             self._update_lock.release()
+
+    def _load_engines(self) -> None:
+        """The models bound controllers pick, loaded and warmed up here (seconds of work, never on
+        the worker); only the last one asked for while another loaded. None ends it."""
+        from bridge.engines import load_engine
+
+        while True:
+            name = self._engines_wanted.get()
+            while name is not None and not self._engines_wanted.empty():
+                name = self._engines_wanted.get_nowait()
+            if name is None:
+                return
+            if name == self._snapshot.engine.name:
+                continue
+            try:
+                self.update(engine=load_engine(name, threads=1))   # warmed up here, in update()
+                self.stats.knob_turns += 1
+            except Exception as error:   # e.g. an engine the mode cannot play: counted, the old one plays on
+                self._count_error(error)
 
     def _follow_knobs(self, t_ns: int) -> Player:
         """The player of the current knobs, brought up to date with them."""

@@ -1,7 +1,9 @@
 """Knobs turned from the DAW: a MIDI controller (or, for a knob with named choices, program
 change) bound to a knob of the live bridge moves it while the music plays.
 
-A binding is (knob, controller 0..119) or (knob, PROGRAM). A controller's 0..127 spans the knob's
+A binding is (knob, controller 0..119) or (knob, PROGRAM). The engine is a knob too: the model a
+controller or program change picks is loaded and warmed up in a thread of its own, and played
+from the next note after it is ready. A controller's 0..127 spans the knob's
 range below (a musician's range, not every value the knob takes: temperature 0..2, not 0..5);
 for a knob with choices, the range is cut into equal slices, one per choice, and program change
 n picks choice n. A message bound to a knob moves it and is never played.
@@ -14,6 +16,8 @@ from bridge.errors import BadInput
 
 CONTROL_CHANGE, PROGRAM_CHANGE = 0xB0, 0xC0
 PROGRAM = "program"
+# the shipped models a controller or program change picks among
+ENGINES = ("coconet-live", "coconet", "rnnrbm", "biaxial", "phrase")
 KEYS = ("off", "auto", "C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -22,6 +26,7 @@ KEYS = ("off", "auto", "C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb
 class Knob:
     field: str                        # the Settings or LiveConfig field it sets
     on_config: bool = False           # a LiveConfig field (else Settings)
+    loads: bool = False               # a model to load and warm up (not a field: off the worker)
     low: float = 0.0
     high: float = 1.0
     whole: bool = False               # whole numbers only
@@ -49,6 +54,7 @@ KNOBS = {
     "mode": Knob("mode", on_config=True, choices=("note", "phrase", "respond")),
     "lookahead": Knob("lookahead_beats", on_config=True, low=0.25, high=4.0),
     "speculate": Knob("speculate", on_config=True, choices=(False, True)),
+    "engine": Knob("engine", loads=True, choices=ENGINES),
 }
 
 
@@ -116,12 +122,13 @@ def knob_change(data: bytes, bindings: tuple, in_channel: int | None) -> tuple[s
 
 
 def turned(config, settings, changes: dict):
-    """(config, settings) with the knobs in `changes` moved; pmin and pmax keep their order (the
-    one moved last wins and takes the other along)."""
+    """(config, settings) with the knobs in `changes` moved (a knob that loads a model aside); pmin
+    and pmax keep their order (the one moved last wins and takes the other along)."""
     config_changes, settings_changes = {}, {}
     for knob, value in changes.items():
         spec = KNOBS[knob]
-        (config_changes if spec.on_config else settings_changes)[spec.field] = value
+        if not spec.loads:
+            (config_changes if spec.on_config else settings_changes)[spec.field] = value
     if "pmin" in settings_changes or "pmax" in settings_changes:
         pmin = settings_changes.get("pmin", settings.pmin)
         pmax = settings_changes.get("pmax", settings.pmax)

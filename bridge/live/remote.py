@@ -342,9 +342,9 @@ class RemoteBridge:
         elif kind == "ports":
             self.input, self.output = rest
         elif kind == "knobs":
-            config, settings, self.knob_turns = rest
+            config, settings, self.knob_turns, model = rest
             if self.snapshot is not None:
-                self.snapshot = RemoteSnapshot(config, settings, self.snapshot.model)
+                self.snapshot = RemoteSnapshot(config, settings, model)
         elif kind == "playing":
             self._playing_reported = tuple(rest)
         elif kind == "done":
@@ -503,7 +503,7 @@ def _serve(bridge, model: str, commands, out: _Reports, stop: threading.Event) -
         # after it swaps the snapshot: a change of either is reported, so the count comes with it)
         knobs = (bridge.snapshot, bridge.stats.knob_turns)
         if knobs[0] is not reported_knobs[0] or knobs[1] != reported_knobs[1]:
-            out.send(("knobs", knobs[0].config, knobs[0].settings, knobs[1]))
+            out.send(("knobs", knobs[0].config, knobs[0].settings, knobs[1], lane.model_of(knobs[0].engine)))
             reported_knobs = knobs
         playing = (bridge.playing, handled)
         if playing != reported_playing:
@@ -546,8 +546,16 @@ class _Lane:
 
     def __init__(self, bridge, model: str, out: _Reports):
         self.bridge, self.model, self.out = bridge, model, out
+        self.engine = bridge.snapshot.engine   # the engine `model` names
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._run, name="bachbridge-remote-lane", daemon=True).start()
+
+    def model_of(self, engine) -> str:
+        """The model's name as the host knows it: as it asked for it, or, for one a bound
+        controller picked in the bridge, the shipped name (taken as asked from then on)."""
+        if engine is not self.engine:
+            self.model, self.engine = engine.name, engine
+        return self.model
 
     def put(self, seq: int, config, settings, model) -> None:
         self.jobs.put((seq, config, settings, model))
@@ -559,9 +567,14 @@ class _Lane:
             seq, config, settings, model = self.jobs.get()
             try:
                 engine = None if model is None or model == self.model else load_engine(model, threads=1)
-                self.bridge.update(config=config, settings=settings, engine=engine)
-                if engine is not None:
-                    self.model = model
+                before = (self.model, self.engine)
+                if engine is not None:   # named before it plays, so a report never misnames it
+                    self.model, self.engine = model, engine
+                try:
+                    self.bridge.update(config=config, settings=settings, engine=engine)
+                except Exception:
+                    self.model, self.engine = before
+                    raise
                 snapshot = self.bridge.snapshot
                 self.out.send(("done", seq, RemoteSnapshot(snapshot.config, snapshot.settings, self.model), None))
             except Exception as error:

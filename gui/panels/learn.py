@@ -20,7 +20,7 @@ from gui.widgets import tip
 KNOB_LABELS = {"temperature": "Temperature", "pmax": "pmax", "pmin": "pmin", "alpha": "alpha", "steps": "Steps",
                "candidates": "Candidates", "parallel_penalty": "Parallels penalty", "top_p": "Top p",
                "repeat_limit": "Repeat limit", "key": "Key", "mode": "Mode", "lookahead": "Lookahead",
-               "speculate": "Speculate"}
+               "speculate": "Speculate", "engine": "Model"}
 LEARN_TEXT, WAITING_TEXT = "Learn", "Move a control…"
 
 
