@@ -385,7 +385,7 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="move a knob from the DAW: a controller 0..119 spans its range, e.g. temperature=21 "
                         "(program change for a knob with choices: key=program); repeat for more. Knobs: "
                         "temperature, pmax, pmin, alpha, steps, candidates, parallel_penalty, top_p, repeat_limit, "
-                        "key, mode, lookahead, speculate")
+                        "key, mode, lookahead, speculate, engine")
     g.add_argument("--no-speculate", action="store_true",
                    help="note mode: do not work out the likeliest next answers between notes")
     g.add_argument("--clock", default=d.clock, choices=CLOCK_MODES,
