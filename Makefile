@@ -4,12 +4,16 @@
 # make example - set up if needed, then harmonize the bundled example melody and print it
 # make test  - .venv with the test extras; jackd2, jack-midi-clock, xvfb and Qt's xcb libraries when
 #              missing (port tests, the window under X); then every test (GUI tests offscreen, one under Xvfb)
+# make app   - the standalone app: dist/bachbridge/, one folder with one executable, the command line and
+#              the window (dist/bachbridge/bachbridge gui), no Python needed (PyInstaller, installers/bachbridge.spec)
+# make app-test - build the app unless dist/bachbridge is newer than what goes into it, then run it as a
+#              user would (tests/test_app.py: files, the window offscreen and under X, ports, live on JACK)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
 
-.PHONY: venv test-venv run example test bench clean qt-libs test-deps
+.PHONY: venv test-venv run example test bench clean qt-libs test-deps app app-venv app-test
 
 venv: $(STAMP)-base
 
@@ -50,10 +54,27 @@ test-deps: test-venv
 	  $$(for pair in $(TEST_PROGRAMS); do command -v $${pair%%:*} >/dev/null 2>&1 || echo $${pair##*:}; done | sort -u) \
 	  $$(QT_QPA_PLATFORM=xcb $(BIN)/python -m gui.systemcheck --debian-packages)
 
+app-venv: $(STAMP)-app
+
+$(STAMP)-app: $(STAMP)-base
+	$(BIN)/python -m pip install -q -e '.[app]'
+	touch $@
+
+# the X libraries Qt's xcb plugin links to go into the app from this machine: installed first
+# when missing (the app is built without them otherwise, and needs them where it runs)
+app: app-venv
+	@sh installers/debian-install.sh "the X libraries the app carries for Qt's xcb plugin" \
+	  $$(QT_QPA_PLATFORM=xcb $(BIN)/python -m gui.systemcheck --debian-packages)
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller installers/bachbridge.spec
+	@du -sh dist/bachbridge
+
+app-test: app-venv test-venv test-deps
+	BACHBRIDGE_APP_TEST=1 $(BIN)/python -m pytest -q -rs tests/test_app.py
+
 bench: venv
 	$(BIN)/python bench/bench_harmonize.py
 	$(BIN)/python bench/bench_forward.py
 	$(BIN)/python bench/bench_live.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info example_chorale.mid
+	rm -rf $(VENV) build dist/bachbridge *.egg-info example_chorale.mid

@@ -83,8 +83,14 @@ def missing_libraries(plugin: Path) -> list[str]:
     cannot find: all of them from `ldd`; without ldd, the first that dlopen() names."""
     ldd = shutil.which("ldd")
     if ldd:
+        env = None
+        if getattr(sys, "frozen", False):
+            # the standalone app loads the libraries it carries before the system's, but gives the
+            # programs it starts the user's library path (installers/app_entry.py): ldd is told
+            env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(
+                filter(None, [sys._MEIPASS, os.environ.get("LD_LIBRARY_PATH")]))}
         try:
-            listing = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=30)
+            listing = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=30, env=env)
         except (OSError, subprocess.SubprocessError):
             listing = None
         if listing is not None:
