@@ -22,7 +22,7 @@ class Settings:
     pmin: float = 0.05           # ... falling linearly to this share ...
     alpha: float = 0.6           # ... reached at this fraction of the steps
     candidates: int = 1          # chains sampled side by side; the likeliest under the model wins
-    parallel_penalty: float = 6.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
+    parallel_penalty: float = 10.0  # nats off a pitch per consecutive perfect 5th/8ve it would make
     key: str = "off"             # 'off', 'auto' (estimated from the melody) or a key such as 'Bb', 'F#m'
     top_p: float = 0.95          # a phrase draw keeps the likeliest tokens whose probability reaches this
     repeat_limit: int = 1        # a phrase's melody strikes one pitch at most this many times in a row; 0 = any

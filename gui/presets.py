@@ -8,7 +8,7 @@ Version 3 (written now):
     {"format": "bachbridge-preset", "version": 3, "name": "Warm",
      "model": "coconet-live",                        # a shipped model's name or an .onnx path
      "settings": {"temperature": 0.3, "steps": 2, "pmax": 1.0, "pmin": 0.05, "alpha": 0.6,
-                  "candidates": 1, "parallel_penalty": 6.0, "key": "off",
+                  "candidates": 1, "parallel_penalty": 10.0, "key": "off",
                   "voice_ranges": [[60, 81], [52, 74], [46, 69], [36, 66]]},
      "live": {"mode": "note", "clock": "auto", "bpm": 100.0, "channels": [1, 2, 3], ...},
      "controls": {"temperature": 21, "mode": "program"}}
