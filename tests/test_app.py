@@ -27,7 +27,7 @@ import pytest
 from conftest import ROOT, run_cli
 from jackrig import missing_programs
 from test_ports import wait_for
-from xdisplay import Xvfb, have_xvfb
+from xdisplay import Xvfb, can_hide_libraries, have_xvfb, run_without, xcb_libraries_desktops_lack
 
 pytestmark = pytest.mark.skipif(os.environ.get("BACHBRIDGE_APP_TEST") != "1",
                                 reason="the standalone app: `make app-test` (BACHBRIDGE_APP_TEST=1) builds and runs it")
@@ -157,51 +157,20 @@ def test_the_window_opens_under_x(app, app_env, tmp_path):
     assert png_size(grab)[0] >= 1000
 
 
-# libraries hidden from the dynamic linker: an overlay's whiteout over each, in a mount namespace
-# of the test's own (as tests/test_gui_x11.py does for the checkout), then the command
-HIDE_AND_RUN = r"""
-set -e
-dirs=
-for path in $HIDE; do
-    dir=$(dirname "$(realpath "$path")")
-    up=$SCRATCH/up$(echo "$dir" | tr / _)
-    mkdir -p "$up" "$up.work"
-    for name in "$(basename "$path")" "$(basename "$(realpath "$path")")"; do
-        [ -e "$up/$name" ] || mknod "$up/$name" c 0 0
-    done
-    case " $dirs " in *" $dir "*) ;; *) dirs="$dirs $dir" ;; esac
-done
-for dir in $dirs; do
-    up=$SCRATCH/up$(echo "$dir" | tr / _)
-    mount -t overlay overlay -o "lowerdir=$dir,upperdir=$up,workdir=$up.work" "$dir"
-done
-set +e
-"$@"
-"""
-
-
 def test_the_window_opens_where_the_system_lacks_the_xcb_libraries(app, app_env, tmp_path):
     """libxcb-cursor0 and libxcb-icccm4, which desktops often lack, hidden from the system: the
     app opens its window with the copies it carries, and its check before Qt starts agrees."""
     if not have_xvfb():
         pytest.skip("no Xvfb (Debian: xvfb; `make test` installs it)")
-    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+    if not can_hide_libraries():
         pytest.skip("cannot make a mount namespace here (unshare -m needs root): the libraries cannot be hidden")
-    from gui.systemcheck import plugin_path
-
-    listing = subprocess.run(["ldd", str(plugin_path("xcb"))], capture_output=True, text=True).stdout
-    hidden = [line.split("=>")[1].split("(")[0].strip() for line in listing.splitlines()
-              if line.strip().startswith(("libxcb-cursor.so.0 ", "libxcb-icccm.so.4 "))]
-    assert len(hidden) == 2, listing
+    hidden = xcb_libraries_desktops_lack()
     assert all((APP_DIR / "_internal" / Path(path).name).exists() for path in hidden), "the app lacks them"
     server = Xvfb()
     try:
         grab = tmp_path / "shown.png"
-        env = {**app_env, "DISPLAY": server.display, "QT_QPA_PLATFORM": "xcb", "HIDE": " ".join(hidden),
-               "SCRATCH": str(tmp_path)}
-        done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", HIDE_AND_RUN, "sh",
-                               str(APP), "gui", "--no-bridge", "--quit-after", "1", "--grab", str(grab)],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        done = run_without(hidden, [APP, "gui", "--no-bridge", "--quit-after", "1", "--grab", grab],
+                           {**app_env, "DISPLAY": server.display, "QT_QPA_PLATFORM": "xcb"}, tmp_path, cwd=tmp_path)
     finally:
         server.close()
     if "mount" in done.stderr and not grab.exists():

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT
 from jackrig import MidiDump, MidiSeq, XrunMonitor, answers, hanging, missing_programs
-from xdisplay import XClient, Xvfb, have_xvfb
+from xdisplay import XClient, Xvfb, can_hide_libraries, have_xvfb, run_without, xcb_libraries_desktops_lack
 
 WINDOW_TITLE = "bachbridge"
 VOICE_COLOURS = ("#f2c14e", "#f78154", "#4fb3bf", "#9b7fd4")   # gui.theme's, as a screen shows them
@@ -164,45 +164,16 @@ def test_no_display_is_one_line_not_an_abort(tmp_path):
     assert done.stderr.count("\n") == 1 and "no display" in done.stderr and "DISPLAY is not set" in done.stderr
 
 
-HIDE_AND_START = r"""
-set -e
-dirs=
-for path in "$@"; do
-    dir=$(dirname "$(realpath "$path")")
-    up=$SCRATCH/up$(echo "$dir" | tr / _)
-    mkdir -p "$up" "$up.work"
-    for name in "$(basename "$path")" "$(basename "$(realpath "$path")")"; do
-        [ -e "$up/$name" ] || mknod "$up/$name" c 0 0    # an overlay's whiteout: the file is gone
-    done
-    case " $dirs " in *" $dir "*) ;; *) dirs="$dirs $dir" ;; esac
-done
-for dir in $dirs; do
-    up=$SCRATCH/up$(echo "$dir" | tr / _)
-    mount -t overlay overlay -o "lowerdir=$dir,upperdir=$up,workdir=$up.work" "$dir"
-done
-set +e
-"$PYTHON" -m bridge gui
-"""
-
-
 def test_missing_xcb_libraries_are_named_not_a_core_dump(xvfb, tmp_path):
     """libxcb-cursor0 and libxcb-icccm4 hidden from the dynamic linker (an overlay in a mount
     namespace of the test's own), as on a desktop that lacks them: `bachbridge gui` says which
     packages to install, in one line, and exits 1, before Qt would abort."""
-    import shutil
-
-    from gui.systemcheck import plugin_path
-
-    listing = subprocess.run(["ldd", str(plugin_path("xcb"))], capture_output=True, text=True).stdout
-    paths = [line.split("=>")[1].split("(")[0].strip() for line in listing.splitlines()
-             if line.strip().startswith(("libxcb-cursor.so.0 ", "libxcb-icccm.so.4 "))]
-    assert len(paths) == 2, listing
-    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+    paths = xcb_libraries_desktops_lack()
+    if not can_hide_libraries():
         pytest.skip("cannot make a mount namespace here (unshare -m needs root): the libraries cannot be hidden")
     x, _ = xvfb
-    env = gui_env(x.display, tmp_path / "config", SCRATCH=str(tmp_path), PYTHON=sys.executable)
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", HIDE_AND_START, "sh", *paths],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = run_without(paths, [sys.executable, "-m", "bridge", "gui"], gui_env(x.display, tmp_path / "config"),
+                       tmp_path, cwd=ROOT)
     if "mount" in done.stderr and done.returncode not in (0, 1):
         pytest.skip(f"overlay mounts are not allowed here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 1, done

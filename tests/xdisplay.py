@@ -141,3 +141,53 @@ class XClient:
         if self._display:
             self._lib.XCloseDisplay(self._display)
             self._display = None
+
+
+# libraries hidden from the dynamic linker: an overlay's whiteout over each path in $HIDE, in a
+# mount namespace of the caller's own (unshare -m), then the command given after the script
+_HIDE_AND_RUN = r"""
+set -e
+dirs=
+for path in $HIDE; do
+    dir=$(dirname "$(realpath "$path")")
+    up=$SCRATCH/up$(echo "$dir" | tr / _)
+    mkdir -p "$up" "$up.work"
+    for name in "$(basename "$path")" "$(basename "$(realpath "$path")")"; do
+        [ -e "$up/$name" ] || mknod "$up/$name" c 0 0    # an overlay's whiteout: the file is gone
+    done
+    case " $dirs " in *" $dir "*) ;; *) dirs="$dirs $dir" ;; esac
+done
+for dir in $dirs; do
+    up=$SCRATCH/up$(echo "$dir" | tr / _)
+    mount -t overlay overlay -o "lowerdir=$dir,upperdir=$up,workdir=$up.work" "$dir"
+done
+set +e
+"$@"
+"""
+
+
+def xcb_libraries_desktops_lack() -> list[str]:
+    """The paths of libxcb-cursor.so.0 and libxcb-icccm.so.4 as Qt's xcb plugin loads them here
+    (desktops often lack them)."""
+    from gui.systemcheck import plugin_path
+
+    listing = subprocess.run(["ldd", str(plugin_path("xcb"))], capture_output=True, text=True).stdout
+    paths = [line.split("=>")[1].split("(")[0].strip() for line in listing.splitlines()
+             if line.strip().startswith(("libxcb-cursor.so.0 ", "libxcb-icccm.so.4 "))]
+    assert len(paths) == 2, listing
+    return paths
+
+
+def can_hide_libraries() -> bool:
+    """Whether a mount namespace of our own can be made here (unshare -m needs root)."""
+    return bool(shutil.which("unshare")) and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+def run_without(libraries: list[str], command: list[str], env: dict, scratch, cwd=None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    """`command` run with `libraries` hidden from it (see `_HIDE_AND_RUN`); `scratch`: a folder
+    for the overlays."""
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", _HIDE_AND_RUN, "sh",
+                           *map(str, command)], cwd=cwd, env={**env, "HIDE": " ".join(libraries),
+                                                              "SCRATCH": str(scratch)},
+                          capture_output=True, text=True, timeout=timeout)
