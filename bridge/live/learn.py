@@ -1,12 +1,12 @@
 """Knobs turned from the DAW: a MIDI controller (or, for a knob with named choices, program
 change) bound to a knob of the live bridge moves it while the music plays.
 
-A binding is (knob, controller 0..119) or (knob, PROGRAM). The engine is a knob too: the model a
-controller or program change picks is loaded and warmed up in a thread of its own, and played
-from the next note after it is ready. A controller's 0..127 spans the knob's
+A binding is (knob, controller 0..119) or (knob, PROGRAM). A controller's 0..127 spans the knob's
 range below (a musician's range, not every value the knob takes: temperature 0..2, not 0..5);
 for a knob with choices, the range is cut into equal slices, one per choice, and program change
-n picks choice n. A message bound to a knob moves it and is never played.
+n picks choice n. A message bound to a knob moves it and is never played. The engine is a knob
+too: the model a controller or program change picks is loaded and warmed up in a thread of its
+own, and played from the next note after it is ready.
 """
 from __future__ import annotations
 
