@@ -101,7 +101,7 @@ def read_voices(path) -> Score:
 
 
 def _voice_notes(scans: list[_TrackScan], path) -> list[list[Note]]:
-    return [[note for channel, note in scans[track].notes if channel != DRUM_CHANNEL and channel in channels]
+    return [[note for channel, note in scans[track].notes if channel in channels]   # drums are in no voice's channels
             for track, channels in _voice_places(scans, path)]
 
 

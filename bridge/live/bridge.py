@@ -276,18 +276,7 @@ class Bridge:
                 # knobs turned while nothing plays: a new engine's release must not wait for a note
                 player = self._follow_knobs(now)
             for data, t_ns in events:
-                control = control_of(data)
-                if control is not None:         # what a window's MIDI learn waits for
-                    self.stats.last_control = control
-                    self.stats.controls_in += 1
-                config = self._snapshot.config
-                change = None if control is None else knob_change(data, config.knob_controls, config.in_channel)
-                if change is not None:          # a knob's controller: never played
-                    if KNOBS[change[0]].loads:
-                        self._engines_wanted.put(change[1])
-                    else:
-                        self._knob_changes[change[0]] = change[1]
-                        self._turn_knobs()
+                if self._moves_a_knob(data):    # a knob's controller: never played
                     continue
                 player = self._follow_knobs(t_ns)
                 try:
@@ -310,6 +299,26 @@ class Bridge:
                 if due is not None:
                     wait_s = min(wait_s, max(0.0, (due - time.perf_counter_ns()) / 1e9))
                 time.sleep(wait_s)
+
+    def _moves_a_knob(self, data: bytes) -> bool:
+        """Count a control or program change (what a window's MIDI learn waits for); True when it
+        is bound to a knob, which it then moves (a model: asked of the engine loader)."""
+        control = control_of(data)
+        if control is None:
+            return False
+        self.stats.last_control = control
+        self.stats.controls_in += 1
+        config = self._snapshot.config
+        change = knob_change(data, config.knob_controls, config.in_channel)
+        if change is None:
+            return False
+        knob, value = change
+        if KNOBS[knob].loads:
+            self._engines_wanted.put(value)
+        else:
+            self._knob_changes[knob] = value
+            self._turn_knobs()
+        return True
 
     def _turn_knobs(self) -> None:
         """The knobs bound controllers moved, into the snapshot, unless an update() holds the lock
@@ -341,9 +350,12 @@ class Bridge:
                 continue
             try:
                 self.update(engine=load_engine(name, threads=1))   # warmed up here, in update()
-                self.stats.knob_turns += 1
+                self._post(self._count_engine_turn)                # the stats' one writer counts it
             except Exception as error:   # e.g. an engine the mode cannot play: counted, the old one plays on
                 self._count_error(error)
+
+    def _count_engine_turn(self) -> None:
+        self.stats.knob_turns += 1
 
     def _follow_knobs(self, t_ns: int) -> Player:
         """The player of the current knobs, brought up to date with them."""

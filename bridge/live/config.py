@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from bridge.clock import MAX_BPM, MIN_BPM, MODES as CLOCK_MODES, NS_PER_MINUTE
 from bridge.engines import FILL, PREDICT_MELODY, Engine
 from bridge.errors import BadInput
-from bridge.live.learn import check_bindings
 from bridge.settings import Settings
 
 MODES = ("note", "phrase", "respond")
@@ -67,6 +66,8 @@ class LiveConfig:
             problems.append(f"respond_cc must be a controller 0..119 or None, not {self.respond_cc}")
         if not (isinstance(self.answer_bars, int) and 1 <= self.answer_bars <= MAX_ANSWER_BARS):
             problems.append(f"answer_bars must be 1..{MAX_ANSWER_BARS}, not {self.answer_bars}")
+        from bridge.live.learn import check_bindings   # here: learn reads this module's MODES
+
         problems += check_bindings(tuple(self.knob_controls), self.respond_cc)
         if problems:
             raise BadInput("; ".join(problems))

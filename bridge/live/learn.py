@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.errors import BadInput
+from bridge.live.config import MODES
 
 CONTROL_CHANGE, PROGRAM_CHANGE = 0xB0, 0xC0
 PROGRAM = "program"
@@ -51,7 +52,7 @@ KNOBS = {
     "top_p": Knob("top_p", low=0.05, high=1.0),
     "repeat_limit": Knob("repeat_limit", low=0, high=8, whole=True),
     "key": Knob("key", choices=KEYS),
-    "mode": Knob("mode", on_config=True, choices=("note", "phrase", "respond")),
+    "mode": Knob("mode", on_config=True, choices=MODES),
     "lookahead": Knob("lookahead_beats", on_config=True, low=0.25, high=4.0),
     "speculate": Knob("speculate", on_config=True, choices=(False, True)),
     "engine": Knob("engine", loads=True, choices=ENGINES),
@@ -95,7 +96,7 @@ def check_bindings(bindings: tuple, respond_cc: int | None) -> list[str]:
 
 def control_of(data: bytes) -> int | str | None:
     """The controller a control change moves, PROGRAM for a program change, else None."""
-    if len(data) == 3 and data[0] & 0xF0 == CONTROL_CHANGE and data[1] < 128:
+    if len(data) == 3 and data[0] & 0xF0 == CONTROL_CHANGE and data[1] < 128 and data[2] < 128:
         return data[1]
     if len(data) == 2 and data[0] & 0xF0 == PROGRAM_CHANGE and data[1] < 128:
         return PROGRAM
@@ -104,21 +105,16 @@ def control_of(data: bytes) -> int | str | None:
 
 def knob_change(data: bytes, bindings: tuple, in_channel: int | None) -> tuple[str, object] | None:
     """(knob, new value) when `data` is a message bound to a knob, else None."""
-    if not bindings or len(data) < 2:
+    control = control_of(data)
+    if control is None or (in_channel is not None and data[0] & 0x0F != in_channel):
         return None
-    kind, channel = data[0] & 0xF0, data[0] & 0x0F
-    if in_channel is not None and channel != in_channel:
+    knob = next((knob for knob, bound in bindings if bound == control), None)
+    if knob is None:
         return None
-    if kind == CONTROL_CHANGE and len(data) == 3 and data[1] < 128 and data[2] < 128:
-        for knob, control in bindings:
-            if control == data[1]:
-                return knob, KNOBS[knob].value(data[2])
-    elif kind == PROGRAM_CHANGE and len(data) == 2 and data[1] < 128:
-        for knob, control in bindings:
-            if control == PROGRAM:
-                choices = KNOBS[knob].choices
-                return (knob, choices[data[1]]) if data[1] < len(choices) else None
-    return None
+    if control == PROGRAM:
+        choices = KNOBS[knob].choices
+        return (knob, choices[data[1]]) if data[1] < len(choices) else None
+    return knob, KNOBS[knob].value(data[2])
 
 
 def turned(config, settings, changes: dict):

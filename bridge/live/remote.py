@@ -24,9 +24,10 @@ Who waits on what:
   took in from the child.
 - The child's main thread reads commands and sends reports: the monitor's notes every REPORT_S
   while there are any, the stats when they changed (at most every STATS_S), the ports when they
-  were replaced, the knobs when they changed (an update, or a controller bound to a knob). Its lane thread runs `update()` (a new model loads and warms up there while the
-  bridge plays on). Bridge's worker and watcher run as they always do. A host that stops reading
-  its pipe makes the child's reports wait, never a note.
+  were replaced, the knobs when they changed (an update, or a controller bound to a knob). Its
+  lane thread runs `update()` (a new model loads and warms up there while the bridge plays on).
+  Bridge's worker and watcher run as they always do. A host that stops reading its pipe makes the
+  child's reports wait, never a note.
 - Times: monitor events carry the child's time.perf_counter_ns(), a system-wide clock (Linux
   CLOCK_MONOTONIC, macOS mach_absolute_time, Windows QueryPerformanceCounter) that the host reads
   too; `start(t0)` counts `ports_up_s` from the host's t0 on it.

@@ -52,7 +52,7 @@ class StatsSnapshot:
     port_problem: str | None
     ports_reopened: int
     controls_in: int
-    last_control: int | None
+    last_control: int | str | None
     knob_turns: int
 
     @property
@@ -88,7 +88,7 @@ class LiveStats:
     port_problem: str | None = None    # a port that went away, while it is away
     ports_reopened: int = 0            # times the ports were opened again (the JACK server came back)
     controls_in: int = 0               # control and program changes received (what MIDI learn waits for) ...
-    last_control: int | None = None    # ... the last one's controller, or bridge.live.learn.PROGRAM
+    last_control: int | str | None = None   # ... the last one's controller, or bridge.live.learn.PROGRAM
     knob_turns: int = 0                # knobs moved by a bound controller
     _latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
     _timing: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))

@@ -201,7 +201,6 @@ class PassagePanel(QWidget):
         self.shown = 0                         # which alternative is shown
         self.job: RegenerateJob | None = None
         self._regenerations = 0
-        self.bar = 16                          # 16ths a bar of the file shown
 
         self.view = ScoreView()
         self.view.selection_changed.connect(lambda _: self._enable())
@@ -282,14 +281,13 @@ class PassagePanel(QWidget):
         copy = self._folder / f"opened-{len(self.history)}-{path.name}"
         shutil.copyfile(path, copy)
         self.history, self.alternatives, self.shown = [copy], [], 0
-        self.bar = bar
         self.view.set_score(score, bar)
         self._enable()
         self.message.emit(f"{path.name}: {self.view.bars} bars; drag across the score to choose some")
         return True
 
     def _show(self, path: Path) -> None:
-        self.view.set_score(read_voices(path), self.bar)
+        self.view.set_score(read_voices(path), self.view.bar)   # every version keeps the file's meter
         self._enable()
 
     def _voices_toggled(self, *_) -> None:
