@@ -21,6 +21,7 @@ from bridge.live.learn import KNOBS, control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
 from bridge.live.playback import FILE_SOURCE, FilePlayback
+from bridge.live.portwatch import DeadInput, DeadOutput, PortLister
 from bridge.live.player import LIVE_SOURCE, Outlet, Player
 from bridge.live.speculation import Speculator
 from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
@@ -127,7 +128,7 @@ class Bridge:
         self._worker.start()
         self._running.wait(1.0)
         try:
-            lister = _PortLister(self.input.api)
+            lister = PortLister(self.input.api)
         except PortError as error:  # no watching (a server that went away would not be followed)
             self._count_error(error)
         else:
@@ -400,7 +401,7 @@ class Bridge:
 
     # ---- the watcher: everything slow about the ports, off the worker
 
-    def _watch(self, lister: "_PortLister") -> None:
+    def _watch(self, lister: PortLister) -> None:
         """Every PORT_CHECK_S: is what our ports are connected to still there, is the JACK server?"""
         sources: set = set()
         down = False                       # JACK: the server went away, our ports are stand-ins
@@ -428,7 +429,7 @@ class Bridge:
         finally:
             lister.close()
 
-    def _go_realtime(self, lister: "_PortLister") -> None:
+    def _go_realtime(self, lister: PortLister) -> None:
         """Realtime scheduling for the worker (SCHED_FIFO, WORKER_REALTIME_PRIORITY), only when
         the ports are a JACK server's that runs its clients realtime at a higher priority: under
         one that does not, a realtime worker would take the CPU from the port clients while the
@@ -443,7 +444,7 @@ class Bridge:
             return
         self.worker_realtime = True
 
-    def _follow_sources(self, lister: "_PortLister", before: set) -> set:
+    def _follow_sources(self, lister: PortLister, before: set) -> set:
         """The ports sending into our input (by name and JACK's id, so that a program that died
         and came back between two looks is seen to have gone); when one went away, the melody
         notes it held end, and their note-offs go out once more a moment later: while JACK
@@ -463,7 +464,7 @@ class Bridge:
                 self._run_in_worker(lambda: self.output.silence(released))
         return now
 
-    def _follow_connected(self, lister: "_PortLister", options: dict, away: dict) -> None:
+    def _follow_connected(self, lister: PortLister, options: dict, away: dict) -> None:
         """Report a port we connect to that went away; connect again when it is back."""
         for what, port, target in (("input", self.input, options["connect_in"]),
                                    ("output", self.output, options["connect_out"])):
@@ -482,7 +483,7 @@ class Bridge:
         ones; True when the worker took them (not when the bridge is closing)."""
         old = (self.input, self.output)
         if new is None:
-            new = (_DeadInput(self.input), _DeadOutput(self.output))
+            new = (DeadInput(self.input), DeadOutput(self.output))
         taken = self._run_in_worker(lambda: self._swap_ports(*new))
         self._retire(*[port for port in (old if taken else new) if port not in (self.input, self.output)])
         return taken
@@ -511,103 +512,3 @@ class Bridge:
                     port.close()
                 except Exception:
                     pass
-
-
-class _DeadInput:
-    """Stands in for the input while the JACK server is away: nothing comes."""
-
-    def __init__(self, was: MidiInput):
-        self.api, self.name, self.connected_to, self.full_name = was.api, was.name, was.connected_to, None
-
-    @staticmethod
-    def poll() -> list:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-class _DeadOutput:
-    """Stands in for the output while the JACK server is away: what is sent goes nowhere."""
-
-    def __init__(self, was: MidiOutput):
-        self.api, self.name, self.connected_to = was.api, was.name, was.connected_to
-        self.closed = False
-
-    @staticmethod
-    def send(message, source: str = "") -> bool:
-        return False
-
-    @staticmethod
-    def release(source: str = "") -> int:
-        return 0
-
-    @staticmethod
-    def all_notes_off(channels=()) -> int:
-        return 0
-
-    @staticmethod
-    def sounding(source: str | None = None) -> dict:
-        return {}
-
-    @staticmethod
-    def silence(keys) -> int:
-        return 0
-
-    def close(self, channels=()) -> None:
-        self.closed = True
-
-
-class _PortLister:
-    """What the watcher asks about ports, without touching the ports the worker uses: on JACK a
-    passive graph client (bridge.jackgraph), elsewhere rtmidi objects of its own."""
-
-    def __init__(self, api: str):
-        self.api = api
-        self.jack = api == "jack"
-        self._graph = None
-        self._rtmidi = {}
-        self.reopen()
-
-    def reopen(self) -> None:
-        self.close()
-        if self.jack:
-            from bridge.jackgraph import JackGraph
-
-            with _quiet_stderr():
-                self._graph = JackGraph("bachbridge-watch")
-
-    def server_alive(self) -> bool:
-        return self._graph is not None and self._graph.alive()
-
-    def realtime_priority(self) -> int | None:
-        """JACK's clients' realtime priority, None when not realtime (or not JACK)."""
-        return self._graph.realtime_priority() if self._graph is not None else None
-
-    def connected_ports(self, port: str) -> set[tuple[str, int]]:
-        return self._graph.connected_ports(port)
-
-    def has(self, what: str, target: str) -> bool:
-        """Is there a port `target` names (see ports.find_port) that our `what` port can use?"""
-        from bridge.ports import _open_rtmidi, find_port
-
-        if self.jack:
-            names = self._graph.ports(outputs=what == "input", inputs=what == "output")
-        else:
-            kind = "in" if what == "input" else "out"
-            if kind not in self._rtmidi:
-                self._rtmidi[kind] = _open_rtmidi(kind, self.api, "bachbridge-watch")
-            names = list(self._rtmidi[kind].get_ports())
-        try:
-            find_port(names, target, what)
-        except PortError:
-            return False
-        return True
-
-    def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
-        for client in self._rtmidi.values():
-            client.delete()
-        self._rtmidi.clear()
