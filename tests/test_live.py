@@ -56,15 +56,17 @@ def is_note_off(m: bytes) -> bool:
 
 def unreleased(messages) -> dict:
     """{(channel, pitch): note-ons not followed by a note-off}, in the order the port sent them;
-    a note-off without a note-on before it is an error too."""
+    a note-off for a key never struck is an error too. A note-off once more for a note already
+    ended is not: the bridge repeats the note-offs of a source that went away
+    (bridge.sounding.Sounding.silence)."""
     count: dict = {}
     for m in messages:
         key = (m[0] & 0x0F, m[1]) if len(m) == 3 else None
         if is_note_on(m):
             count[key] = count.get(key, 0) + 1
         elif is_note_off(m):
-            assert count.get(key, 0) > 0, f"note-off {m.hex()} for a note that was not on"
-            count[key] -= 1
+            assert key in count, f"note-off {m.hex()} for a note that was not on"
+            count[key] = max(count[key] - 1, 0)
     return {key: n for key, n in count.items() if n}
 
 
