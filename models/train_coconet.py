@@ -53,7 +53,8 @@ p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data
 p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--crop", type=int, default=32, help="crop length in 16th-note steps")
-p.add_argument("--lr", type=float, default=2e-3)
+p.add_argument("--lr", type=float, help="Adam's learning rate (default 2e-3); with a resumed run, it "
+                                       "replaces the checkpoint's (a lower rate to settle a trained model)")
 p.add_argument("--max-steps", type=int, default=100_000)
 p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
 p.add_argument("--eval-every", type=int, default=250)
@@ -105,7 +106,7 @@ heads_added = state is not None and config.head_channels and not state["config"]
 model = Coconet(config)
 trunk_parameters = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
 optimizer = torch.optim.Adam([{"params": trunk_parameters}]
-                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr)
+                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr or 2e-3)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
 step, stopping, rng = 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
@@ -116,6 +117,9 @@ if state is not None:
         saved = {**saved, "param_groups": saved["param_groups"] + optimizer.state_dict()["param_groups"][1:]}
         saved["param_groups"][1]["lr"] = saved["param_groups"][0]["lr"]
     optimizer.load_state_dict(saved)
+    if args.lr:
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr
     plateau.load_state_dict(state["plateau"])
     step, stopping.best, stopping.stale = state["step"], state["best_valid"], state["stale"]
     rng.bit_generator.state = state["rng"]
