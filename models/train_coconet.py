@@ -62,10 +62,22 @@ p.add_argument("--patience", type=int, default=12, help="evaluations without imp
 p.add_argument("--resume", help="a checkpoint to start from when OUT has no last.pt yet "
                                 "(e.g. models/checkpoints/coconet.pt, the shipped model's)")
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda where there is one); checkpoints are "
+                                               "written for the CPU either way")
 p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
 
 torch.set_num_threads(args.threads)
+device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                      "cpu" if args.device == "auto" else args.device)
+if device.type == "cuda" and not torch.cuda.is_available():
+    raise SystemExit(f"--device {args.device}: no CUDA device here")
+
+
+def on_device(*arrays: np.ndarray) -> list[torch.Tensor]:
+    return [torch.from_numpy(a).to(device) for a in arrays]
+
+
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
@@ -83,9 +95,10 @@ else:
 mask_weights = PRESET_MASK_WEIGHTS.get(args.preset, MASK_WEIGHTS)
 valid_rng = np.random.default_rng(10_000)
 valid_crops = data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0)
-valid_pitches = torch.from_numpy(valid_crops)
-valid_mask, valid_target = map(torch.from_numpy, data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops))
-valid_questions = tuple(map(torch.from_numpy, data.step_questions(valid_mask.numpy())))
+
+valid_masks = data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops)     # (mask, target)
+valid_pitches, valid_mask, valid_target = on_device(valid_crops, *valid_masks)
+valid_questions = tuple(on_device(*data.step_questions(valid_masks[0])))
 
 # ---- model, optimizer, schedule; resume if a checkpoint is there --------------------------------
 config = PRESETS[args.preset]
@@ -95,7 +108,7 @@ if args.layers or args.channels:
                                       **({"channels": args.channels} if args.channels else {})})
 last_path, best_path = out / "last.pt", out / "best.pt"
 resume_from = last_path if last_path.exists() else (Path(args.resume) if args.resume else None)
-state = torch.load(resume_from, weights_only=False) if resume_from else None
+state = torch.load(resume_from, map_location="cpu", weights_only=False) if resume_from else None
 if state is not None:
     config = CoconetConfig.from_dict(state["config"])
 if args.voice_heads is not None and args.voice_heads != config.head_channels:
@@ -103,7 +116,7 @@ if args.voice_heads is not None and args.voice_heads != config.head_channels:
         raise SystemExit(f"{resume_from} has voice heads of width {config.head_channels}, not {args.voice_heads}")
     config = dataclasses.replace(config, head_channels=args.voice_heads)
 heads_added = state is not None and config.head_channels and not state["config"].get("head_channels")
-model = Coconet(config)
+model = Coconet(config).to(device)
 trunk_parameters = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
 optimizer = torch.optim.Adam([{"params": trunk_parameters}]
                              + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr or 2e-3)
@@ -183,9 +196,8 @@ bar = tqdm(total=args.max_steps, initial=step, unit="step", dynamic_ncols=True)
 train_mode()
 while step < args.max_steps and log.minutes < args.minutes:
     crops = data.random_crops(train_set, args.batch, args.crop, rng)
-    pitches = torch.from_numpy(crops)
-    mask, target = map(torch.from_numpy, data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops))
-    loss = loss_of(pitches, mask, target, tuple(map(torch.from_numpy, data.step_questions(mask.numpy()))))
+    mask, target = data.mixed_masks(args.batch, args.crop, rng, mask_weights, crops)
+    loss = loss_of(*on_device(crops, mask, target), tuple(on_device(*data.step_questions(mask))))
     optimizer.zero_grad(set_to_none=True)
     if loss.requires_grad:  # a frozen trunk's batch without one-step questions teaches the heads nothing
         loss.backward()

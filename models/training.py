@@ -44,10 +44,22 @@ def half_precision(state):
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename: never a half-written checkpoint."""
+    """torch.save to a temporary file, then rename: never a half-written checkpoint. Tensors
+    are written as CPU tensors, whatever device trained them."""
     temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
+    torch.save(on_cpu(state), temporary)
     temporary.replace(path)
+
+
+def on_cpu(value):
+    """`value` with every tensor in it (through dicts, lists and tuples) on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
 
 
 class RunLog:
