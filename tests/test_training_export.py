@@ -106,10 +106,21 @@ def test_receptive_radius_is_exact(separable, layers, time_dilations):
 
 def test_training_starts_a_new_run_from_a_given_checkpoint(tiny_run, tmp_path, jsb_npz):
     result = run_module("models.train_coconet", "--out", tmp_path / "fine", "--resume", tiny_run / "last.pt",
-                        "--data", jsb_npz, "--max-steps", 70, "--eval-every", 10, "--threads", 1)
+                        "--data", jsb_npz, "--max-steps", 70, "--eval-every", 10, "--threads", 1, "--lr", 1e-4)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "at step 60" in result.stdout
-    assert [r["step"] for r in read_log(tmp_path / "fine")] == [70]
+    assert [(r["step"], r["lr"]) for r in read_log(tmp_path / "fine")] == [(70, 1e-4)]
+
+
+def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, jsb_npz):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_module("models.train_coconet", "--out", tmp_path / "gpu", "--preset", "tiny", "--data", jsb_npz,
+                        "--device", "cuda", "--max-steps", 1)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "--device cuda: no CUDA device here"
 
 
 def test_int8_export_runs_in_the_engine_and_its_check_fails_loudly(tiny_run, tmp_path, jsb_npz, monkeypatch):
