@@ -188,7 +188,6 @@ class MainWindow(QMainWindow):
             "play": action("Play result", "Ctrl+P", self.offline.toggle_play),
             "connect": action("Connect", "Ctrl+R", self.start_bridge),
             "refresh ports": action("Refresh ports", "F5", self.session.refresh_ports),
-            "temperature": action("Temperature", "Alt+T", lambda: self.sampling.temperature.setFocus()),
             "quit": action("Quit", "Ctrl+Q", self.close),
         }
 

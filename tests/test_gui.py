@@ -15,8 +15,9 @@ import mido
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, QSettings, Qt, QTimer
-from PyQt6.QtGui import QColor
-from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QTabBar
+from PyQt6.QtGui import QAction, QColor, QKeySequence
+from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QGroupBox, QLabel, QTabBar
 
 from bridge.live import LIVE_SETTINGS, LiveConfig
 from bridge.live.learn import KNOBS
@@ -284,6 +285,67 @@ def test_every_control_has_a_tooltip_and_the_actions_have_shortcuts(window):
                                                       for w in every if not w.toolTip()]
     assert all(not action.shortcut().isEmpty() for action in window.actions_by_name.values())
     assert window.actions_by_name["panic"].shortcut().toString() == "Esc"
+
+
+def shown_mnemonics(window) -> dict[str, list[str]]:
+    """Each Alt+letter the window answers to as it is shown now, with what it reaches: a label's
+    (with a buddy), a button's or check box's, a group box's title, a tab's title, or a window action's
+    own Alt+letter shortcut."""
+    found: dict[str, list[str]] = {}
+
+    def add(text: str, what: str) -> None:
+        key = QKeySequence.mnemonic(text).toString()
+        if key:
+            found.setdefault(key, []).append(f"{what} {text!r}")
+
+    for label in window.findChildren(QLabel):
+        if label.isVisible() and label.buddy() is not None:
+            add(label.text(), "label")
+    for button in window.findChildren(QAbstractButton):
+        if button.isVisible():
+            add(button.text(), type(button).__name__)
+    for group in window.findChildren(QGroupBox):
+        if group.isVisible():
+            add(group.title(), "group box")
+    for bar in window.findChildren(QTabBar):
+        if bar.isVisible():
+            for index in range(bar.count()):
+                add(bar.tabText(index), "tab")
+    for action in set(window.findChildren(QAction)) | set(window.actions()):
+        for shortcut in action.shortcuts():
+            key = shortcut.toString()
+            if key.startswith("Alt+") and len(key) == len("Alt+X"):
+                found.setdefault(key, []).append(f"action {action.text()!r}")
+    return found
+
+
+def test_no_two_controls_shown_together_answer_the_same_alt_letter(window, qtbot):
+    """Alt+letter reaches exactly one control on every page of the window: no label, check box,
+    button, group box, tab or action shown at the same time uses the same letter."""
+    tabs = window.centre_tabs
+    for page in range(tabs.count()):
+        tabs.setCurrentIndex(page)
+        qtbot.waitUntil(lambda: tabs.currentWidget().isVisible())
+        found = shown_mnemonics(window)
+        assert len(found) > 15, found     # the knobs' labels are found at all
+        clashes = {key: whats for key, whats in found.items() if len(whats) > 1}
+        assert not clashes, f"on the {tabs.tabText(page)!r} page: {clashes}"
+
+    # and Qt agrees: Alt and a label's letter focuses its control, every time (Qt takes turns among
+    # shortcuts that clash, so an ambiguous one would miss every other press)
+    tabs.setCurrentIndex(0)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    labelled = [label for label in window.findChildren(QLabel) if label.isVisible() and label.buddy() is not None
+                and not QKeySequence.mnemonic(label.text()).isEmpty() and label.buddy().isEnabled()]
+    assert len(labelled) > 10
+    for label in labelled:
+        letter = QKeySequence.mnemonic(label.text()).toString()[-1].lower()
+        for _ in range(2):
+            window.roll.setFocus()
+            QTest.keyClick(window, letter, Qt.KeyboardModifier.AltModifier)
+            focused = window.focusWidget()
+            assert focused is label.buddy() or label.buddy().isAncestorOf(focused), (label.text(), focused)
 
 
 # ------------------------------------------------------------- the roll

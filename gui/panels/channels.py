@@ -6,8 +6,9 @@ from PyQt6.QtWidgets import QCheckBox, QComboBox
 from gui import theme
 from gui.panels.form import FormGroup, int_box
 
-# the voices sent, with the letter of each label that is its mnemonic ('Bass' has none: Alt+B is BPM)
-SENT_VOICES = (("Alto", "A"), ("Tenor", "e"), ("Bass", "B"))
+# the voices sent; their rows, like the melody's channels and the ports, have no Alt letter: the
+# window shows more labelled controls than there are letters, and the knobs played live keep theirs
+SENT_VOICES = ("Alto", "Tenor", "Bass")
 
 
 class ChannelsPanel(FormGroup):
@@ -16,11 +17,10 @@ class ChannelsPanel(FormGroup):
     def __init__(self):
         super().__init__("Channels")
         self.channel_boxes = []
-        for voice, (name, letter) in enumerate(SENT_VOICES, start=1):
+        for voice, name in enumerate(SENT_VOICES, start=1):
             box = int_box(1, 16)
             box.setPrefix("ch ")
-            label = name.replace(letter, "&" + letter, 1) if letter != "B" else "Bass"
-            self.row(label, box, f"MIDI channel {name.lower()} is sent on (all three may share one)")
+            self.row(name, box, f"MIDI channel {name.lower()} is sent on (all three may share one)")
             self.form.labelForField(box).setStyleSheet(f"color: {theme.VOICE_COLOURS[voice].name()};")
             self.channel_boxes.append(box)
         self.bind("config", "channels", self.channel_boxes,
@@ -32,7 +32,7 @@ class ChannelsPanel(FormGroup):
         self.bind("config", "echo", [self.echo], self.echo.isChecked, self.echo.setChecked)
         self.echo_channel = int_box(1, 16)
         self.echo_channel.setPrefix("ch ")
-        self.row("Mel&ody echo", self.echo_channel, "MIDI channel the melody is echoed on")
+        self.row("Melody echo", self.echo_channel, "MIDI channel the melody is echoed on")
         self.form.labelForField(self.echo_channel).setStyleSheet(f"color: {theme.VOICE_COLOURS[0].name()};")
         self.bind("config", "echo_channel", [self.echo_channel], lambda: self.echo_channel.value() - 1,
                   lambda c: self.echo_channel.setValue(c + 1))
@@ -40,5 +40,5 @@ class ChannelsPanel(FormGroup):
         self.in_channel.addItem("any", None)
         for channel in range(16):
             self.in_channel.addItem(f"ch {channel + 1}", channel)
-        self.row("Melody &from", self.in_channel, "Take melody notes from this MIDI channel only")
+        self.row("Melody from", self.in_channel, "Take melody notes from this MIDI channel only")
         self.bind_choice("config", "in_channel", self.in_channel)

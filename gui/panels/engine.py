@@ -116,10 +116,10 @@ class SamplingPanel(FormGroup):
         self.schedule_plot = SchedulePlot(LIVE_SETTINGS)
         self.form.addRow(self.schedule_plot)
         self.candidates = int_box(1, 64)
-        self.row("&Candidates", self.candidates, "Chains sampled side by side; the likeliest under the model wins")
+        self.row("Can&didates", self.candidates, "Chains sampled side by side; the likeliest under the model wins")
         self.bind_box("settings", "candidates", self.candidates)
         self.parallel_penalty = double_box(0.0, 50.0, 0.5, 1)
-        self.row("&Parallels penalty", self.parallel_penalty,
+        self.row("Parallels penalt&y", self.parallel_penalty,
                  "Nats taken off a pitch for each consecutive perfect fifth or octave it would make (0 = off)")
         self.bind_box("settings", "parallel_penalty", self.parallel_penalty)
 
@@ -154,15 +154,12 @@ class HarmonyPanel(FormGroup):
         grid.addWidget(QLabel("high"), 0, 2, Qt.AlignmentFlag.AlignHCenter)
         self.voice_range_boxes: list[tuple[NoteSpinBox, NoteSpinBox]] = []
         for voice, name in enumerate(VOICE_RANGE_NAMES):
-            caption = QLabel(f"&{name}" if voice == 0 else name)
+            caption = QLabel(name)   # no Alt letter: each letter of these names is another control's
             caption.setStyleSheet(f"color: {theme.VOICE_COLOURS[voice].name()};")
             low, high = NoteSpinBox(), NoteSpinBox()
             for box, end in ((low, "lowest"), (high, "highest")):
                 box.setKeyboardTracking(False)
-                tip(box, f"{name}: the {end} pitch it may sing (ranges must span an octave or more)",
-                    "Alt+S, then Tab" if voice == 0 else "Tab from Soprano")
-            if voice == 0:
-                caption.setBuddy(low)
+                tip(box, f"{name}: the {end} pitch it may sing (ranges must span an octave or more)")
             grid.addWidget(caption, voice + 1, 0)
             grid.addWidget(low, voice + 1, 1)
             grid.addWidget(high, voice + 1, 2)

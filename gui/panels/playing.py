@@ -38,7 +38,7 @@ class PlayingPanel(FormGroup):
         self.clock = QComboBox()
         for name in CLOCK_MODES:
             self.clock.addItem(CLOCK_LABELS.get(name, name), name)
-        self.row("C&lock", self.clock, "auto: the DAW's MIDI clock while it runs, else the BPM below; "
+        self.row("&Clock", self.clock, "auto: the DAW's MIDI clock while it runs, else the BPM below; "
                                        "DAW clock; internal BPM; free: each note is the next 16th")
         self.bind_choice("config", "clock", self.clock)
         self.bpm = double_box(20.0, 400.0, 1.0, 1)
@@ -47,7 +47,7 @@ class PlayingPanel(FormGroup):
         self.bind_box("config", "bpm", self.bpm)
         self.context = int_box(0, 256)
         self.context.setSuffix(" 16ths")
-        self.row("Conte&xt", self.context, "16ths of the past the model is shown (16 = a bar)")
+        self.row("Cont&ext", self.context, "16ths of the past the model is shown (16 = a bar)")
         self.bind_box("config", "context_steps", self.context)
 
     def enable_for_mode(self, mode: str) -> None:

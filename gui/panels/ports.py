@@ -30,13 +30,13 @@ class PortsPanel(FormGroup):
         self._wanted = wanted
         self.seen: PortsSeen | None = None   # what the MIDI systems offered when last asked
         self.api_combo = QComboBox()
-        self.row("&API", self.api_combo, "The MIDI system: auto picks JACK when a server runs, "
-                                         "else ALSA (Linux), CoreMIDI (macOS), WinMM (Windows)")
+        self.row("API", self.api_combo, "The MIDI system: auto picks JACK when a server runs, "
+                                        "else ALSA (Linux), CoreMIDI (macOS), WinMM (Windows)")
         self.api_combo.currentIndexChanged.connect(lambda _: self._fill_port_combos())
         self.in_combo = QComboBox()
-        self.row("&In", self.in_combo, "Where the melody comes from: our own virtual port, or an existing one")
+        self.row("In", self.in_combo, "Where the melody comes from: our own virtual port, or an existing one")
         self.out_combo = QComboBox()
-        self.row("O&ut", self.out_combo, "Where the harmony goes: our own virtual port, or an existing one")
+        self.row("Out", self.out_combo, "Where the harmony goes: our own virtual port, or an existing one")
         buttons = QHBoxLayout()
         self.refresh_ports_button = QPushButton("Refresh")
         tip(self.refresh_ports_button, "Look again for MIDI systems and ports", "F5")
