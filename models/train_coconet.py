@@ -95,7 +95,6 @@ else:
 mask_weights = PRESET_MASK_WEIGHTS.get(args.preset, MASK_WEIGHTS)
 valid_rng = np.random.default_rng(10_000)
 valid_crops = data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0)
-
 valid_masks = data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops)     # (mask, target)
 valid_pitches, valid_mask, valid_target = on_device(valid_crops, *valid_masks)
 valid_questions = tuple(on_device(*data.step_questions(valid_masks[0])))

@@ -310,7 +310,7 @@ class Bridge:
         self.stats.last_control = control
         self.stats.controls_in += 1
         config = self._snapshot.config
-        change = knob_change(data, config.knob_controls, config.in_channel)
+        change = knob_change(data, config.knob_controls, config.in_channel, control)
         if change is None:
             return False
         knob, value = change

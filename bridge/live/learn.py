@@ -103,9 +103,12 @@ def control_of(data: bytes) -> int | str | None:
     return None
 
 
-def knob_change(data: bytes, bindings: tuple, in_channel: int | None) -> tuple[str, object] | None:
-    """(knob, new value) when `data` is a message bound to a knob, else None."""
-    control = control_of(data)
+def knob_change(data: bytes, bindings: tuple, in_channel: int | None,
+                control: int | str | None = None) -> tuple[str, object] | None:
+    """(knob, new value) when `data` is a message bound to a knob, else None. `control`: what
+    `control_of(data)` said, where the caller has read it already (the live worker)."""
+    if control is None:
+        control = control_of(data)
     if control is None or (in_channel is not None and data[0] & 0x0F != in_channel):
         return None
     knob = next((knob for knob, bound in bindings if bound == control), None)
