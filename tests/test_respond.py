@@ -217,7 +217,7 @@ def test_stock_programs_call_the_bridge_answers_on_jack_midi_clocks_beat(realtim
     for k, start in enumerate(calls[:3]):
         silence = start + 7 * eighth + eighth * 3 // 4           # the call's last note-off
         mine = [f for f in answer_ons if silence < f < start + 3 * bar]
-        assert mine, f"call {k}: no answer"
+        assert mine, f"call {k} at frame {start}: no answer (answers at {answer_ons}; calls at {calls})"
         # a beat of silence, then the beat it reaches: within a beat of the trigger
         assert beat - 3_000 <= mine[0] - silence <= 2 * beat + 3_000, (k, mine[0] - silence)
         # cut short by the next call: nothing of it after the next call's first note (but what was
