@@ -5,7 +5,8 @@
     python export_onnx.py runs/biaxial/best.pt -o models/biaxial.onnx --name biaxial
 
 The ONNX file carries everything the runtime needs in its metadata (engine, pitch range, voices,
-receptive field, training data and figures), so no side file travels with it. The export is
+receptive field, training data and figures, and with `--sampling-defaults temperature=0.4` the
+knobs it plays best at, which every command starts from), so no side file travels with it. The export is
 written to a temporary file and only moved into place once the parity check holds (max absolute
 difference of log-probabilities <= 1e-4 on random inputs of several batch sizes and lengths; for
 the RNN-RBM, of every output of its recurrent step: state, biases and weights; for a Coconet with
@@ -365,7 +366,19 @@ def main(argv=None) -> int:
     p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax",
                    help="with --int8: activation ranges from the calibration's extremes or its 99.999th "
                         "percentiles (see models/quantize.py; default minmax)")
+    p.add_argument("--sampling-defaults", metavar="KNOB=VALUE,...",
+                   help="the knobs this model plays best at where they differ from bachbridge's defaults "
+                        "(e.g. temperature=0.4), stored in its metadata: every command starts from them")
     args = p.parse_args(argv)
+
+    from bridge.errors import BadInput
+    from bridge.settings import parse_knob_values
+
+    try:
+        sampling_defaults = parse_knob_values(args.sampling_defaults or "")
+    except BadInput as error:
+        print(f"export_onnx: --sampling-defaults: {error}", file=sys.stderr)
+        return 2
 
     import onnx
     import torch
@@ -386,6 +399,8 @@ def main(argv=None) -> int:
     metadata["valid_loss"] = round(float(checkpoint.get("valid_loss", float("nan"))), 5)
     if args.figures:
         metadata["figures"] = Path(args.figures).read_text()
+    if sampling_defaults:
+        metadata["sampling_defaults"] = json.dumps(sampling_defaults)
     proto = onnx.load_from_string(onnx_bytes)
     del proto.metadata_props[:]
     for key, value in metadata.items():

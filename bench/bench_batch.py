@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.convert import batch_convert  # noqa: E402
 from bridge.onnxmodel import default_threads  # noqa: E402
-from bridge.settings import Settings  # noqa: E402
+from bridge.engines import model_settings  # noqa: E402
 
 EXAMPLE = ROOT / "bridge" / "examples" / "chorale_melody.mid"
 
@@ -61,7 +61,7 @@ def main() -> int:
     from bridge.raybatch import LOCAL, ray_batch_convert, require_ray
 
     require_ray()
-    settings = Settings(seed=args.seed)
+    settings = model_settings(args.model).replace(seed=args.seed)
     ways = {
         "--jobs 1": lambda src, dst: batch_convert(src, dst, args.model, settings, jobs=1),
         "--jobs 2": lambda src, dst: batch_convert(src, dst, args.model, settings, jobs=2),

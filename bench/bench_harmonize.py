@@ -4,8 +4,8 @@
     python bench/bench_harmonize.py --model coconet --model runs/coconet-float.onnx   # two, side by side
 
 Harmonizes the soprano of each JSB test chorale (77, about 245 sixteenths on average) with the
-shipped model and `Settings()` defaults, the engine loaded and warm; reports the mean and median
-per chorale. With the training checkpoint of the same model at hand, it also runs, side by side
+shipped model at its own default settings (`Engine.default_settings`), the engine loaded and
+warm; reports the mean and median per chorale. With the training checkpoint of the same model at hand, it also runs, side by side
 in the same process, a plain PyTorch loop of the same annealed Gibbs sampling (same network, same
 steps, torch.multinomial for the draws) on the same chorales, and reports the ratio.
 """
@@ -97,7 +97,6 @@ def main() -> int:
         print("no JSB data: pass --data path/to/Jsb16thSeparated.npz", file=sys.stderr)
         return 2
     sopranos = [c[:, 0].copy() for c in load_jsb16(data, "test")][:args.limit]
-    settings = Settings()
     threads = default_threads()
 
     engines = []
@@ -115,9 +114,10 @@ def main() -> int:
     for seed, soprano in enumerate(sopranos):
         for engine, mine in zip(engines, times):
             started = time.perf_counter()
-            engine.harmonize(soprano, settings.replace(seed=seed))
+            engine.harmonize(soprano, engine.default_settings().replace(seed=seed))
             mine.append(time.perf_counter() - started)
     mean_len = statistics.mean(len(s) for s in sopranos)
+    settings = engines[0].default_settings()   # the first model's; the PyTorch loop below samples so too
     print(f"{threads} threads, {len(sopranos)} JSB test chorales, mean length {mean_len:.0f} "
           f"sixteenths, defaults: steps {settings.steps}, temperature {settings.temperature}, "
           f"pmax {settings.pmax}, pmin {settings.pmin}, alpha {settings.alpha}")

@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.engines import load_engine  # noqa: E402
-from bridge.live import LiveConfig, render  # noqa: E402
+from bridge.engines import load_engine, model_settings  # noqa: E402
+from bridge.live import LIVE_SETTINGS, LiveConfig, render  # noqa: E402
 from bridge.musicstats import (BACH_PARALLELS_QUOTED, CHORD_TYPES, TOLERANCES,  # noqa: E402
                                block_triad_harmonize, compare, meets_bar, music_stats)
 from bridge.onnxmodel import default_threads  # noqa: E402
 from bridge.cli import add_knobs, settings_from  # noqa: E402
+from bridge.settings import Settings  # noqa: E402
 from models.data import find_jsb16, load_jsb16  # noqa: E402
 
 # (key in the stats dict, label, format)
@@ -112,7 +113,7 @@ def main() -> int:
     p.add_argument("--no-model", action="store_true", help="Bach and the block-triad baseline only")
     p.add_argument("--live", choices=["note", "phrase"], help="harmonize as the live bridge would, in this mode")
     p.add_argument("--context", type=int, default=LiveConfig().context_steps, help="with --live: 16ths of past")
-    add_knobs(p)   # the same sampling knobs as `bachbridge harmonize` (defaults: Settings())
+    add_knobs(p)   # the same sampling knobs as `bachbridge harmonize` (defaults: the model's own)
     args = p.parse_args()
     if args.limit is not None and args.limit < 1:
         print("--limit must be >= 1", file=sys.stderr)
@@ -124,7 +125,8 @@ def main() -> int:
         return 2
     chorales = load_jsb16(data, "test")[:args.limit]
     sopranos = [c[:, 0].copy() for c in chorales]
-    settings = settings_from(args)
+    base = LIVE_SETTINGS if args.live else Settings()
+    settings = settings_from(args, base if args.no_model else model_settings(args.model, base))
     first_seed = args.seed or 0   # chorale i is harmonized with seed first_seed + i
 
     bach = music_stats(chorales)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bridge.errors import BadInput
-from bridge.settings import Settings
+from bridge.settings import MODEL_KNOBS, Settings
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,40 +31,45 @@ def add_engine_options(p: argparse.ArgumentParser, default: str = "coconet") -> 
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
 
 
+# the sampling knobs each file and live command takes (--parallel-penalty -> parallel_penalty)
+KNOB_FLAGS = MODEL_KNOBS + ("seed",)
+
+
 def add_knobs(p: argparse.ArgumentParser, defaults: Settings = Settings(), files: bool = True) -> None:
-    """The sampling knobs, with `defaults`' values; `files=False` leaves out the file-only --track."""
+    """The sampling knobs, with `defaults`' values shown; `files=False` leaves out the file-only
+    --track. A knob left out is None in the arguments: `settings_from` gives it the model's own
+    default where the model has one (`Engine.default_settings`), else `defaults`' value."""
     d = defaults
+    own = " or the model's own"
     g = p.add_argument_group("sampling knobs")
-    g.add_argument("--temperature", type=float, default=d.temperature,
-                   help=f"softmax temperature; 0 = likeliest pitch (default {d.temperature})")
-    g.add_argument("--steps", type=int, default=d.steps, help=f"Gibbs steps (default {d.steps})")
-    g.add_argument("--pmax", type=float, default=d.pmax, help=f"first step's resampled share (default {d.pmax})")
-    g.add_argument("--pmin", type=float, default=d.pmin, help=f"last steps' resampled share (default {d.pmin})")
-    g.add_argument("--alpha", type=float, default=d.alpha,
-                   help=f"fraction of the steps over which the share falls (default {d.alpha})")
-    g.add_argument("--candidates", type=int, default=d.candidates,
-                   help="chains sampled together; the likeliest wins (default 1)")
-    g.add_argument("--parallel-penalty", type=float, default=d.parallel_penalty,
+    g.add_argument("--temperature", type=float,
+                   help=f"softmax temperature; 0 = likeliest pitch (default {d.temperature}{own})")
+    g.add_argument("--steps", type=int, help=f"Gibbs steps (default {d.steps}{own})")
+    g.add_argument("--pmax", type=float, help=f"first step's resampled share (default {d.pmax}{own})")
+    g.add_argument("--pmin", type=float, help=f"last steps' resampled share (default {d.pmin}{own})")
+    g.add_argument("--alpha", type=float,
+                   help=f"fraction of the steps over which the share falls (default {d.alpha}{own})")
+    g.add_argument("--candidates", type=int,
+                   help=f"chains sampled together; the likeliest wins (default {d.candidates}{own})")
+    g.add_argument("--parallel-penalty", type=float,
                    help="nats taken off a pitch for each consecutive perfect fifth or octave it would "
-                        f"make; 0 = off (default {d.parallel_penalty})")
-    g.add_argument("--key", default=d.key, help="keep alto, tenor, bass in a key: off, auto, or e.g. Bb, F#m (default off)")
-    g.add_argument("--top-p", type=float, default=d.top_p,
-                   help=f"phrase engine: draw only among the likeliest tokens that make up this share (default {d.top_p})")
-    g.add_argument("--repeat-limit", type=int, default=d.repeat_limit,
-                   help=f"phrase engine: strike one pitch at most this many times in a row; 0 = any (default {d.repeat_limit})")
-    g.add_argument("--harmonizer", default=d.harmonizer,
-                   help=f"phrase engine: the voices under its melody, a model that fills or 'chords' (default {d.harmonizer})")
-    g.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")
+                        f"make; 0 = off (default {d.parallel_penalty}{own})")
+    g.add_argument("--key", help=f"keep alto, tenor, bass in a key: off, auto, or e.g. Bb, F#m (default {d.key}{own})")
+    g.add_argument("--top-p", type=float,
+                   help=f"phrase engine: draw only among the likeliest tokens that make up this share (default {d.top_p}{own})")
+    g.add_argument("--repeat-limit", type=int,
+                   help=f"phrase engine: strike one pitch at most this many times in a row; 0 = any (default {d.repeat_limit}{own})")
+    g.add_argument("--harmonizer",
+                   help=f"phrase engine: the voices under its melody, a model that fills or 'chords' (default {d.harmonizer}{own})")
+    g.add_argument("--seed", type=int, help="random seed: the same seed gives the same result")
     if files:
         g.add_argument("--track", type=int, default=None, metavar="N",
                        help="take the melody from track N (0-based) instead of the top line of all tracks")
 
 
-def settings_from(args) -> Settings:
-    return Settings(temperature=args.temperature, steps=args.steps, pmax=args.pmax, pmin=args.pmin,
-                    alpha=args.alpha, candidates=args.candidates, key=args.key,
-                    parallel_penalty=args.parallel_penalty, top_p=args.top_p, repeat_limit=args.repeat_limit,
-                    harmonizer=args.harmonizer, seed=args.seed)
+def settings_from(args, base: Settings = Settings()) -> Settings:
+    """`base` (the engine's `default_settings`) with the knobs given on the command line."""
+    return base.replace(**{name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None})
 
 
 def model_from(args) -> str:
@@ -75,8 +80,8 @@ def cmd_harmonize(args) -> int:
     from bridge.convert import harmonize_file
     from bridge.engines import load_engine
 
-    settings = settings_from(args)
     engine = load_engine(model_from(args))
+    settings = settings_from(args, engine.default_settings())
     paths = harmonize_file(Path(args.input), Path(args.output), engine, settings, track=args.track,
                            variants=args.variants)
     if args.variants > 1:
@@ -88,8 +93,9 @@ def cmd_batch(args) -> int:
     from tqdm import tqdm
 
     from bridge.convert import batch_convert
+    from bridge.engines import model_settings
 
-    settings = settings_from(args)
+    settings = settings_from(args, model_settings(model_from(args)))
     if args.jobs is not None and args.jobs < 1:
         raise BadInput(f"--jobs must be >= 1, not {args.jobs}")
     if args.ray is not None:
@@ -165,7 +171,6 @@ def cmd_generate(args) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise BadInput("output folder does not exist", output)
-    settings = settings_from(args)
     prime, known = Score.of(np.zeros((0, 4), dtype=np.int16)), np.zeros((0, 4), dtype=bool)
     if args.prime:
         source = Path(args.prime)
@@ -173,6 +178,7 @@ def cmd_generate(args) -> int:
             raise BadInput("no such file", source)
         prime, known = read_prime(source)
     engine = load_engine(model_from(args))
+    settings = settings_from(args, engine.default_settings())
     score = engine.generate(prime, known, args.bars * prime.meter[0], settings)
     atomic_write(output, lambda temp: write_voices(temp, score, bpm=args.bpm))
     return 0
@@ -182,8 +188,8 @@ def cmd_continue(args) -> int:
     from bridge.convert import continue_file
     from bridge.engines import load_engine
 
-    settings = settings_from(args)
     engine = load_engine(model_from(args))
+    settings = settings_from(args, engine.default_settings())
     for path in continue_file(Path(args.input), Path(args.output), engine, settings, args.bars,
                               variants=args.variants, track=args.track):
         print(path)
@@ -195,8 +201,8 @@ def cmd_regenerate(args) -> int:
     from bridge.engines import load_engine
 
     bars, voices = parse_bars(args.bars), parse_voices(args.voices)
-    settings = settings_from(args)
     engine = load_engine(model_from(args))
+    settings = settings_from(args, engine.default_settings())
     for path in regenerate_file(Path(args.input), Path(args.output), engine, settings, bars, voices, args.variants):
         print(path)
     return 0
@@ -292,7 +298,7 @@ def cmd_live(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     from bridge.engines import load_engine
-    from bridge.live import Bridge, LiveConfig
+    from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig
     from bridge.live.learn import parse_binding
     from bridge.ports import auto_api, pick_api
 
@@ -305,7 +311,6 @@ def cmd_live(args) -> int:
                         context_steps=args.context, respond_after_beats=args.respond_after,
                         answer_bars=args.answer_bars, respond_cc=args.respond_cc,
                         knob_controls=tuple(parse_binding(text) for text in args.cc))
-    settings = settings_from(args)
     api = args.api
     if api == "auto":
         api = auto_api()
@@ -313,6 +318,7 @@ def cmd_live(args) -> int:
     # one onnxruntime thread: the cores are shared with JACK/the DAW, and the live tensors are
     # too small for a second thread to pay for its wake-ups
     engine = load_engine(model, threads=args.threads)
+    settings = settings_from(args, engine.default_settings(LIVE_SETTINGS))
     bridge = Bridge(engine, config, settings, api=api, in_name=args.in_name, out_name=args.out_name,
                     connect_in=args.connect_in, connect_out=args.connect_out)
     try:

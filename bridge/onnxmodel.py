@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from bridge.errors import BadInput
+from bridge.settings import MODEL_KNOBS, Settings
 
 
 def default_threads() -> int:
@@ -58,6 +59,18 @@ class OnnxModel:
 
     def figures(self) -> dict:
         return json.loads(self.metadata.get("figures", "{}"))
+
+    def sampling_defaults(self) -> dict:
+        """The knobs this model plays best at, where they differ from `Settings()`'s (stored by
+        `export_onnx.py --sampling-defaults`): {} for most models."""
+        try:
+            values = json.loads(self.metadata.get("sampling_defaults", "{}"))
+            if not isinstance(values, dict) or not set(values) <= set(MODEL_KNOBS):
+                raise ValueError(f"not a dict of {', '.join(MODEL_KNOBS)}")
+            Settings(**values)
+        except (ValueError, TypeError, BadInput) as error:
+            raise BadInput(f"the model's sampling defaults are not valid ({error})", self.path) from None
+        return values
 
     def run(self, feeds: dict):
         return self.session.run(self.output_names, feeds)

@@ -68,3 +68,28 @@ class Settings:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+# the knobs an exported model may carry its own defaults for (`export_onnx.py --sampling-defaults`):
+# all but the seed and the voice ranges, which belong to the user and the piece
+MODEL_KNOBS = tuple(name for name in Settings.field_names() if name not in ("seed", "voice_ranges"))
+
+
+def parse_knob_values(text: str) -> dict:
+    """'temperature=0.4,steps=16' -> {'temperature': 0.4, 'steps': 16}, each typed as its Settings
+    field and checked by Settings; BadInput naming the first wrong one otherwise."""
+    plain = Settings()
+    values = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, equals, value = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if not equals or name not in MODEL_KNOBS:
+            raise BadInput(f"not a knob=value pair of {', '.join(MODEL_KNOBS)}: {part!r}")
+        kind = type(getattr(plain, name))
+        try:
+            values[name] = kind(value.strip())
+        except ValueError:
+            raise BadInput(f"{name} takes {'a whole number' if kind is int else 'a number'}, "
+                           f"not {value.strip()!r}") from None
+    plain.replace(**values)
+    return values

@@ -153,3 +153,57 @@ def test_int8_export_runs_in_the_engine_and_its_check_fails_loudly(tiny_run, tmp
     monkeypatch.setattr(quantize, "MAX_MEAN_KL", -1.0)
     with pytest.raises(SystemExit, match="int8 check FAILED"):
         quantize.quantize_coconet(onnx_bytes, jsb_npz)
+
+
+def test_a_models_own_sampling_defaults_are_where_every_command_starts(tiny_run, tmp_path):
+    """Exported with key=G, the model keeps the lower voices in G major unless told otherwise:
+    through `harmonize` and `batch` (which reads them without building an engine), under a
+    --temperature given (the other knobs still the model's), and not under an explicit --key off."""
+    from bridge.midifile import read_voices
+    from bridge.onnxmodel import OnnxModel
+    from conftest import EXAMPLE_MELODY, run_cli
+
+    model = tmp_path / "in-g.onnx"
+    result = run_module("export_onnx", tiny_run / "best.pt", "-o", model, "--sampling-defaults", "key=G, steps=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert OnnxModel(model).sampling_defaults() == {"key": "G", "steps": 4}
+    g_major = {7, 9, 11, 0, 2, 4, 6}
+
+    def lower_pitch_classes(path) -> set[int]:
+        lower = read_voices(path).pitches[:, 1:]
+        return set((lower[lower >= 0] % 12).tolist())
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "tune.mid").write_bytes(EXAMPLE_MELODY.read_bytes())
+    for args, out in ((("harmonize", EXAMPLE_MELODY, "-o", tmp_path / "own.mid"), tmp_path / "own.mid"),
+                      (("batch", tmp_path / "in", tmp_path / "out"), tmp_path / "out" / "tune.mid")):
+        result = run_cli(*args, "--model", model, "--temperature", 2, "--seed", 1)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert lower_pitch_classes(out) <= g_major, args[0]
+    result = run_cli("harmonize", EXAMPLE_MELODY, "-o", tmp_path / "off.mid", "--model", model,
+                     "--temperature", 2, "--seed", 1, "--key", "off")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not lower_pitch_classes(tmp_path / "off.mid") <= g_major
+
+
+def test_bad_sampling_defaults_are_refused_at_export_and_at_load(tiny_model, tmp_path):
+    import onnx
+
+    from bridge.errors import BadInput
+    from bridge.onnxmodel import OnnxModel
+    from bridge.settings import parse_knob_values
+
+    assert parse_knob_values("temperature=0.4,parallel-penalty=8") == {"temperature": 0.4, "parallel_penalty": 8.0}
+    for text, says in (("temperature", "knob=value"), ("seed=3", "knob=value"), ("steps=many", "steps takes a whole number"),
+                       ("temperature=-1", "temperature must be >= 0")):
+        with pytest.raises(BadInput, match=says):
+            parse_knob_values(text)
+    result = run_module("export_onnx", tiny_model, "-o", tmp_path / "x.onnx", "--sampling-defaults", "pmin=2")
+    assert result.returncode == 2 and not (tmp_path / "x.onnx").exists()
+    assert result.stderr.strip() == "export_onnx: --sampling-defaults: need 0 <= pmin <= pmax <= 1, not pmin 2.0, pmax 1.0"
+
+    proto = onnx.load(str(tiny_model))
+    proto.metadata_props.add(key="sampling_defaults", value='{"temperature": "hot"}')
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(BadInput, match="sampling defaults are not valid"):
+        OnnxModel(tmp_path / "bad.onnx").sampling_defaults()

@@ -82,6 +82,12 @@ class Engine(ABC):
     def name(self) -> str:
         return self.model.name
 
+    def default_settings(self, base: Settings = Settings()) -> Settings:
+        """`base` with the knobs this model plays best at, where its export stored them
+        (`export_onnx.py --sampling-defaults`): what every caller starts from, the knobs the
+        user set going on top."""
+        return base.replace(**self.model.sampling_defaults())
+
     # ---- what each engine implements, in its own register: `_fill` or `_fill_many` (each of -----
     # ---- these defaults calls the other), `evaluate`, and `_melody_candidates` with PREDICT_MELODY
 
@@ -397,11 +403,22 @@ def fold_into_range(melody: np.ndarray, low: int, high: int, sounding: np.ndarra
     return np.where(sounding, pitches + up - down, REST).astype(np.int16)
 
 
-def load_engine(model: str | Path = "coconet", threads: int | None = None, spin: bool = True) -> Engine:
-    """An engine from a shipped model's name (`coconet`, `coconet-live`, ...) or an `.onnx` path."""
+def model_path(model: str | Path) -> Path:
+    """The file of a shipped model's name (`coconet`, `coconet-live`, ...) or an `.onnx` path."""
     from models import SHIPPED_MODELS, shipped_model
 
-    path = shipped_model(str(model)) if str(model) in SHIPPED_MODELS else Path(model)
+    return shipped_model(str(model)) if str(model) in SHIPPED_MODELS else Path(model)
+
+
+def model_settings(model: str | Path, base: Settings = Settings()) -> Settings:
+    """`base` with the model's own sampling defaults (`Engine.default_settings`), read without
+    building the engine (the batch converter's workers build theirs)."""
+    return base.replace(**OnnxModel(model_path(model), threads=1).sampling_defaults())
+
+
+def load_engine(model: str | Path = "coconet", threads: int | None = None, spin: bool = True) -> Engine:
+    """An engine from a shipped model's name (`coconet`, `coconet-live`, ...) or an `.onnx` path."""
+    path = model_path(model)
     onnx_model = OnnxModel(path, threads=threads, spin=spin)
     try:
         module_name, class_name = ENGINE_CLASSES[onnx_model.engine].split(":")

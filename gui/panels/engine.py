@@ -76,6 +76,9 @@ class ModelPanel(FormGroup):
         figures = [(k, v) for k, v in engine.model.figures().items() if isinstance(v, float)]
         if figures:
             lines.append("  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in figures[:2]))
+        own = engine.model.sampling_defaults()   # the knobs stay the user's: shown, not set
+        if own:
+            lines.append("plays best at " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in own.items()))
         self.model_info.setText("\n".join(short(line, 44) for line in lines))
         self.model_info.setToolTip("\n".join(f"{k}: {v}" for k, v in sorted(meta.items()) if len(str(v)) < 200))
 
