@@ -2,7 +2,7 @@
 # The offline Coconet trained on a GPU machine in one call of the device tool: two runs side by
 # side, each for $MINUTES (default 7), their checkpoints (CPU tensors, optimizer state included)
 # and logs written under $OUT.
-#   settled/  the best-likelihood checkpoint (models/checkpoints/coconet-next.pt) trained on at
+#   settled/  the shipped checkpoint (models/checkpoints/coconet.pt) trained on at
 #             batch 64: the same network, so the same speed in the product
 #   deeper/   20 layers instead of 16, from scratch, batch 64: 1.3x the work per network call
 #
@@ -21,7 +21,7 @@ mkdir -p "$OUT/settled" "$OUT/deeper"
 "$PYTHON" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 
 "$PYTHON" -m models.train_coconet --out "$OUT/settled" --preset offline --device "$DEVICE" --data "$DATA" \
-    --resume models/checkpoints/coconet-next.pt --batch 64 --lr 5e-4 --eval-every 1000 --minutes "$MINUTES" \
+    --resume models/checkpoints/coconet.pt --batch 64 --lr 5e-4 --eval-every 1000 --minutes "$MINUTES" \
     --threads 4 >"$OUT/settled.log" 2>&1 &
 settled=$!
 "$PYTHON" -m models.train_coconet --out "$OUT/deeper" --preset offline --layers 20 --device "$DEVICE" --data "$DATA" \

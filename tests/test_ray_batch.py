@@ -12,7 +12,6 @@ import sys
 import mido
 import pytest
 
-from bridge.settings import Settings
 from conftest import EXAMPLE_MELODY, ROOT, run_cli
 
 KNOBS = ("--steps", 2, "--seed", 5)   # two Gibbs steps: fast, and every file still its own draw
@@ -102,7 +101,11 @@ def test_function_on_a_connected_ray_matches_one_job(melodies, one_job, ray_addr
     from bridge.raybatch import ray_batch_convert
 
     seen = []
-    summary = ray_batch_convert(melodies, tmp_path / "out", "coconet", Settings(steps=2, seed=5),
+    from bridge.engines import model_settings
+
+    # the settings the command line builds for KNOBS: the model's own defaults under them
+    settings = model_settings("coconet").replace(steps=2, seed=5)
+    summary = ray_batch_convert(melodies, tmp_path / "out", "coconet", settings,
                                 address=ray_address, progress=lambda done, total: seen.append((done, total)))
     assert sorted(p.relative_to(melodies).as_posix() for p in summary.converted) == sorted(GOOD)
     assert [(p.name, reason.split(": ")[0]) for p, reason in summary.failed] == [
