@@ -137,13 +137,15 @@ if state is not None:
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     print(f"resumed from {resume_from} at step {step} (best valid {stopping.best:.4f})")
-    if state.get("mask_weights", MASK_WEIGHTS) != mask_weights or heads_added:
-        # another question mix, or heads whose loss now counts too: the old validation figure is
-        # not comparable, start its record afresh
+    changed = ("voice heads added" if heads_added else
+               f"mask mix changed to {mask_weights}" if state.get("mask_weights", MASK_WEIGHTS) != mask_weights else
+               f"crop changed to {args.crop}" if state.get("crop", 32) != args.crop else None)
+    if changed:
+        # another question, or heads whose loss now counts too: the old validation figure is not
+        # comparable, start its record afresh
         stopping = EarlyStopping(args.patience)
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-        print(f"{'voice heads added' if heads_added else f'mask mix changed to {mask_weights}'}: "
-              f"validation record restarted")
+        print(f"{changed}: validation record restarted")
 if args.freeze_trunk:
     if model.heads is None:
         raise SystemExit("--freeze-trunk trains voice heads: the model has none (--voice-heads N)")
@@ -169,7 +171,7 @@ def checkpoint(path: Path, valid_loss: float) -> None:
         "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "plateau": plateau.state_dict(), "step": step, "best_valid": stopping.best, "stale": stopping.stale,
         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "valid_loss": valid_loss, "train_data": source_name, "mask_weights": mask_weights,
+        "valid_loss": valid_loss, "train_data": source_name, "mask_weights": mask_weights, "crop": args.crop,
     })
 
 

@@ -112,6 +112,15 @@ def test_training_starts_a_new_run_from_a_given_checkpoint(tiny_run, tmp_path, j
     assert [(r["step"], r["lr"]) for r in read_log(tmp_path / "fine")] == [(70, 1e-4)]
 
 
+def test_training_on_longer_crops_starts_the_validation_record_afresh(tiny_run, tmp_path, jsb_npz):
+    """The validation crops are as long as the training crops: a loss on 48-step crops is not
+    comparable with the checkpoint's best on 32, so the record restarts."""
+    result = run_module("models.train_coconet", "--out", tmp_path / "long", "--resume", tiny_run / "last.pt",
+                        "--data", jsb_npz, "--crop", 48, "--max-steps", 70, "--eval-every", 10, "--threads", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "crop changed to 48: validation record restarted" in result.stdout
+
+
 def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, jsb_npz):
     import torch
 
