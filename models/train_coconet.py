@@ -66,6 +66,8 @@ p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda where th
                                                "written for the CPU either way")
 p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
+if args.lr is not None and not args.lr > 0:
+    raise SystemExit(f"--lr must be > 0, not {args.lr}")
 
 torch.set_num_threads(args.threads)
 device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -118,7 +120,7 @@ heads_added = state is not None and config.head_channels and not state["config"]
 model = Coconet(config).to(device)
 trunk_parameters = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
 optimizer = torch.optim.Adam([{"params": trunk_parameters}]
-                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=args.lr or 2e-3)
+                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=2e-3 if args.lr is None else args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
 step, stopping, rng = 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
@@ -129,7 +131,7 @@ if state is not None:
         saved = {**saved, "param_groups": saved["param_groups"] + optimizer.state_dict()["param_groups"][1:]}
         saved["param_groups"][1]["lr"] = saved["param_groups"][0]["lr"]
     optimizer.load_state_dict(saved)
-    if args.lr:
+    if args.lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = args.lr
     plateau.load_state_dict(state["plateau"])

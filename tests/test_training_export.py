@@ -110,6 +110,9 @@ def test_training_starts_a_new_run_from_a_given_checkpoint(tiny_run, tmp_path, j
     assert result.returncode == 0, result.stderr[-2000:]
     assert "at step 60" in result.stdout
     assert [(r["step"], r["lr"]) for r in read_log(tmp_path / "fine")] == [(70, 1e-4)]
+    refused = run_module("models.train_coconet", "--out", tmp_path / "still", "--resume", tiny_run / "last.pt",
+                         "--data", jsb_npz, "--max-steps", 70, "--lr", 0)
+    assert refused.returncode != 0 and refused.stderr.strip().splitlines()[-1] == "--lr must be > 0, not 0.0"
 
 
 def test_training_on_longer_crops_starts_the_validation_record_afresh(tiny_run, tmp_path, jsb_npz):
