@@ -158,14 +158,14 @@ def test_the_knobs_an_engine_does_not_read_are_disabled(window, qtbot):
 
 
 def test_a_models_own_defaults_are_shown_beside_it_and_the_knobs_stay_the_users(window, qtbot):
-    """The shipped coconet plays best at temperature 0.5 (its export says so): the window names
+    """The shipped coconet plays best at temperature 0.4 (its export says so): the window names
     that under the model and leaves the temperature where the user put it."""
     w = window
     assert "plays best at" not in w.model_panel.model_info.text()   # the tiny model brings none
     w.sampling.temperature.setValue(0.7)
     w.load_model("coconet")
     qtbot.waitUntil(lambda: "plays best at" in w.model_panel.model_info.text(), timeout=START_TIMEOUT_MS)
-    assert "plays best at temperature 0.5" in w.model_panel.model_info.text()
+    assert "plays best at temperature 0.4" in w.model_panel.model_info.text()
     assert w.sampling.temperature.value() == 0.7 and w.session.settings.temperature == 0.7
 
 
