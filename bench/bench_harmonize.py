@@ -5,9 +5,10 @@
 
 Harmonizes the soprano of each JSB test chorale (77, about 245 sixteenths on average) with the
 shipped model at its own default settings (`Engine.default_settings`), the engine loaded and
-warm; reports the mean and median per chorale. With the training checkpoint of the same model at hand, it also runs, side by side
-in the same process, a plain PyTorch loop of the same annealed Gibbs sampling (same network, same
-steps, torch.multinomial for the draws) on the same chorales, and reports the ratio.
+warm; reports the mean and median per chorale. With the training checkpoint of the same model
+at hand, it also runs, side by side in the same process, a plain PyTorch loop of the same
+annealed Gibbs sampling (same network, same steps, torch.multinomial for the draws) on the same
+chorales, and reports the ratio.
 """
 from __future__ import annotations
 
