@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.engines import load_engine, model_settings  # noqa: E402
+from bridge.engines import load_engine  # noqa: E402
 from bridge.live import LIVE_SETTINGS, LiveConfig, render  # noqa: E402
 from bridge.musicstats import (BACH_PARALLELS_QUOTED, CHORD_TYPES, TOLERANCES,  # noqa: E402
                                block_triad_harmonize, compare, meets_bar, music_stats)
@@ -125,8 +125,9 @@ def main() -> int:
         return 2
     chorales = load_jsb16(data, "test")[:args.limit]
     sopranos = [c[:, 0].copy() for c in chorales]
+    engine = None if args.no_model else load_engine(args.model, threads=args.threads or default_threads())
     base = LIVE_SETTINGS if args.live else Settings()
-    settings = settings_from(args, base if args.no_model else model_settings(args.model, base))
+    settings = settings_from(args, engine.default_settings(base) if engine else base)
     first_seed = args.seed or 0   # chorale i is harmonized with seed first_seed + i
 
     bach = music_stats(chorales)
@@ -134,8 +135,7 @@ def main() -> int:
 
     model = None
     seconds = None
-    if not args.no_model:
-        engine = load_engine(args.model, threads=args.threads or default_threads())
+    if engine is not None:
         engine.warm_up()
         rolls = []
         started = time.perf_counter()

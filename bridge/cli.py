@@ -76,12 +76,18 @@ def model_from(args) -> str:
     return args.model or args.engine
 
 
-def cmd_harmonize(args) -> int:
-    from bridge.convert import harmonize_file
+def engine_and_settings(args):
+    """The file commands' engine (--engine or --model) and the knobs given laid on its own defaults."""
     from bridge.engines import load_engine
 
     engine = load_engine(model_from(args))
-    settings = settings_from(args, engine.default_settings())
+    return engine, settings_from(args, engine.default_settings())
+
+
+def cmd_harmonize(args) -> int:
+    from bridge.convert import harmonize_file
+
+    engine, settings = engine_and_settings(args)
     paths = harmonize_file(Path(args.input), Path(args.output), engine, settings, track=args.track,
                            variants=args.variants)
     if args.variants > 1:
@@ -162,7 +168,6 @@ def cmd_generate(args) -> int:
     import numpy as np
 
     from bridge.convert import atomic_write, read_prime
-    from bridge.engines import load_engine
     from bridge.midifile import write_voices
     from bridge.score import Score
 
@@ -177,8 +182,7 @@ def cmd_generate(args) -> int:
         if not source.is_file():
             raise BadInput("no such file", source)
         prime, known = read_prime(source)
-    engine = load_engine(model_from(args))
-    settings = settings_from(args, engine.default_settings())
+    engine, settings = engine_and_settings(args)
     score = engine.generate(prime, known, args.bars * prime.meter[0], settings)
     atomic_write(output, lambda temp: write_voices(temp, score, bpm=args.bpm))
     return 0
@@ -186,10 +190,8 @@ def cmd_generate(args) -> int:
 
 def cmd_continue(args) -> int:
     from bridge.convert import continue_file
-    from bridge.engines import load_engine
 
-    engine = load_engine(model_from(args))
-    settings = settings_from(args, engine.default_settings())
+    engine, settings = engine_and_settings(args)
     for path in continue_file(Path(args.input), Path(args.output), engine, settings, args.bars,
                               variants=args.variants, track=args.track):
         print(path)
@@ -198,11 +200,9 @@ def cmd_continue(args) -> int:
 
 def cmd_regenerate(args) -> int:
     from bridge.convert import parse_bars, parse_voices, regenerate_file
-    from bridge.engines import load_engine
 
     bars, voices = parse_bars(args.bars), parse_voices(args.voices)
-    engine = load_engine(model_from(args))
-    settings = settings_from(args, engine.default_settings())
+    engine, settings = engine_and_settings(args)
     for path in regenerate_file(Path(args.input), Path(args.output), engine, settings, bars, voices, args.variants):
         print(path)
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from bridge.errors import BadInput
-from bridge.settings import MODEL_KNOBS, Settings
+from bridge.settings import checked_model_knobs
 
 
 def default_threads() -> int:
@@ -45,6 +45,10 @@ class OnnxModel:
         if "engine" not in self.metadata:
             raise BadInput("ONNX model has no bachbridge metadata (export it with export_onnx.py)", self.path)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        try:
+            self._sampling_defaults = checked_model_knobs(json.loads(self.metadata.get("sampling_defaults", "{}")))
+        except (ValueError, BadInput) as error:
+            raise BadInput(f"the model's sampling defaults are not valid ({error})", self.path) from None
 
     @property
     def engine(self) -> str:
@@ -62,15 +66,8 @@ class OnnxModel:
 
     def sampling_defaults(self) -> dict:
         """The knobs this model plays best at, where they differ from `Settings()`'s (stored by
-        `export_onnx.py --sampling-defaults`): {} for most models."""
-        try:
-            values = json.loads(self.metadata.get("sampling_defaults", "{}"))
-            if not isinstance(values, dict) or not set(values) <= set(MODEL_KNOBS):
-                raise ValueError(f"not a dict of {', '.join(MODEL_KNOBS)}")
-            Settings(**values)
-        except (ValueError, TypeError, BadInput) as error:
-            raise BadInput(f"the model's sampling defaults are not valid ({error})", self.path) from None
-        return values
+        `export_onnx.py --sampling-defaults`; checked when the model loads): {} for most models."""
+        return dict(self._sampling_defaults)
 
     def run(self, feeds: dict):
         return self.session.run(self.output_names, feeds)

@@ -91,5 +91,15 @@ def parse_knob_values(text: str) -> dict:
         except ValueError:
             raise BadInput(f"{name} takes {'a whole number' if kind is int else 'a number'}, "
                            f"not {value.strip()!r}") from None
-    plain.replace(**values)
+    return checked_model_knobs(values)
+
+
+def checked_model_knobs(values) -> dict:
+    """`values` when it is a dict of MODEL_KNOBS whose values Settings accepts; BadInput otherwise."""
+    if not isinstance(values, dict) or not set(values) <= set(MODEL_KNOBS):
+        raise BadInput(f"not a dict of {', '.join(MODEL_KNOBS)}: {values!r}")
+    try:
+        Settings(**values)
+    except TypeError as error:   # a value of the wrong type, which Settings compares with numbers
+        raise BadInput(str(error)) from None
     return values

@@ -40,6 +40,7 @@ PRESETS = {
 # melody onset, the past known) most of all
 MASK_WEIGHTS = data.MASK_WEIGHTS
 PRESET_MASK_WEIGHTS = {"live": {"orderless": 0.3, "melody": 0.1, "chronological": 0.2, "live_onset": 0.4}}
+DEFAULT_LR = 2e-3   # Adam's
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--out", required=True, help="run folder: checkpoints and log")
@@ -53,7 +54,7 @@ p.add_argument("--data", help="JSB Jsb16thSeparated.npz (default: ../shared/data
 p.add_argument("--midi-dir", help="with --source midi: a folder of four-track MIDI files")
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--crop", type=int, default=32, help="crop length in 16th-note steps")
-p.add_argument("--lr", type=float, help="Adam's learning rate (default 2e-3); with a resumed run, it "
+p.add_argument("--lr", type=float, help=f"Adam's learning rate (default {DEFAULT_LR:g}); with a resumed run, it "
                                        "replaces the checkpoint's (a lower rate to settle a trained model)")
 p.add_argument("--max-steps", type=int, default=100_000)
 p.add_argument("--minutes", type=float, default=math.inf, help="stop after this much wall time")
@@ -120,7 +121,8 @@ heads_added = state is not None and config.head_channels and not state["config"]
 model = Coconet(config).to(device)
 trunk_parameters = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
 optimizer = torch.optim.Adam([{"params": trunk_parameters}]
-                             + ([{"params": list(model.heads.parameters())}] if model.heads else []), lr=2e-3 if args.lr is None else args.lr)
+                             + ([{"params": list(model.heads.parameters())}] if model.heads else []),
+                             lr=DEFAULT_LR if args.lr is None else args.lr)
 plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
 step, stopping, rng = 0, EarlyStopping(args.patience), np.random.default_rng(args.seed)
 if state is not None:
@@ -139,15 +141,17 @@ if state is not None:
     rng.bit_generator.state = state["rng"]
     torch.set_rng_state(state["torch_rng"])
     print(f"resumed from {resume_from} at step {step} (best valid {stopping.best:.4f})")
-    changed = ("voice heads added" if heads_added else
-               f"mask mix changed to {mask_weights}" if state.get("mask_weights", MASK_WEIGHTS) != mask_weights else
-               f"crop changed to {args.crop}" if state.get("crop", 32) != args.crop else None)
+    changed = [why for why, differs in (("voice heads added", heads_added),
+                                        (f"mask mix changed to {mask_weights}",
+                                         state.get("mask_weights", MASK_WEIGHTS) != mask_weights),
+                                        (f"crop changed to {args.crop}", state.get("crop", 32) != args.crop))
+               if differs]
     if changed:
         # another question, or heads whose loss now counts too: the old validation figure is not
         # comparable, start its record afresh
         stopping = EarlyStopping(args.patience)
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-        print(f"{changed}: validation record restarted")
+        print(f"{', '.join(changed)}: validation record restarted")
 if args.freeze_trunk:
     if model.heads is None:
         raise SystemExit("--freeze-trunk trains voice heads: the model has none (--voice-heads N)")
