@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.quantize import CALIBRATIONS, quantize_coconet
+
 PARITY_TOLERANCE = 1e-4
 
 
@@ -363,9 +365,9 @@ def main(argv=None) -> int:
                    help="Coconet without voice heads: int8 convolutions, calibrated on the JSB training "
                         "split and checked against the float graph on the validation split (models/quantize.py)")
     p.add_argument("--data", help="with --int8: Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
-    p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax",
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=CALIBRATIONS[0],
                    help="with --int8: activation ranges from the calibration's extremes or its 99.999th "
-                        "percentiles (see models/quantize.py; default minmax)")
+                        f"percentiles (see models/quantize.py; default {CALIBRATIONS[0]})")
     p.add_argument("--sampling-defaults", metavar="KNOB=VALUE,...",
                    help="the knobs this model plays best at where they differ from bachbridge's defaults "
                         "(e.g. temperature=0.4), stored in its metadata: every command starts from them")
@@ -415,8 +417,6 @@ def main(argv=None) -> int:
         return 1
     note = ""
     if args.int8:
-        from models.quantize import quantize_coconet
-
         onnx_bytes, check = quantize_coconet(onnx_bytes, args.data, args.calibration)
         note = (f"; int8 against the float graph on {check['cells']} validation cells: mean KL "
                 f"{check['mean_kl']:.4f} nats, p99 total variation {check['p99_tv']:.3f}")
