@@ -373,7 +373,7 @@ class Slow(CoconetEngine):
 def test_a_slow_phrase_decision_does_not_hold_up_what_is_due_meanwhile(jack_server, engine, outside):
     """The sampler runs off the worker: the echo of each note keeps its time while it works."""
     config = LiveConfig(mode="phrase", lookahead_beats=1.0, clock="internal", bpm=240.0)  # 250 ms
-    with Bridge(Slow(engine.model), config, PHRASE_SETTINGS, api="jack") as bridge:
+    with Bridge(Slow(engine.model), config, PHRASE_SETTINGS, api="jack"):
         late = [delay - 250 for delay in echo_delays(connect(outside), outside, MELODY[:10], held_s=0, rest_s=0.05)]
         settle(outside, quiet_s=0.5, timeout=5)
         assert harmony_ons(outside.messages()) and unreleased(outside.messages()) == {}

@@ -9,10 +9,9 @@ import threading
 import time
 
 import pytest
-import rtmidi
 
-from bridge.ports import (JACK_SETTLE_S, MidiInput, MidiOutput, PortError, auto_api, check_message, find_port,
-                          list_apis, list_ports, pick_api)
+from bridge.ports import (MidiInput, MidiOutput, PortError, auto_api, check_message, find_port, list_apis,
+                          list_ports, pick_api)
 from conftest import run_cli
 from jackrig import gil_block
 
