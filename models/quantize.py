@@ -16,16 +16,17 @@ rarer, larger activations, and ranges stretched to reach them leave too few step
 while a network early in its training has no such outliers, and clipping its ranges costs more
 than it saves (a 60-step tiny model: minmax passes the check, percentile is 0.24 nats off).
 
-Two convolutions are left out of the calibrated quantization. The last, which makes the logits,
-runs in float: its output's range is wide and its tail (the unlikely pitches, among which the
-parallel penalty may send a draw) would be clipped to the calibrated range. The first is written
-in float too, and onnxruntime, optimizing the graph as it loads it, quantizes it itself between
-the quantized input and the next layer, with 8-bit weights under one scale. That serves this
-layer better than the quantizer's 7-bit per-channel weights: its input is one-hot pitches and
-the mask, so each output sums a handful of weights, whose rounding errors do not average out.
-Coconet step 11,250, mean KL on the validation crops' unknown cells and p99 total variation
-(the checks below run the graph as onnxruntime does): first convolution quantized here 0.0037 /
-0.101 (fails the check), left to onnxruntime 0.0030 / 0.077; a 240-step forward pass times the same.
+Two convolutions stay in float. The last, which makes the logits: its output's range is wide and
+its tail (the unlikely pitches, among which the parallel penalty may send a draw) would be clipped
+to the calibrated range. The first, with the nodes that build its input: that input is one-hot
+pitches and the mask, so each output sums a handful of weights, whose rounding errors do not
+average out, and 7-bit weights cost it most. Its input is left in float as well, since between a
+quantized input and a quantized output onnxruntime quantizes a float convolution itself as it
+loads the graph (8-bit weights under one scale, which can saturate the AVX2 kernels: three tiny
+test models gave 0.0002, 0.026 and 0.018 nats). Coconet step 11,250, percentile calibration,
+mean KL on the validation crops' unknown cells and p99 total variation: first convolution in
+7-bit int8 0.0037 / 0.101 (fails the check), in float 0.0019 / 0.071, for 3 to 5% more time
+per forward pass (onnxruntime adds a layout transpose beside each residual sum).
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def quantize_coconet(float_bytes: bytes, data: str | Path | None = None,
         float_path, prepared, quantized = (Path(folder) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
         float_path.write_bytes(float_bytes)
         graph = onnx.load_from_string(float_bytes).graph
-        convolutions = [node.name for node in graph.node if node.op_type == "Conv"]   # nodes come in order
+        names = [node.name for node in graph.node]   # nodes come in order
+        convolutions = [node.name for node in graph.node if node.op_type == "Conv"]
+        float_nodes = names[:names.index(convolutions[0]) + 1] + [convolutions[-1]]
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)    # the quantizer warns (on the root logger) of every int input it leaves be
@@ -97,7 +100,7 @@ def quantize_coconet(float_bytes: bytes, data: str | Path | None = None,
                                 Reader(feeds_from("train", CALIBRATION_BATCHES, 0, data)),
                                 quant_format=QuantFormat.QOperator, per_channel=True, reduce_range=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=[convolutions[0], convolutions[-1]],
+                                nodes_to_exclude=float_nodes,
                                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                                   "percentile": CalibrationMethod.Percentile}[calibration])
         finally:

@@ -150,8 +150,12 @@ def test_int8_export_runs_in_the_engine_and_its_check_fails_loudly(tiny_run, tmp
     assert "mean KL" in result.stdout and result.stderr == ""
     graph = onnx.load(str(out))
     ops = [node.op_type for node in graph.graph.node if "Conv" in node.op_type]
-    # the first (one-hot input: onnxruntime quantizes it as it loads the graph) and the last (the logits) are written in float
+    # the first (one-hot input) and the last (the logits) stay in float; the first's input too, or
+    # onnxruntime would quantize it itself between a DequantizeLinear and a QuantizeLinear
     assert ops[0] == ops[-1] == "Conv" and set(ops[1:-1]) == {"QLinearConv"}, ops
+    made_by = {output: node.op_type for node in graph.graph.node for output in node.output}
+    first = next(node for node in graph.graph.node if node.op_type == "Conv")
+    assert made_by[first.input[0]] != "DequantizeLinear"
     engine = load_engine(out)
     assert engine.model.metadata["weights"] == "int8" and engine.model.name == "tiny"
     melody = np.repeat([67, 69, 71, 72, 74, 72, 71, 69], 4).astype(np.int16)
