@@ -365,9 +365,9 @@ def main(argv=None) -> int:
                    help="Coconet without voice heads: int8 convolutions, calibrated on the JSB training "
                         "split and checked against the float graph on the validation split (models/quantize.py)")
     p.add_argument("--data", help="with --int8: Jsb16thSeparated.npz (default: ../shared/data/jsb/ beside the checkout)")
-    p.add_argument("--calibration", choices=CALIBRATIONS, default=CALIBRATIONS[0],
+    p.add_argument("--calibration", choices=list(CALIBRATIONS), default=next(iter(CALIBRATIONS)),
                    help="with --int8: activation ranges from the calibration's 99.999th percentiles or its "
-                        f"extremes (see models/quantize.py; default {CALIBRATIONS[0]})")
+                        "extremes (see models/quantize.py; default %(default)s)")
     p.add_argument("--sampling-defaults", metavar="KNOB=VALUE,...",
                    help="the knobs this model plays best at where they differ from bachbridge's defaults "
                         "(e.g. temperature=0.4), stored in its metadata: every command starts from them")

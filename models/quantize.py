@@ -65,7 +65,8 @@ def feeds_from(split: str, batches: int, seed: int, data: str | Path | None = No
     return out
 
 
-CALIBRATIONS = ("percentile", "minmax")
+# the --calibration choices, the default first: onnxruntime CalibrationMethod member names
+CALIBRATIONS = {"percentile": "Percentile", "minmax": "MinMax"}
 
 
 def quantize_coconet(float_bytes: bytes, data: str | Path | None = None,
@@ -102,8 +103,7 @@ def quantize_coconet(float_bytes: bytes, data: str | Path | None = None,
                                 quant_format=QuantFormat.QOperator, per_channel=True, reduce_range=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 nodes_to_exclude=float_nodes,
-                                calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                                  "percentile": CalibrationMethod.Percentile}[calibration])
+                                calibrate_method=CalibrationMethod[CALIBRATIONS[calibration]])
         finally:
             root.setLevel(level)
         proto = onnx.load(str(quantized))

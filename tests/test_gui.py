@@ -22,11 +22,13 @@ from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QGroup
 from bridge.live import LIVE_SETTINGS, LiveConfig
 from bridge.live.learn import KNOBS
 from bridge.midifile import read_voices
+from bridge.onnxmodel import OnnxModel
 from bridge.settings import DEFAULT_VOICE_RANGES
 from conftest import EXAMPLE_MELODY, run_cli
 from gui import presets, theme
 from gui.session import PortChoice
 from gui.window import MainWindow
+from models import shipped_model
 from test_live import ECHO_CHANNEL, MELODY, cc123_channels, connect, harmony_ons, is_note_on, unreleased
 from test_ports import wait_for
 from test_remote import play_through_a_stall, stall_marker
@@ -160,9 +162,6 @@ def test_the_knobs_an_engine_does_not_read_are_disabled(window, qtbot):
 def test_a_models_own_defaults_are_shown_beside_it_and_the_knobs_stay_the_users(window, qtbot):
     """The shipped coconet brings its own temperature (its export says so): the window names it
     under the model and leaves the temperature where the user put it."""
-    from bridge.onnxmodel import OnnxModel
-    from models import shipped_model
-
     own = OnnxModel(shipped_model("coconet"), threads=1).sampling_defaults()["temperature"]
     assert own != 0.7
     w = window
