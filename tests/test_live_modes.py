@@ -313,18 +313,16 @@ def test_speculation_off_never_looks_up_nor_starts_work(engine):
             assert stats.speculation_lookups == 0 and speculator.jobs_posted == 0 and not started
 
 
-def test_the_speculator_runs_at_idle_priority_in_a_process_of_its_own(engine):
-    """It must never take a core from the port clients, nor the GIL from the worker."""
+def test_the_speculator_runs_at_nice_19_in_a_process_of_its_own(engine):
+    """It must leave the cores to other work that wants them, and never take the GIL from the
+    worker (its slice: tests/test_scheduling.py)."""
     import os
 
     speculator = Speculator(LiveStats())
     try:
         speculator.start()
         assert speculator.pid not in (None, os.getpid())
-        if hasattr(os, "SCHED_IDLE"):
-            assert os.sched_getscheduler(speculator.pid) == os.SCHED_IDLE
-        else:
-            assert os.getpriority(os.PRIO_PROCESS, speculator.pid) == 19
+        assert os.getpriority(os.PRIO_PROCESS, speculator.pid) == 19
     finally:
         speculator.close()
 

@@ -12,23 +12,26 @@ The realtime contract. Who runs what, and what each may never do:
 1. The port threads (rtmidi's; on JACK, JACK's process thread of each of our clients) move
    bytes and nothing else. On JACK no Python runs there at all (rtmidi's own queue, drained by
    polling); elsewhere a callback only stamps and appends to a deque. Nothing of ours may hold
-   them up: they take no lock of ours, and no thread of ours competes with them for the CPU in
-   bursts (see 3): on a JACK server running asynchronously without realtime scheduling, a client
-   that misses its cycle drops the events it was to deliver.
+   them up: they take no lock of ours, and every thread or process of ours that works in bursts
+   (the worker, the deciders, the engine loaders, the speculator) asks the OS for a long CPU slice
+   (bridge.live.scheduling), so that a port client woken during a burst runs at once instead of
+   waiting out the burst's slice: on a JACK server running asynchronously without realtime
+   scheduling, a client that misses its cycle drops the events it was to deliver. The threads
+   that open ports (whose JACK process threads inherit their scheduling) keep the default.
 2. The worker ("bachbridge-live") is the output's one writer. It alone polls the input, runs
    the player of the current mode, asks the engine on a miss, and writes to the output port and
    to its one record of what sounds (bridge.sounding). It never waits on another thread: the
    knobs come as one immutable `Snapshot` in one attribute (replaced whole by `update()`, or by
    the worker itself for a knob a bound controller moved, only when no `update()` holds the
-   lock: else on a later pass), and
-   everything else another thread wants done on the ports (panic, a file to play, new ports
-   after a reconnect) is a request in a deque that the worker runs between two messages.
+   lock: else on a later pass), and everything else another thread wants done on the ports
+   (panic, a file to play, new ports after a reconnect) is a request in a deque that the worker
+   runs between two messages.
    Idle, it sleeps IDLE_SLEEP_S (0.5 ms) between polls: never a busy spin. Under a JACK server
    that runs realtime, the worker asks for realtime scheduling too, at the lowest priority
    (below JACK's threads, above a loaded machine's other work); never under one that does not,
    whose port clients it would starve while the engine works.
-3. Speculation runs in a separate process at idle priority (bridge.live.speculation): it uses
-   only CPU that nobody else wants, shares no GIL with the worker, reaches the worker through
+3. Speculation runs in a separate process at nice 19 (bridge.live.speculation): it leaves the
+   CPU to any other work that wants it, shares no GIL with the worker, reaches the worker through
    pipes it never blocks on, and starts its work on an onset only a few JACK cycles after the
    answer went out. It changes how soon an answer comes, never whether or which.
 4. Everything slow happens elsewhere: warming up a new engine (in `update()`'s caller; a model a

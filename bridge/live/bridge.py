@@ -20,6 +20,7 @@ from bridge.live.decider import ThreadDecider
 from bridge.live.learn import KNOBS, control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
+from bridge.live.scheduling import long_slice
 from bridge.live.playback import FILE_SOURCE, FilePlayback
 from bridge.live.portwatch import DeadInput, DeadOutput, PortLister
 from bridge.live.player import LIVE_SOURCE, Outlet, Player
@@ -255,6 +256,7 @@ class Bridge:
 
     def _run(self) -> None:
         self._worker_id = threading.get_native_id()
+        long_slice()   # its engine calls must not keep a woken port client waiting
         self._running.set()
         stop = self._stop
         requests = self._requests
@@ -341,6 +343,7 @@ class Bridge:
         the worker); only the last one asked for while another loaded. None ends it."""
         from bridge.engines import load_engine
 
+        long_slice()
         while True:
             name = self._engines_wanted.get()
             while name is not None and not self._engines_wanted.empty():

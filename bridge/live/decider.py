@@ -8,6 +8,8 @@ import collections
 import threading
 from typing import Callable
 
+from bridge.live.scheduling import long_slice
+
 
 def _outcome(work: Callable[[], object]):
     try:
@@ -57,6 +59,7 @@ class ThreadDecider(Decider):
             return self._results.pop(token, None)
 
     def _run(self) -> None:
+        long_slice()
         while True:
             with self._wake:
                 while not self._jobs and not self._closed:

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 from bridge.errors import BadInput
 from bridge.live.config import LIVE_SETTINGS, LiveConfig
+from bridge.live.scheduling import long_slice
 from bridge.live.stats import MONITOR_SIZE, LiveStats, StatsSnapshot, describe
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT
 from bridge.settings import Settings
@@ -564,6 +565,7 @@ class _Lane:
     def _run(self) -> None:
         from bridge.engines import load_engine
 
+        long_slice()
         while True:
             seq, config, settings, model = self.jobs.get()
             try:

@@ -1,13 +1,14 @@
 """Speculation: the answers note mode would give to the likeliest next melody notes, worked out
 between notes so that a foreseen onset is answered by a lookup.
 
-The work runs in a process of its own, at the lowest CPU priority the OS offers (Linux:
-SCHED_IDLE, elsewhere nice 19). In a thread it would share the GIL with the worker, and a thread
-of low priority that holds the GIL while the CPUs are busy holds up the worker for as long; at
-normal priority its bursts of CPU right after an answer went out would starve the port clients,
-which, on a JACK server running asynchronously without realtime scheduling, then drop the very
-events they were to deliver. A process at idle priority runs only on CPU nobody else wants: it
-changes how soon an answer comes, never whether or which.
+The work runs in a process of its own, at the lowest priority among ordinary tasks (nice 19),
+with a long CPU slice (bridge.live.scheduling). In a thread it would share the GIL with the
+worker, and a thread of low priority that holds the GIL while the CPUs are busy holds up the
+worker for as long. Its bursts of CPU right after an answer went out must not delay the port
+clients, which, on a JACK server running asynchronously without realtime scheduling, then drop
+the very events they were to deliver: with the long slice a port client woken during a burst
+runs at once, and nice 19 leaves the CPU to any other work that wants it. It changes how soon
+an answer comes, never whether or which.
 
 Worker side (`Speculator`, never blocks): after each onset `speculate()` writes the context (a
 few hundred bytes, skipped when the pipe has no room) and `lookup()` reads what has come back.
@@ -21,7 +22,6 @@ snapshot of the knobs: a hit is a draw from the very distribution a fresh call w
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import select
 import time
@@ -30,6 +30,7 @@ import numpy as np
 
 from bridge.live.config import Snapshot
 from bridge.live.context import Context, ask_engine_many, likely_next_pitches, warm_up, window_key
+from bridge.live.scheduling import long_slice, lowest_priority
 from bridge.live.stats import LiveStats, describe
 from bridge.onnxmodel import OnnxModel
 
@@ -64,7 +65,7 @@ class Speculator:
         self.failed: str | None = None   # why speculation stopped, once it did
 
     def start(self) -> None:
-        """Launch the process (a few ms here; it imports and loads at idle priority). A failure
+        """Launch the process (a few ms here; it imports and loads at nice 19). A failure
         is kept in `failed` and reported: without speculation every onset is answered anyway."""
         if self._process is not None or self.failed:
             return
@@ -80,9 +81,11 @@ class Speculator:
         self._process = context.Process(target=_serve, args=(jobs_out, answers_out),
                                         name="bachbridge-speculator", daemon=True)
         self._process.start()
+        # at once, before its imports: the threads it starts (onnxruntime's) inherit both
+        lowest_priority(self._process.pid)
+        long_slice(self._process.pid)
         jobs_out.close()
         answers_out.close()
-        _lowest_priority(self._process.pid)
 
     @property
     def pid(self) -> int | None:
@@ -138,7 +141,7 @@ class Speculator:
         if process is None:
             return
         self._post(None)
-        process.join(0.2)  # it has nothing to save: not waiting longer for a process at idle priority
+        process.join(0.2)  # it has nothing to save: not waiting longer for a process at nice 19
         if process.is_alive():
             process.terminate()
             process.join(2.0)
@@ -195,22 +198,10 @@ class Speculator:
             self.stats.last_speculation_error = why
 
 
-def _lowest_priority(pid: int = 0) -> None:
-    """Idle priority for a process (0: this one): it runs only on CPU nobody else wants."""
-    try:
-        if hasattr(os, "SCHED_IDLE"):
-            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-        else:
-            os.setpriority(os.PRIO_PROCESS, pid, 19)
-    except (OSError, AttributeError):
-        pass
-
-
 # ---------------------------------------------------------------- the process
 
 def _serve(jobs, answers) -> None:
     """The speculator process: jobs in, answers out, until None or the worker's end closes."""
-    _lowest_priority()
     engines: dict = {}      # (engine class, model path) -> engine: the one the worker plays
     snapshots: dict = {}    # snapshot number -> Snapshot
     pending = None
