@@ -3,7 +3,6 @@ The realtime contract it keeps is stated in bridge/live/__init__.py."""
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import sys
 import threading
@@ -20,7 +19,7 @@ from bridge.live.decider import ThreadDecider
 from bridge.live.learn import KNOBS, control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
-from bridge.live.scheduling import long_slice
+from bridge.live.scheduling import long_slice, realtime
 from bridge.live.playback import FILE_SOURCE, FilePlayback
 from bridge.live.portwatch import DeadInput, DeadOutput, PortLister
 from bridge.live.player import LIVE_SOURCE, Outlet, Player
@@ -441,11 +440,7 @@ class Bridge:
         priority = lister.realtime_priority()
         if priority is None or priority <= WORKER_REALTIME_PRIORITY or self._worker_id is None:
             return
-        try:
-            os.sched_setscheduler(self._worker_id, os.SCHED_FIFO, os.sched_param(WORKER_REALTIME_PRIORITY))
-        except (OSError, AttributeError):
-            return
-        self.worker_realtime = True
+        self.worker_realtime = realtime(self._worker_id, WORKER_REALTIME_PRIORITY)
 
     def _follow_sources(self, lister: PortLister, before: set) -> set:
         """The ports sending into our input (by name and JACK's id, so that a program that died

@@ -9,10 +9,11 @@ wakes asks for a shorter one (6.12 and later). A JACK client's process thread wa
 work runs under the default slice, it may wait out that slice and miss its cycle, and an
 asynchronous JACK server without realtime scheduling then drops the events that cycle was to
 deliver (an xrun). `long_slice()` asks for a 100 ms slice: any woken default-slice task then
-preempts our work at once, which loses only those few microseconds. In the stock reproduction of
-bench/bench_live.py (jack_midiseq -> `bachbridge live` -> jack_midi_dump) that took the xruns
-the server reported from 13 to 7 a second without speculation, from 17 to 8 with it (29 with the
-speculator at nice 0 and the default slice; a trivial echo client in the bridge's place: 1 to 2).
+preempts our work at once, which loses only those few microseconds. Xruns the server reported a
+second in the stock reproduction of bench/bench_live.py (jack_midiseq -> `bachbridge live` ->
+jack_midi_dump), default slice against long: 13 against 7 without speculation, 17 against 8 with
+it (29 with the speculator at nice 0 and the default slice; a trivial echo client in the
+bridge's place: 1 to 2).
 Where the kernel has no such slices (older kernels, other systems), it does nothing.
 """
 from __future__ import annotations
@@ -74,6 +75,16 @@ def long_slice(tid: int = 0) -> bool:
     if _CALL(_NUMBERS[0], ctypes.c_int(tid), buffer, ctypes.c_uint(0)) != 0:
         return False
     return slice_ns(tid) == LONG_SLICE_NS
+
+
+def realtime(tid: int, priority: int) -> bool:
+    """SCHED_FIFO at `priority` for a thread; False where the OS refuses (no rtprio limit, e.g.
+    not in the audio group) or has no such policy."""
+    try:
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def lowest_priority(pid: int = 0) -> None:
