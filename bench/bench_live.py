@@ -2,7 +2,7 @@
 asynchronous (no --sync), as a desktop runs one: answers lost, latency, CPU, ports-up time.
 
     python bench/bench_live.py [--notes 250] [--load 2] [--stock-seconds 130] [--engine coconet-live]
-                               [--out runs/bench-live.json]
+                               [--stock floor,speculating,plain] [--out runs/bench-live.json]
 
 1. Latency, side by side in one run, on a server with realtime scheduling, `--load` processes
    burning a core each (default 2: both cores busy): a trivial echo client (the floor: the bare
@@ -15,7 +15,8 @@ asynchronous (no --sync), as a desktop runs one: answers lost, latency, CPU, por
    jack_midiseq loops 67 69 71 72 74 72 71 69 (8ths, 12,000 frames apart, 11,000 long) into
    `bachbridge live --no-echo`; jack_midi_dump listens to the sequencer and to 'bachbridge out'.
    With speculation and without, and a trivial echo client in the bridge's place (the floor),
-   `--stock-seconds` each (130 s: over 500 onsets).
+   `--stock-seconds` each (130 s: over 500 onsets). `--notes 0 --stock speculating,floor
+   --stock-seconds 30` compares just those two, in that order, with the xruns a second.
 Lost: a melody onset with no harmony note-on before the next one (a legato onset under sounding
 harmony counts as answered). Lost answers are split into those in whose span the JACK server
 reported an xrun (a cycle it could not complete: what was sent in it is JACK's to lose; a VM
@@ -53,6 +54,10 @@ EIGHTH_S = 60.0 / BPM / 2
 IDLE_SLEEP_S = 0.0005   # the bridge's (bridge.live.IDLE_SLEEP_S): the echo client polls alike
 STOCK_PATTERN = [67, 69, 71, 72, 74, 72, 71, 69]
 ENGINE = "coconet-live"
+# the stock runs: name -> (label, `bachbridge live` arguments; None: the echo client instead)
+STOCK_RUNS = {"floor": ("echo client (the floor)", None),
+              "speculating": ("note, speculating", []),
+              "plain": ("note, no speculation", ["--no-speculate"])}
 
 
 def percentile(values, q):
@@ -237,7 +242,7 @@ def run_stock(server: JackServer, label: str, extra: list[str] | None, seconds: 
     events = dump.events()
     dump.close()
     got = answers(events, onset_grid=12_000, xruns=[x - dump.start_frame for x in xruns.frames])
-    return {"label": label, "onsets": got.onsets, "lost": got.lost, "lost_by_sender": got.lost_by_sender,
+    return {"label": label, "bridge": extra is not None, "onsets": got.onsets, "lost": got.lost, "lost_by_sender": got.lost_by_sender,
             "latencies_ms": got.latencies, "xruns": len(xruns.frames), "line": got.line(),
             "speculation": (bridge.get("speculation_hits"), bridge.get("speculation_lookups")),
             # the raw record, to read a loss again: jack_midi_dump's (frame, bytes), the xruns
@@ -310,9 +315,11 @@ def _signal(pid: int, signum) -> None:
 def main() -> int:
     global ENGINE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--notes", type=int, default=250, help="notes per latency run")
+    p.add_argument("--notes", type=int, default=250, help="notes per latency run (0: skip the latency runs)")
     p.add_argument("--load", type=int, default=2, help="processes burning a core during the latency runs")
     p.add_argument("--stock-seconds", type=float, default=130.0, help="seconds per stock run (0: skip them)")
+    p.add_argument("--stock", default=",".join(STOCK_RUNS),
+                   help=f"which stock runs, in this order, comma-separated (default {','.join(STOCK_RUNS)})")
     p.add_argument("--engine", default=ENGINE, help=f"the shipped model the bridge runs (default {ENGINE})")
     p.add_argument("--out", default=None, help="write every figure as JSON here")
     p.add_argument("--echo-client", action="store_true", help=argparse.SUPPRESS)
@@ -324,48 +331,57 @@ def main() -> int:
     if missing:
         sys.exit(f"bench_live: missing {', '.join(missing)} (Debian: jackd2, jack-midi-clock; `make test` installs them)")
     ENGINE = args.engine
-    melody = melodies(args.notes)
+    stock_runs = [name.strip() for name in args.stock.split(",") if name.strip()]
+    unknown = [name for name in stock_runs if name not in STOCK_RUNS]
+    if unknown:
+        sys.exit(f"bench_live: unknown stock run {', '.join(unknown)} (have: {', '.join(STOCK_RUNS)})")
+    melody = melodies(args.notes) if args.notes > 0 else []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` stops jackd
     results = {"latency": [], "stock": [], "ports_up_s": []}
     with PausedBackground():
-        with JackServer(realtime=True) as server:
-            print(f"1. latency: asynchronous JACK, realtime scheduling {'granted' if server.realtime_granted else 'NOT granted'}"
-                  f", {args.load} processes burning a core; {len(melody)} notes, 8ths at {BPM:g} bpm, {ENGINE}", flush=True)
-            with CpuLoad(args.load):
-                for label, extra in (("echo client (the floor)", None),
-                                     ("note, speculating", []),
-                                     ("note, no speculation", ["--no-speculate"]),
-                                     ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
-                    results["latency"].append(run_latency(server, melody, label, extra))
-                    print("   " + latency_line(results["latency"][-1]), flush=True)
-            for _ in range(3):
-                proc, up = start_live(server, [], Path(tempfile.mkdtemp()) / "stats.json")
-                stop_live(proc, Path("/nonexistent"))
-                results["ports_up_s"].append(up)
-            ups = sorted(results["ports_up_s"])
-            print(f"   bachbridge live start -> both ports in JACK: median {ups[1] * 1e3:.0f} ms "
-                  f"({', '.join(f'{u * 1e3:.0f}' for u in results['ports_up_s'])} ms)", flush=True)
-        if args.stock_seconds > 0:
+        if melody:
+            latency_runs(args, melody, results)
+        if args.stock_seconds > 0 and stock_runs:
             with JackServer(realtime=False) as server:
                 print(f"2. stock reproduction: asynchronous JACK without realtime scheduling, no extra load, "
                       f"{args.stock_seconds:g} s each", flush=True)
-                for label, extra in (("echo client (the floor)", None),
-                                     ("note, speculating", []),
-                                     ("note, no speculation", ["--no-speculate"])):
+                for name in stock_runs:
+                    label, extra = STOCK_RUNS[name]
                     results["stock"].append(run_stock(server, label, extra, args.stock_seconds))
                     r = results["stock"][-1]
-                    print(f"   {label:<28} {r['line']}; {r['xruns']} xruns"
+                    print(f"   {label:<28} {r['line']}; {r['xruns']} xruns ({r['xruns'] / args.stock_seconds:.1f}/s)"
                           + (f"; speculation hits {r['speculation'][0]} of {r['speculation'][1]}" if r["speculation"][1] else ""),
                           flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
     bridge_losses = [(r["label"], k) for r in results["latency"][1:] for k in r["lost"] if k not in r["lost_at_xruns"]]
-    bridge_losses += [(r["label"], k) for r in results["stock"][1:] for k in r["lost_by_sender"]]
+    bridge_losses += [(r["label"], k) for r in results["stock"] if r["bridge"] for k in r["lost_by_sender"]]
     if bridge_losses:
         print(f"FAILED: {len(bridge_losses)} answers lost with no JACK xrun to blame: {bridge_losses[:10]}")
         return 1
     return 0
+
+
+def latency_runs(args, melody: list[int], results: dict) -> None:
+    """Part 1: the latency runs and the ports-up time, on a realtime server under load."""
+    with JackServer(realtime=True) as server:
+        print(f"1. latency: asynchronous JACK, realtime scheduling {'granted' if server.realtime_granted else 'NOT granted'}"
+              f", {args.load} processes burning a core; {len(melody)} notes, 8ths at {BPM:g} bpm, {ENGINE}", flush=True)
+        with CpuLoad(args.load):
+            for label, extra in (("echo client (the floor)", None),
+                                 ("note, speculating", []),
+                                 ("note, no speculation", ["--no-speculate"]),
+                                 ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
+                results["latency"].append(run_latency(server, melody, label, extra))
+                print("   " + latency_line(results["latency"][-1]), flush=True)
+        for _ in range(3):
+            proc, up = start_live(server, [], Path(tempfile.mkdtemp()) / "stats.json")
+            stop_live(proc, Path("/nonexistent"))
+            results["ports_up_s"].append(up)
+        ups = sorted(results["ports_up_s"])
+        print(f"   bachbridge live start -> both ports in JACK: median {ups[1] * 1e3:.0f} ms "
+              f"({', '.join(f'{u * 1e3:.0f}' for u in results['ports_up_s'])} ms)", flush=True)
 
 
 if __name__ == "__main__":

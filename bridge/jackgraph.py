@@ -21,6 +21,7 @@ import re
 import threading
 
 from bridge.ports import PortError, _jack_socket_present, jack_server_name
+from bridge.scheduling import short_slice_for_new_threads
 
 _NO_START_SERVER = 0x01      # JackNoStartServer
 _PORT_IS_INPUT, _PORT_IS_OUTPUT = 0x1, 0x2
@@ -99,7 +100,8 @@ class JackGraph:
             raise JackGraphError(f"no JACK server ({jack_server_name()!r}) is running")
         lib = _libjack()
         status = ctypes.c_int(0)
-        client = lib.jack_client_open(client_name.encode(), _NO_START_SERVER, ctypes.byref(status))
+        with short_slice_for_new_threads():   # its notification thread, like every JACK client of ours
+            client = lib.jack_client_open(client_name.encode(), _NO_START_SERVER, ctypes.byref(status))
         if not client:
             raise JackGraphError(f"no JACK server ({jack_server_name()!r}) accepts clients "
                                  f"(status {status.value:#x})")

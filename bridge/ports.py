@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bridge.errors import BadInput
+from bridge.scheduling import short_slice_for_new_threads
 from bridge.sounding import Sounding
 
 DEFAULT_IN = "bachbridge in"
@@ -220,7 +221,7 @@ def _open_rtmidi(kind: str, api: str, client_name: str, **rtmidi_kw):
         raise PortError(f"no ALSA sequencer ({ALSA_SEQ} does not exist)")
     if api == "jack" and not _jack_socket_present(jack_server_name()):
         raise PortError(f"no JACK server ({jack_server_name()!r}) is running")
-    with _no_jack_autostart(), _quiet_stderr():
+    with _no_jack_autostart(), _quiet_stderr(), short_slice_for_new_threads():  # a JACK client's threads start here
         try:
             return cls(const, name=client_name, **rtmidi_kw)
         except rtmidi.RtMidiError as error:

@@ -1,7 +1,7 @@
-"""Which of the bridge's threads ask the OS for a long CPU slice (bridge.live.scheduling): those
-that run engine work in bursts (the worker, the deciders, the engine loader, the speculator
-process), so that a JACK port client woken meanwhile runs at once; never the threads that open
-ports (whose JACK process threads inherit what they have)."""
+"""Which of the bridge's threads ask the OS for which CPU slice (bridge.scheduling): a long one
+for those that run engine work in bursts (the worker, the deciders, the engine loader, the
+speculator process), the shortest for the JACK client threads of its ports, so that a port
+client woken meanwhile runs at once; the default for the rest (the threads that open ports)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import pytest
 
 from bridge.engines import load_engine
 from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig
-from bridge.live.scheduling import LONG_SLICE_NS, long_slice, slice_ns
+from bridge.scheduling import LONG_SLICE_NS, SHORT_SLICE_NS, long_slice, short_slice_for_new_threads, slice_ns
 from jackrig import JackServer
 from test_ports import wait_for
 
@@ -47,6 +47,24 @@ def test_a_long_slice_is_for_the_thread_that_asks_and_the_threads_it_starts():
     assert slice_ns() != LONG_SLICE_NS
 
 
+def test_threads_started_inside_short_slice_for_new_threads_take_the_short_slice_and_the_starter_goes_back():
+    seen = {}
+    before = slice_ns()
+    with short_slice_for_new_threads():
+        child = threading.Thread(target=lambda: seen.update(child=slice_ns()))
+        child.start()
+        child.join()
+    later = threading.Thread(target=lambda: seen.update(later=slice_ns()))
+    later.start()
+    later.join()
+    assert seen == {"child": SHORT_SLICE_NS, "later": before}
+    assert slice_ns() == before != SHORT_SLICE_NS
+
+
+def _tasks() -> set[int]:
+    return set(map(int, os.listdir("/proc/self/task")))
+
+
 @pytest.fixture
 def plain_jack(jack_rig, tmp_path):
     """An asynchronous JACK server without realtime scheduling (as on many desktops): the worker
@@ -58,8 +76,9 @@ def plain_jack(jack_rig, tmp_path):
         server.close()
 
 
-def test_the_bridges_busy_threads_and_speculator_take_a_long_slice_its_port_clients_do_not(plain_jack, tiny_model):
+def test_the_bridges_busy_threads_and_speculator_take_a_long_slice_its_port_clients_the_short_one(plain_jack, tiny_model):
     engine = load_engine(tiny_model, threads=1)
+    before = _tasks()
     with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack") as bridge:
         speculator = bridge.speculator
         # the process asks for its slice itself, once it has started (imports: seconds)
@@ -68,9 +87,14 @@ def test_the_bridges_busy_threads_and_speculator_take_a_long_slice_its_port_clie
         assert not bridge.worker_realtime
         ours = {t.native_id: t.name for t in threading.enumerate()}
         assert BUSY_THREADS <= set(ours.values())
-        slices = {tid: slice_ns(tid) for tid in map(int, os.listdir("/proc/self/task"))}
+        slices = {tid: slice_ns(tid) for tid in _tasks()}
         long = {tid for tid, ns in slices.items() if ns == LONG_SLICE_NS}
-        # every other thread of this process keeps the default: the JACK process threads of the
-        # bridge's ports (started by libjack, nameless here) among them
         assert {ours.get(tid, "a thread not started by Python") for tid in long} == BUSY_THREADS
-        assert len(slices) > len(ours), "the ports' JACK threads are not in this process"
+        # the threads libjack started for the bridge's two ports (nameless here: not Python's)
+        jack_threads = {tid for tid in _tasks() - before if tid not in ours}
+        assert len(jack_threads) >= 2, "the ports' JACK threads are not in this process"
+        assert {tid: slices[tid] for tid in jack_threads} == dict.fromkeys(jack_threads, SHORT_SLICE_NS)
+        # the rest keep the default: the main thread that opened the ports, the watcher
+        default = slice_ns(threading.main_thread().native_id)
+        assert default not in (LONG_SLICE_NS, SHORT_SLICE_NS)
+        assert {ours.get(tid) for tid, ns in slices.items() if ns == default} >= {"MainThread", "bachbridge-ports"}

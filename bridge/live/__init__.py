@@ -12,12 +12,12 @@ The realtime contract. Who runs what, and what each may never do:
 1. The port threads (rtmidi's; on JACK, JACK's process thread of each of our clients) move
    bytes and nothing else. On JACK no Python runs there at all (rtmidi's own queue, drained by
    polling); elsewhere a callback only stamps and appends to a deque. Nothing of ours may hold
-   them up: they take no lock of ours, and every thread or process of ours that works in bursts
-   (the worker, the deciders, the engine loaders, the speculator) asks the OS for a long CPU slice
-   (bridge.live.scheduling), so that a port client woken during a burst runs at once instead of
-   waiting out the burst's slice: on a JACK server running asynchronously without realtime
-   scheduling, a client that misses its cycle drops the events it was to deliver. The threads
-   that open ports (whose JACK process threads inherit their scheduling) keep the default.
+   them up: they take no lock of ours; they ask the OS for the shortest CPU slice, and every
+   thread or process of ours that works in bursts (the worker, the deciders, the engine loaders,
+   the speculator) for a long one (bridge.scheduling), so that a port client woken during a
+   burst runs at once instead of waiting out the burst's slice: on a JACK server running
+   asynchronously without realtime scheduling, a client that misses its cycle drops the events
+   it was to deliver. The threads that open ports keep the default.
 2. The worker ("bachbridge-live") is the output's one writer. It alone polls the input, runs
    the player of the current mode, asks the engine on a miss, and writes to the output port and
    to its one record of what sounds (bridge.sounding). It never waits on another thread: the

@@ -19,7 +19,7 @@ from bridge.live.decider import ThreadDecider
 from bridge.live.learn import KNOBS, control_of, knob_change, turned
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
-from bridge.live.scheduling import long_slice, realtime
+from bridge.scheduling import long_slice, realtime
 from bridge.live.playback import FILE_SOURCE, FilePlayback
 from bridge.live.portwatch import DeadInput, DeadOutput, PortLister
 from bridge.live.player import LIVE_SOURCE, Outlet, Player

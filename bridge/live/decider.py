@@ -8,7 +8,7 @@ import collections
 import threading
 from typing import Callable
 
-from bridge.live.scheduling import long_slice
+from bridge.scheduling import long_slice
 
 
 def _outcome(work: Callable[[], object]):

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from bridge.errors import BadInput
 from bridge.live.config import LIVE_SETTINGS, LiveConfig
-from bridge.live.scheduling import long_slice
+from bridge.scheduling import long_slice
 from bridge.live.stats import MONITOR_SIZE, LiveStats, StatsSnapshot, describe
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT
 from bridge.settings import Settings

@@ -2,7 +2,7 @@
 between notes so that a foreseen onset is answered by a lookup.
 
 The work runs in a process of its own, at the lowest priority among ordinary tasks (nice 19),
-with a long CPU slice (bridge.live.scheduling). In a thread it would share the GIL with the
+with a long CPU slice (bridge.scheduling). In a thread it would share the GIL with the
 worker, and a thread of low priority that holds the GIL while the CPUs are busy holds up the
 worker for as long. Its bursts of CPU right after an answer went out must not delay the port
 clients, which, on a JACK server running asynchronously without realtime scheduling, then drop
@@ -30,7 +30,7 @@ import numpy as np
 
 from bridge.live.config import Snapshot
 from bridge.live.context import Context, ask_engine_many, likely_next_pitches, warm_up, window_key
-from bridge.live.scheduling import long_slice, lowest_priority
+from bridge.scheduling import long_slice, lowest_priority
 from bridge.live.stats import LiveStats, describe
 from bridge.onnxmodel import OnnxModel
 

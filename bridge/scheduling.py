@@ -5,15 +5,21 @@ On Linux 6.6 and later the fair scheduler is EEVDF: among runnable tasks it runs
 the earliest virtual deadline, a task's "slice" (1.4 ms by default on the reference machine)
 after it was last picked, and it lets the running task finish its slice unless a task that
 wakes asks for a shorter one (6.12 and later). A JACK client's process thread wakes once a cycle
-(1.33 ms at 64 frames, 48 kHz) for a few microseconds; when it lands on a core where our engine
-work runs under the default slice, it may wait out that slice and miss its cycle, and an
-asynchronous JACK server without realtime scheduling then drops the events that cycle was to
-deliver (an xrun). `long_slice()` asks for a 100 ms slice: any woken default-slice task then
-preempts our work at once, which loses only those few microseconds. Xruns the server reported a
-second in the stock reproduction of bench/bench_live.py (jack_midiseq -> `bachbridge live` ->
-jack_midi_dump), default slice against long: 13 against 7 without speculation, 17 against 8 with
-it (29 with the speculator at nice 0 and the default slice; a trivial echo client in the
-bridge's place: 1 to 2).
+(1.33 ms at 64 frames, 48 kHz) for a few microseconds; when it lands on a core where other work
+runs under the default slice, it may wait out that slice and miss its cycle, and an asynchronous
+JACK server without realtime scheduling then drops the events that cycle was to deliver (an
+xrun). So, on both sides:
+- `long_slice()`: 100 ms for the threads that work in bursts (engine calls): any woken
+  default-slice task (a JACK client of another program, the server's own threads) preempts them
+  at once, which costs the burst only those few microseconds;
+- `short_slice_for_new_threads()`: 0.1 ms for the threads libjack starts for our own clients,
+  so that they preempt any default-slice work (ours or another program's) as soon as they wake.
+Xruns the server reported a second in the stock reproduction of bench/bench_live.py
+(jack_midiseq -> `bachbridge live` -> jack_midi_dump; `--notes 0 --stock-seconds 30`), default
+slices against long ones for the bursts: 13 against 7 without speculation, 17 against 8 with it
+(29 with the speculator at nice 0 and the default slice); with the short slice for our JACK
+clients too, 4 without speculation and 2 to 4 with it (a trivial echo client in the bridge's
+place: 1 to 2).
 Where the kernel has no such slices (older kernels, other systems), it does nothing.
 """
 from __future__ import annotations
@@ -22,9 +28,11 @@ import ctypes
 import os
 import platform
 import struct
+from contextlib import contextmanager
 
-# the longest slice the kernel grants (it clamps to 0.1 .. 100 ms)
+# the kernel clamps a slice to 0.1 .. 100 ms
 LONG_SLICE_NS = 100_000_000
+SHORT_SLICE_NS = 100_000
 
 # struct sched_attr, its first published size (SCHED_ATTR_SIZE_VER1): size, policy, flags, nice,
 # priority, runtime, deadline, period, util_min, util_max
@@ -60,21 +68,40 @@ def slice_ns(tid: int = 0) -> int | None:
     return None if attr is None else attr[5]
 
 
-def long_slice(tid: int = 0) -> bool:
-    """Ask for LONG_SLICE_NS for a thread (0: this one; a process's threads created later inherit
-    it), keeping its policy and nice value. For threads that run long bursts of work (engine
-    calls), never for one that must answer promptly when it wakes (a port client's). True if
-    granted."""
+def _set_slice(tid: int, ns: int) -> bool:
+    """Ask for a slice of `ns` (0: the kernel's default), keeping policy and nice; True if granted."""
     if _CALL is None:
         return False
     attr = _get_attr(tid)
     if attr is None or attr[1] not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
         return False
-    attr[0], attr[2], attr[5] = _SCHED_ATTR.size, 0, LONG_SLICE_NS
+    attr[0], attr[2], attr[5] = _SCHED_ATTR.size, 0, ns
     buffer = ctypes.create_string_buffer(_SCHED_ATTR.pack(*attr), _SCHED_ATTR.size)
     if _CALL(_NUMBERS[0], ctypes.c_int(tid), buffer, ctypes.c_uint(0)) != 0:
         return False
-    return slice_ns(tid) == LONG_SLICE_NS
+    return ns == 0 or slice_ns(tid) == ns
+
+
+def long_slice(tid: int = 0) -> bool:
+    """Ask for LONG_SLICE_NS for a thread (0: this one; a process's threads created later inherit
+    it), keeping its policy and nice value. For threads that run long bursts of work (engine
+    calls), never for one that must answer promptly when it wakes (a port client's). True if
+    granted."""
+    return _set_slice(tid, LONG_SLICE_NS)
+
+
+@contextmanager
+def short_slice_for_new_threads():
+    """The threads this one starts inside the block (a JACK client's process thread) get
+    SHORT_SLICE_NS: woken once a cycle for microseconds, they then preempt any default-slice work
+    on their core at once instead of waiting up to its slice. The calling thread goes back to the
+    default after."""
+    granted = _set_slice(0, SHORT_SLICE_NS)
+    try:
+        yield
+    finally:
+        if granted:
+            _set_slice(0, 0)
 
 
 def realtime(tid: int, priority: int) -> bool:
