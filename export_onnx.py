@@ -37,11 +37,12 @@ def coconet_receptive_radius(config) -> int:
 
 
 def export_coconet(checkpoint: dict, name: str):
-    """(pitches (B, T, V), mask) -> log_probs (B, T, V, P); with voice heads also the trunk's
-    features (B, C, T, P) and the heads' weights (HEAD_WEIGHTS), which the runtime reads once (as
-    the RNN-RBM's RBM weights)."""
+    """(pitches (B, T, V), mask, from_step ()) -> log_probs (B, T - from_step, V, P): the steps
+    from `from_step` on (0: all), each layer computed only where those can see; with voice heads
+    also the trunk's features (B, C, T - from_step, P) and the heads' weights (HEAD_WEIGHTS), which
+    the runtime reads once (as the RNN-RBM's RBM weights)."""
     import torch
-    from bridge.engines.coconet import FEATURES, HEAD_WEIGHTS
+    from bridge.engines.coconet import FEATURES, FROM_STEP, HEAD_WEIGHTS
     from models.coconet import Coconet, CoconetConfig
 
     config = CoconetConfig.from_dict(checkpoint["config"])
@@ -50,26 +51,29 @@ def export_coconet(checkpoint: dict, name: str):
     model.eval()
     heads = model.heads
 
-    class WithHeads(torch.nn.Module):
+    class Graph(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
 
-        def forward(self, pitches, mask):
-            return (*self.model.trunk(pitches, mask), *(getattr(self.model.heads, w) for w in HEAD_WEIGHTS))
+        def forward(self, pitches, mask, from_step):
+            log_probs, features = self.model.trunk(pitches, mask, from_step)
+            if not heads:
+                return log_probs
+            return (log_probs, features, *(getattr(self.model.heads, w) for w in HEAD_WEIGHTS))
 
     output_names = ["log_probs", FEATURES, *HEAD_WEIGHTS] if heads else ["log_probs"]
     dynamic_axes = {"pitches": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
-                    "log_probs": {0: "batch", 1: "time"}, **({FEATURES: {0: "batch", 2: "time"}} if heads else {})}
+                    "log_probs": {0: "batch", 1: "steps"}, **({FEATURES: {0: "batch", 2: "steps"}} if heads else {})}
     example = (torch.zeros(1, 32, config.num_voices, dtype=torch.int64),
-               torch.ones(1, 32, config.num_voices))
+               torch.ones(1, 32, config.num_voices), torch.tensor(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            WithHeads().eval() if heads else model, example, buffer, dynamo=False, opset_version=17,
+            Graph().eval(), example, buffer, dynamo=False, opset_version=17,
             do_constant_folding=not heads,  # folded, the weights outputs would lose their names
-            input_names=["pitches", "mask"], output_names=output_names, dynamic_axes=dynamic_axes,
+            input_names=["pitches", "mask", FROM_STEP], output_names=output_names, dynamic_axes=dynamic_axes,
         )
     metadata = {
         "engine": "coconet",
@@ -87,14 +91,18 @@ def export_coconet(checkpoint: dict, name: str):
     def inputs(rng, batch, time):
         pitches = rng.integers(-1, config.num_pitches, size=(batch, time, config.num_voices))
         mask = (rng.random((batch, time, config.num_voices)) < rng.random()).astype(np.float32)
-        return {"pitches": pitches.astype(np.int64), "mask": mask}
+        # the heads' questions are at the middle step: from_step 0 keeps it
+        from_step = 0 if heads else int(rng.integers(0, time))
+        return {"pitches": pitches.astype(np.int64), "mask": mask, FROM_STEP: np.array(from_step, np.int64)}
 
     def reference(feeds):
+        # the whole roll's log-probs, from the step on: what the cropped layers must give
         pitches = torch.from_numpy(feeds["pitches"])
+        from_step = int(feeds[FROM_STEP])
         with torch.no_grad():
             log_probs, features = model.trunk(pitches, torch.from_numpy(feeds["mask"]))
             if not heads:
-                return log_probs.numpy()
+                return log_probs[:, from_step:].numpy()
             step, questions = head_questions(feeds)
             told = pitches[:, step]
             heads_out = [heads(features[:, :, step], log_probs[:, step, voice],

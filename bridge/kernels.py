@@ -82,12 +82,15 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
 
     Cells are drawn one after another, each seeing the ones drawn before it. With
     `parallel_penalty` > 0 a pitch loses that many nats of log-probability per consecutive
-    perfect fifth or octave it would make with the voices around it.
+    perfect fifth or octave it would make with the voices around it. `log_probs` (K, T', V, P)
+    may cover only the last T' of the T steps of the others (K, T, V), those of every masked cell.
     """
-    num_chains, num_steps, num_voices, num_pitches = log_probs.shape
+    num_chains, shown_steps, num_voices, num_pitches = log_probs.shape
+    num_steps = pitches.shape[1]
+    first_shown = num_steps - shown_steps
     cells = (num_chains, num_steps, num_voices)
-    if mask.shape != cells or uniforms.shape != cells or pitches.shape != cells:
-        raise ValueError("sample_masked: mask, uniforms and pitches must be (K, T, V) like log_probs")
+    if mask.shape != cells or uniforms.shape != cells or pitches.shape != cells or first_shown < 0:
+        raise ValueError("sample_masked: mask, uniforms and pitches must be (K, T, V) like log_probs (K, <= T, V, P)")
     if allowed.shape != (num_voices, num_pitches):
         raise ValueError("sample_masked: allowed must be (V, P) like log_probs")
     greedy = temperature <= _ARGMAX_TEMPERATURE
@@ -100,6 +103,8 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
             for v in range(num_voices):
                 if mask[k, t, v] != 1.0:
                     continue
+                if t < first_shown:
+                    raise ValueError("sample_masked: a masked cell before the steps log_probs covers")
                 # -inf and NaN (NaN > x is False) never win, so a pitch the network rules out
                 # cannot be drawn
                 best = -1
@@ -109,7 +114,7 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
                     x = -np.inf
                     if allowed[v, p]:
                         any_allowed = True
-                        x = np.float64(log_probs[k, t, v, p])
+                        x = np.float64(log_probs[k, t - first_shown, v, p])
                         if parallel_penalty > 0.0 and x > -np.inf:
                             x -= parallel_penalty * _consecutive_perfects(pitches, k, t, v, p)
                         if x > top:

@@ -106,17 +106,41 @@ class Coconet(nn.Module):
         # pitches (B,T,V) int64, mask (B,T,V) float -> log-probs (B,T,V,P)
         return self.trunk(pitches, mask)[0]
 
-    def trunk(self, pitches: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # -> log-probs (B,T,V,P), and the last block's features (B,C,T,P) the voice heads read
+    def trunk(self, pitches: torch.Tensor, mask: torch.Tensor,
+              from_step: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # -> log-probs (B,T',V,P), and the last block's features (B,C,T',P) the voice heads read;
+        # T' = T, or with `from_step` (a 0-d int64 tensor) T - from_step: only the steps from it on
         onehot = (pitches.unsqueeze(-1) == self.pitch_ids).to(mask.dtype)      # (B,T,V,P)
         known = (1.0 - mask).unsqueeze(-1)                                      # (B,T,V,1)
         x = torch.cat([onehot * known, mask.unsqueeze(-1).expand_as(onehot)], dim=2)  # (B,T,2V,P)
         x = x.permute(0, 2, 1, 3)                                              # (B,2V,T,P)
-        x = F.relu(self.input_layer(x))
-        for first, second in self.blocks:
+        # Each block is computed only on the steps the wanted ones can still see through it and
+        # the layers after it (their time radii, left of the wanted steps: the right edge is the
+        # roll's end either way). The leftmost outputs of a cropped block see its convs' zero
+        # padding instead of the steps cropped away, and the next crop drops exactly those: the
+        # wanted steps come out as the whole roll's would. (A crop per block, not per conv: each
+        # crop costs the runtime a change of memory layout.)
+        wanted = None if from_step is None else pitches.shape[1] - from_step
+        radii = self._time_radii()
+        x = F.relu(self.input_layer(self._keep(x, wanted, radii[0])))
+        for b, (first, second) in enumerate(self.blocks):
+            x = self._keep(x, wanted, radii[1 + 2 * b])
             x = F.relu(x + second(F.relu(first(x))))
-        logits = self.output_layer(x).permute(0, 2, 1, 3)                      # (B,T,V,P)
-        return F.log_softmax(logits, dim=-1), x
+        x = self._keep(x, wanted, radii[-1])
+        logits = self._keep(self.output_layer(x), wanted, 0).permute(0, 2, 1, 3)   # (B,T',V,P)
+        return F.log_softmax(logits, dim=-1), self._keep(x, wanted, 0)
+
+    def _time_radii(self) -> list[int]:
+        """For each conv in order (input, the blocks' two each, output): the time radius of it and
+        every conv after it together."""
+        own = [1] + [conv.conv[0].dilation[0] if isinstance(conv.conv, nn.Sequential) else conv.conv.dilation[0]
+                     for block in self.blocks for conv in block] + [1]
+        return [sum(own[i:]) for i in range(len(own))]
+
+    @staticmethod
+    def _keep(x: torch.Tensor, wanted: torch.Tensor | None, radius: int) -> torch.Tensor:
+        # the last `wanted + radius` steps of x (B,C,T,P), all of them when fewer (a slice clamps)
+        return x if wanted is None else x[:, :, -(wanted + radius):]
 
 
 class VoiceHeads(nn.Module):

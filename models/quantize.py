@@ -61,7 +61,7 @@ def feeds_from(split: str, batches: int, seed: int, data: str | Path | None = No
     for _ in range(batches):
         pitches = random_crops(chorales, BATCH, CROP, rng)      # pitch indices, transposed
         mask, _ = mixed_masks(BATCH, CROP, rng, MASK_WEIGHTS, pitches)
-        out.append({"pitches": pitches, "mask": mask})
+        out.append({"pitches": pitches, "mask": mask, "from_step": np.array(0, np.int64)})   # every step
     return out
 
 

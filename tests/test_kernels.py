@@ -348,3 +348,22 @@ def test_the_parallel_penalty_counts_what_the_bench_counts():
         assert sampler == 2 * bench, rows
         seen += bench
     assert seen > 50
+
+
+@pytest.mark.parametrize("bass_prefers", [26, 14])
+def test_log_probs_of_the_last_steps_only_draw_as_the_whole_rolls_do(bass_prefers):
+    """The penalty still sees the step before the ones log_probs covers."""
+    allowed = np.ones((V, P), bool)
+    log_probs, mask, pitches = _fifths_setup(bass_prefers)
+    sample_masked(log_probs[:, 1:], mask, allowed, 0.0, np.zeros((1, 2, V)), pitches, 5.0)
+    assert pitches[0, 1, 3] == 29
+    log_probs, mask, pitches = _fifths_setup(bass_prefers)
+    sample_masked(log_probs[:, 1:], mask, allowed, 0.0, np.zeros((1, 2, V)), pitches, 0.0)
+    assert pitches[0, 1, 3] == bass_prefers
+
+
+def test_a_masked_cell_before_the_steps_log_probs_covers_is_an_error():
+    log_probs, mask, pitches = _fifths_setup(26)
+    mask[0, 0, 2] = 1
+    with pytest.raises(ValueError, match="before the steps"):
+        sample_masked(log_probs[:, 1:], mask, np.ones((V, P), bool), 0.0, np.zeros((1, 2, V)), pitches, 0.0)

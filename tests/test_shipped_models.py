@@ -37,6 +37,31 @@ def test_shipped_model_harmonizes(name):
     assert in_order > 0.8
 
 
+def test_the_live_model_computes_the_last_steps_alone_as_the_whole_roll_gives_them(monkeypatch):
+    """coconet-live's graph takes `from_step` and runs each layer only where the steps from it on
+    see (export_onnx.py): those come out as the whole roll's, and note mode draws the same."""
+    engine = load_engine("coconet-live", threads=1)
+    assert engine._crops
+    rng = np.random.default_rng(0)
+    pitches = rng.integers(-1, 46, size=(3, 55, 4)).astype(np.int64)
+    mask = (rng.random((3, 55, 4)) < 0.3).astype(np.float32)
+    whole = engine.log_probs(pitches, mask)
+    last = engine.log_probs(pitches, mask, from_step=50)
+    assert whole.shape == (3, 55, 4, 46) and last.shape == (3, 5, 4, 46)
+    assert np.max(np.abs(last - whole[:, 50:])) < 1e-4
+
+    soprano = np.array([67, 67, 69, 71, 72, 71, 69, 67] * 6, dtype=np.int16)
+    roll = np.stack([soprano, soprano - 4, soprano - 9, soprano - 19], axis=1).astype(np.int16)
+    known = np.ones(roll.shape, bool)
+    known[-1, 1:] = False
+    cropped = [engine.inpaint(roll, known, Settings(seed=seed, temperature=1.0), open_end=True)[-1] for seed in range(20)]
+    whole_roll = engine.log_probs
+    monkeypatch.setattr(engine, "log_probs", lambda p, m, from_step=0: whole_roll(p, m)[:, from_step:])
+    whole = [engine.inpaint(roll, known, Settings(seed=seed, temperature=1.0), open_end=True)[-1] for seed in range(20)]
+    assert np.array_equal(cropped, whole)
+    assert len({tuple(answer) for answer in whole}) > 1   # the seeds draw different answers
+
+
 def test_the_shipped_coconet_is_the_int8_export_of_the_shipped_checkpoint(jsb_npz):
     """models/coconet.onnx runs int8 convolutions (export_onnx.py --int8) and answers as the float
     network of models/checkpoints/coconet.pt does, within the export's own check."""
@@ -54,7 +79,7 @@ def test_the_shipped_coconet_is_the_int8_export_of_the_shipped_checkpoint(jsb_np
     for feeds in feeds_from("test", 2, seed=3, data=jsb_npz):
         with torch.no_grad():
             want = net(torch.from_numpy(feeds["pitches"]), torch.from_numpy(feeds["mask"])).numpy()
-        got = model.run(feeds)[0]
+        got = model.run({k: v for k, v in feeds.items() if k in ("pitches", "mask")})[0]   # exported before from_step
         unknown = feeds["mask"] > 0.5
         kl = np.sum(np.exp(want[unknown]) * (want[unknown] - got[unknown]), axis=1)
         assert kl.mean() <= MAX_MEAN_KL, kl.mean()

@@ -29,6 +29,9 @@ OPEN_END_STEPS = 4
 # graph outputs of a model with voice heads: the trunk's features, then the heads' weights
 # (in the order bridge.kernels.voice_head_log_probs takes them; export_onnx.py writes them so)
 FEATURES = "features"
+# the graph input that asks for the log-probs of the steps from it on only (0: all); graphs
+# exported before it had none
+FROM_STEP = "from_step"
 HEAD_WEIGHTS = ("in_proj", "bias", "interval", "upper_proj", "out")
 
 
@@ -41,20 +44,30 @@ class CoconetEngine(Engine):
         self.num_voices = model.meta_int("num_voices")
         self.receptive_radius = model.meta_int("receptive_radius")
         self.head_weights = None
+        self._crops = FROM_STEP in {i.name for i in model.session.get_inputs()}
         if int(model.metadata.get("voice_heads", 0)):
             # constant outputs of the graph: read once
-            empty = {"pitches": np.zeros((1, 1, self.num_voices), np.int64),
-                     "mask": np.ones((1, 1, self.num_voices), np.float32)}
+            empty = self._feeds(np.zeros((1, 1, self.num_voices), np.int64),
+                                np.ones((1, 1, self.num_voices), np.float32))
             self.head_weights = tuple(np.ascontiguousarray(w) for w in model.session.run(list(HEAD_WEIGHTS), empty))
         self._allowed_cache: tuple | None = None
 
-    def log_probs(self, pitches: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(K, T, V) pitch indices and mask -> (K, T, V, P) log-probabilities."""
-        return self.model.session.run(["log_probs"], {"pitches": pitches, "mask": mask})[0]
+    def _feeds(self, pitches: np.ndarray, mask: np.ndarray, from_step: int = 0) -> dict:
+        feeds = {"pitches": pitches, "mask": mask}
+        if self._crops:
+            feeds[FROM_STEP] = np.array(from_step, np.int64)
+        return feeds
+
+    def log_probs(self, pitches: np.ndarray, mask: np.ndarray, from_step: int = 0) -> np.ndarray:
+        """(K, T, V) pitch indices and mask -> (K, T, V, P) log-probabilities; with `from_step`
+        only the steps from it on, (K, T - from_step, V, P), computed in less time where the
+        graph can (it then runs each layer only where those steps see)."""
+        log_probs = self.model.session.run(["log_probs"], self._feeds(pitches, mask, from_step))[0]
+        return log_probs if self._crops else log_probs[:, from_step:]
 
     def log_probs_and_features(self, pitches: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A model with voice heads: log-probabilities, and the trunk's features (K, C, T, P)."""
-        return tuple(self.model.session.run(["log_probs", FEATURES], {"pitches": pitches, "mask": mask}))
+        return tuple(self.model.session.run(["log_probs", FEATURES], self._feeds(pitches, mask)))
 
     def allowed(self, roll: np.ndarray, settings: Settings) -> np.ndarray:
         """(V, P) pitches each voice may take: its range, and the key's scale when one is set."""
@@ -122,12 +135,14 @@ class CoconetEngine(Engine):
         unknown = np.empty(pitches.shape, dtype=np.float32)      # what the network is told is unknown
         uniforms = np.empty(pitches.shape, dtype=np.float64)
 
-        def drawn_from_the_network(cells: np.ndarray, unknown_cells: np.ndarray | None = None) -> None:
-            """Draw `cells` from the network told that `unknown_cells` (default: those) are unknown."""
+        def drawn_from_the_network(cells: np.ndarray, unknown_cells: np.ndarray | None = None,
+                                   from_step: int = 0) -> None:
+            """Draw `cells` (none before `from_step`) from the network told that `unknown_cells`
+            (default: those) are unknown."""
             draw[...] = cells
             unknown[...] = draw if unknown_cells is None else unknown_cells
             unknown[:, length:] = 1.0
-            log_probs = self.log_probs(pitches, unknown)
+            log_probs = self.log_probs(pitches, unknown, from_step)
             rng.random(out=uniforms)
             kernels.sample_masked(log_probs, draw, allowed, settings.temperature, uniforms, pitches,
                                   settings.parallel_penalty)
@@ -147,7 +162,7 @@ class CoconetEngine(Engine):
                     this_voice[:, step, voice] = free[:, step, voice]
                     unknown_below = free.copy()
                     unknown_below[:, step, :voice] = False      # this voice and those under it unknown
-                    drawn_from_the_network(this_voice, unknown_below)
+                    drawn_from_the_network(this_voice, unknown_below, from_step=step)
         else:
             # step 0 draws every free cell given only the known ones; then annealed block Gibbs
             cells = free.astype(np.float32)
@@ -209,7 +224,7 @@ class CoconetEngine(Engine):
         pitches[0, :len(roll)] = np.where(given, roll.astype(np.int64) - self.min_pitch, REST)
         mask = np.ones(pitches.shape, dtype=np.float32)
         mask[0, :len(roll)] = ~known
-        log_probs = self.log_probs(pitches, mask)[0, len(roll) - 1, SOPRANO]
+        log_probs = self.log_probs(pitches, mask, from_step=len(roll) - 1)[0, 0, SOPRANO]
         low, high = settings.voice_ranges[SOPRANO]  # a melody may leave the key: the range only
         midi = self.min_pitch + np.arange(self.num_pitches)
         log_probs = np.where((midi >= low) & (midi <= high), log_probs, -np.inf)
