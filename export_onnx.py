@@ -29,13 +29,6 @@ from models.quantize import CALIBRATIONS, quantize_coconet
 PARITY_TOLERANCE = 1e-4
 
 
-def coconet_receptive_radius(config) -> int:
-    """Steps on each side of a cell that can influence its output (exact windowed evaluation)."""
-    num_blocks = (config.num_layers - 2) // 2
-    dil = config.time_dilations
-    return 2 + sum(dil[i % len(dil)] for i in range(2 * num_blocks))
-
-
 def export_coconet(checkpoint: dict, name: str):
     """(pitches (B, T, V), mask, from_step ()) -> log_probs (B, T - from_step, V, P): the steps
     from `from_step` on (0: all), each layer computed only where those can see; with voice heads
@@ -43,7 +36,7 @@ def export_coconet(checkpoint: dict, name: str):
     the runtime reads once (as the RNN-RBM's RBM weights)."""
     import torch
     from bridge.engines.coconet import FEATURES, FROM_STEP, HEAD_WEIGHTS
-    from models.coconet import Coconet, CoconetConfig
+    from models.coconet import Coconet, CoconetConfig, time_radii
 
     config = CoconetConfig.from_dict(checkpoint["config"])
     model = Coconet(config)
@@ -83,7 +76,7 @@ def export_coconet(checkpoint: dict, name: str):
         "num_voices": config.num_voices,
         "voices": "Soprano,Alto,Tenor,Bass",
         "steps_per_beat": 4,
-        "receptive_radius": coconet_receptive_radius(config),
+        "receptive_radius": time_radii(config)[0],
         "voice_heads": config.head_channels,
         "config": json.dumps(config.to_dict()),
     }

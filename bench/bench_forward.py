@@ -1,7 +1,7 @@
 """Milliseconds per forward pass of each shipped Coconet model, and per live note-mode miss.
 
     python bench/bench_forward.py [--reps 200]
-    python bench/bench_forward.py --miss coconet-live [OTHER.onnx ...] [--reps 500]
+    python bench/bench_forward.py --miss coconet-live [OTHER.onnx ...] [--reps 500] [--past 16]
 
 Forward: batch 1 at 32 steps (two bars) and at 240 steps (an average JSB chorale: one Gibbs step
 offline), half the cells masked, on one thread and on all cores. Median and p99 over `--reps`
@@ -9,7 +9,7 @@ runs after a warm-up.
 
 Miss (`--miss`): what the live bridge's note mode pays when speculation did not foresee a note,
 `engine.inpaint(window, known, settings, open_end=True)` as bridge.live.ask_engine calls it: a
-(17, 4) window (a bar of past and the present step), the present's soprano known and its alto,
+(17, 4) window (a bar of past, `--past 16`, and the present step), the present's soprano known and its alto,
 tenor and bass unknown, live default settings, one onnxruntime thread (`load_engine(model,
 threads=1)`). The windows are 64 soprano onsets of the JSB test chorales. Each model is timed
 drawing the step one network call per voice, and, when it has voice heads, with one call and
@@ -41,6 +41,8 @@ def time_forward(model: OnnxModel, steps: int, reps: int) -> tuple[float, float]
     voices, pitches = model.meta_int("num_voices"), model.meta_int("num_pitches")
     feeds = {"pitches": rng.integers(0, pitches, (1, steps, voices)).astype(np.int64),
              "mask": (rng.random((1, steps, voices)) < 0.5).astype(np.float32)}
+    if "from_step" in {i.name for i in model.session.get_inputs()}:
+        feeds["from_step"] = np.array(0, np.int64)   # every step, as offline
     for _ in range(10):
         model.session.run(["log_probs"], feeds)
     times = []
@@ -70,26 +72,26 @@ def forward_table(reps: int) -> None:
                   f"{short[1]:>6.2f} ms{long[0]:>15.2f} ms{long[1]:>7.1f} ms")
 
 
-def live_windows(count: int = 64) -> list[np.ndarray]:
-    """(17, 4) windows ending at soprano onsets of the JSB test chorales (MIDI pitches)."""
+def live_windows(past: int, count: int = 64) -> list[np.ndarray]:
+    """(past + 1, 4) windows ending at soprano onsets of the JSB test chorales (MIDI pitches)."""
     npz = find_jsb16()
     if npz is None:
         raise SystemExit("bench_forward --miss: no JSB data beside the checkout (../shared/data/jsb/)")
     windows = []
     for chorale in load_jsb16(npz, "test"):
         soprano = chorale[:, 0]
-        onsets = [t for t in range(LIVE_PAST, len(chorale)) if soprano[t] >= 0 and soprano[t] != soprano[t - 1]]
-        windows += [chorale[t - LIVE_PAST:t + 1] for t in onsets[::7]]
+        onsets = [t for t in range(past, len(chorale)) if soprano[t] >= 0 and soprano[t] != soprano[t - 1]]
+        windows += [chorale[t - past:t + 1] for t in onsets[::7]]
         if len(windows) >= count:
             break
     return windows[:count]
 
 
-def miss_table(models: list[str], reps: int) -> None:
-    known = np.ones((LIVE_PAST + 1, 4), dtype=bool)
+def miss_table(models: list[str], reps: int, past: int) -> None:
+    known = np.ones((past + 1, 4), dtype=bool)
     known[-1, 1:] = False
     settings = Settings()
-    windows = live_windows()
+    windows = live_windows(past)
     paths = []   # (label, engine, uses heads)
     for model in models:
         with_heads = load_engine(model, threads=1)
@@ -109,7 +111,7 @@ def miss_table(models: list[str], reps: int) -> None:
             started = time.perf_counter()
             engine.inpaint(window, known, settings, open_end=True)
             times[i].append(time.perf_counter() - started)
-    print(f"live note-mode miss: inpaint of a (17, 4) window, the present's alto, tenor, bass unknown; "
+    print(f"live note-mode miss: inpaint of a ({past + 1}, 4) window, the present's alto, tenor, bass unknown; "
           f"1 onnxruntime thread, {reps} runs each")
     width = max(len(label) for label, _ in paths) + 2
     print(f"{'path':<{width}}{'median':>10}{'p99':>10}{'mean':>10}")
@@ -122,9 +124,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=200)
     p.add_argument("--miss", nargs="+", metavar="MODEL", help="time the live miss of these models (names or .onnx)")
+    p.add_argument("--past", type=int, default=LIVE_PAST, help="with --miss: steps of past in the window "
+                                                                 f"(default {LIVE_PAST}, the live bridge's)")
     args = p.parse_args()
     if args.miss:
-        miss_table(args.miss, args.reps)
+        miss_table(args.miss, args.reps, args.past)
     else:
         forward_table(args.reps)
     return 0

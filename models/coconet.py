@@ -66,6 +66,16 @@ class CoconetConfig:
         return cls(**d)
 
 
+def time_radii(config: CoconetConfig) -> list[int]:
+    """For each conv in order (the input layer, the blocks' two each, the output layer): the steps
+    on either side of a cell from which it and the convs after it reach the cell's output. The
+    first is the whole net's receptive radius."""
+    num_blocks = (config.num_layers - 2) // 2
+    dil = config.time_dilations
+    own = [1] + [dil[i % len(dil)] for i in range(2 * num_blocks)] + [1]
+    return [sum(own[i:]) for i in range(len(own))]
+
+
 class ConvLayer(nn.Module):
     """conv -> batch norm; dense dilated 3x3, or depthwise dilated 3x3 then pointwise 1x1."""
 
@@ -101,6 +111,7 @@ class Coconet(nn.Module):
         self.output_layer = nn.Conv2d(c, v, 3, padding=1)
         self.heads = VoiceHeads(config) if config.head_channels else None
         self.register_buffer("pitch_ids", torch.arange(config.num_pitches), persistent=False)
+        self.time_radii = time_radii(config)
 
     def forward(self, pitches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # pitches (B,T,V) int64, mask (B,T,V) float -> log-probs (B,T,V,P)
@@ -121,7 +132,7 @@ class Coconet(nn.Module):
         # wanted steps come out as the whole roll's would. (A crop per block, not per conv: each
         # crop costs the runtime a change of memory layout.)
         wanted = None if from_step is None else pitches.shape[1] - from_step
-        radii = self._time_radii()
+        radii = self.time_radii
         x = F.relu(self.input_layer(self._keep(x, wanted, radii[0])))
         for b, (first, second) in enumerate(self.blocks):
             x = self._keep(x, wanted, radii[1 + 2 * b])
@@ -129,13 +140,6 @@ class Coconet(nn.Module):
         x = self._keep(x, wanted, radii[-1])
         logits = self._keep(self.output_layer(x), wanted, 0).permute(0, 2, 1, 3)   # (B,T',V,P)
         return F.log_softmax(logits, dim=-1), self._keep(x, wanted, 0)
-
-    def _time_radii(self) -> list[int]:
-        """For each conv in order (input, the blocks' two each, output): the time radius of it and
-        every conv after it together."""
-        own = [1] + [conv.conv[0].dilation[0] if isinstance(conv.conv, nn.Sequential) else conv.conv.dilation[0]
-                     for block in self.blocks for conv in block] + [1]
-        return [sum(own[i:]) for i in range(len(own))]
 
     @staticmethod
     def _keep(x: torch.Tensor, wanted: torch.Tensor | None, radius: int) -> torch.Tensor:

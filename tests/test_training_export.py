@@ -85,13 +85,12 @@ def test_receptive_radius_is_exact(separable, layers, time_dilations):
     """A change `radius` steps away reaches a cell's output; one step further it does not."""
     import torch
 
-    from export_onnx import coconet_receptive_radius
-    from models.coconet import Coconet, CoconetConfig
+    from models.coconet import Coconet, CoconetConfig, time_radii
 
     torch.manual_seed(0)
     config = CoconetConfig(num_layers=layers, channels=8, separable=separable, time_dilations=time_dilations)
     model = Coconet(config).eval()
-    radius = coconet_receptive_radius(config)
+    radius = time_radii(config)[0]
     steps, centre = 2 * radius + 11, radius + 5
     pitches = torch.randint(0, 46, (1, steps, 4))
     mask = torch.zeros(1, steps, 4)
