@@ -47,6 +47,9 @@ p.add_argument("--out", required=True, help="run folder: checkpoints and log")
 p.add_argument("--preset", choices=sorted(PRESETS), default="offline")
 p.add_argument("--layers", type=int, help="override the preset's number of conv layers")
 p.add_argument("--channels", type=int, help="override the preset's channels")
+p.add_argument("--mask-mix", choices=["standard", "live"],
+               help="the questions it learns (data.MASK_WEIGHTS, or the live bridge's PRESET_MASK_WEIGHTS['live']); "
+                    "default: the preset's")
 p.add_argument("--voice-heads", type=int, help="voice heads of this width (also added to a resumed model without them)")
 p.add_argument("--freeze-trunk", action="store_true", help="train the voice heads only, on the trunk in eval mode")
 p.add_argument("--source", choices=["jsb", "music21", "midi"], default="jsb")
@@ -95,7 +98,7 @@ else:
     chorales, source_name = data.load_user_chorales(args.source, args.midi_dir)
     train_set, valid_set = data.split_off_validation(chorales)
 
-mask_weights = PRESET_MASK_WEIGHTS.get(args.preset, MASK_WEIGHTS)
+mask_weights = PRESET_MASK_WEIGHTS.get(args.mask_mix or args.preset, MASK_WEIGHTS)
 valid_rng = np.random.default_rng(10_000)
 valid_crops = data.random_crops(valid_set, 512, args.crop, valid_rng, max_transpose=0)
 valid_masks = data.mixed_masks(512, args.crop, valid_rng, mask_weights, valid_crops)     # (mask, target)
@@ -114,7 +117,7 @@ state = torch.load(resume_from, map_location="cpu", weights_only=False) if resum
 if state is not None:
     config = CoconetConfig.from_dict(state["config"])
 if args.voice_heads is not None and args.voice_heads != config.head_channels:
-    if config.head_channels:
+    if state is not None and config.head_channels:
         raise SystemExit(f"{resume_from} has voice heads of width {config.head_channels}, not {args.voice_heads}")
     config = dataclasses.replace(config, head_channels=args.voice_heads)
 heads_added = state is not None and config.head_channels and not state["config"].get("head_channels")

@@ -123,6 +123,18 @@ def test_training_on_longer_crops_starts_the_validation_record_afresh(tiny_run, 
     assert "crop changed to 48: validation record restarted" in result.stdout
 
 
+def test_the_live_preset_trains_without_voice_heads_and_on_the_standard_mix_when_asked(tmp_path, jsb_npz):
+    import torch
+
+    result = run_module("models.train_coconet", "--out", tmp_path / "plain", "--preset", "live", "--channels", 8,
+                        "--voice-heads", 0, "--mask-mix", "standard", "--data", jsb_npz, "--max-steps", 2,
+                        "--threads", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "plain" / "last.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["config"]["head_channels"] == 0 and checkpoint["config"]["channels"] == 8
+    assert checkpoint["mask_weights"] == {"orderless": 0.5, "melody": 0.2, "chronological": 0.3}
+
+
 def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, jsb_npz):
     import torch
 
