@@ -14,12 +14,11 @@ from bridge.engines import Engine
 from bridge.live.config import LIVE_SETTINGS, LiveConfig, Snapshot, checked_snapshot
 from bridge.live.context import warm_up
 from bridge.live.modes import PLAYERS
-from bridge.live.note_mode import NoteMode
 from bridge.live.decider import ThreadDecider
 from bridge.live.learn import KNOBS, control_of, knob_change, turned
+from bridge.live.note_mode import NoteMode
 from bridge.live.phrase_mode import PhraseMode
 from bridge.live.respond_mode import RespondMode
-from bridge.scheduling import long_slice, realtime
 from bridge.live.playback import FILE_SOURCE, FilePlayback
 from bridge.live.portwatch import DeadInput, DeadOutput, PortLister
 from bridge.live.player import LIVE_SOURCE, Outlet, Player
@@ -27,6 +26,7 @@ from bridge.live.speculation import Speculator
 from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
 from bridge.ports import (DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput, PortError, _quiet_stderr,
                           jack_running)
+from bridge.scheduling import long_slice, realtime
 from bridge.settings import Settings
 
 # the worker's sleep when a poll found nothing: a note waits at most this long to be seen

@@ -55,9 +55,9 @@ from dataclasses import dataclass
 
 from bridge.errors import BadInput
 from bridge.live.config import LIVE_SETTINGS, LiveConfig
-from bridge.scheduling import long_slice
 from bridge.live.stats import MONITOR_SIZE, LiveStats, StatsSnapshot, describe
 from bridge.ports import DEFAULT_IN, DEFAULT_OUT
+from bridge.scheduling import long_slice
 from bridge.settings import Settings
 
 # the child's cadence: monitor events at most this late, stats at most this often

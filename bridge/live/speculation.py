@@ -30,9 +30,9 @@ import numpy as np
 
 from bridge.live.config import Snapshot
 from bridge.live.context import Context, ask_engine_many, likely_next_pitches, warm_up, window_key
-from bridge.scheduling import long_slice, lowest_priority
 from bridge.live.stats import LiveStats, describe
 from bridge.onnxmodel import OnnxModel
+from bridge.scheduling import long_slice, lowest_priority
 
 # candidate windows filled in per engine call: small batches, so that a newer onset stops the work soon
 SPECULATION_BATCH = 2
