@@ -87,9 +87,14 @@ def test_the_bridges_busy_threads_and_speculator_take_a_long_slice_its_port_clie
         assert not bridge.worker_realtime
         ours = {t.native_id: t.name for t in threading.enumerate()}
         assert BUSY_THREADS <= set(ours.values())
+
+        def long_ones() -> set[str]:
+            return {ours.get(tid, "a thread not started by Python") for tid in _tasks() if slice_ns(tid) == LONG_SLICE_NS}
+
+        # each busy thread asks first thing once it runs: it may not have run yet
+        wait_for(lambda: long_ones() == BUSY_THREADS, timeout=10)
+        assert long_ones() == BUSY_THREADS
         slices = {tid: slice_ns(tid) for tid in _tasks()}
-        long = {tid for tid, ns in slices.items() if ns == LONG_SLICE_NS}
-        assert {ours.get(tid, "a thread not started by Python") for tid in long} == BUSY_THREADS
         # the threads libjack started for the bridge's two ports (nameless here: not Python's)
         jack_threads = {tid for tid in _tasks() - before if tid not in ours}
         assert len(jack_threads) >= 2, "the ports' JACK threads are not in this process"
