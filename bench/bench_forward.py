@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge.engines import load_engine  # noqa: E402
+from bridge.engines.coconet import FROM_STEP  # noqa: E402
 from bridge.onnxmodel import OnnxModel, default_threads  # noqa: E402
 from bridge.settings import Settings  # noqa: E402
 from models import SHIPPED_MODELS, shipped_model  # noqa: E402
@@ -41,8 +42,8 @@ def time_forward(model: OnnxModel, steps: int, reps: int) -> tuple[float, float]
     voices, pitches = model.meta_int("num_voices"), model.meta_int("num_pitches")
     feeds = {"pitches": rng.integers(0, pitches, (1, steps, voices)).astype(np.int64),
              "mask": (rng.random((1, steps, voices)) < 0.5).astype(np.float32)}
-    if "from_step" in {i.name for i in model.session.get_inputs()}:
-        feeds["from_step"] = np.array(0, np.int64)   # every step, as offline
+    if FROM_STEP in {i.name for i in model.session.get_inputs()}:
+        feeds[FROM_STEP] = np.array(0, np.int64)   # every step, as offline
     for _ in range(10):
         model.session.run(["log_probs"], feeds)
     times = []

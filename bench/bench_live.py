@@ -54,7 +54,8 @@ EIGHTH_S = 60.0 / BPM / 2
 IDLE_SLEEP_S = 0.0005   # the bridge's (bridge.live.IDLE_SLEEP_S): the echo client polls alike
 STOCK_PATTERN = [67, 69, 71, 72, 74, 72, 71, 69]
 ENGINE = "coconet-live"
-# the stock runs: name -> (label, `bachbridge live` arguments; None: the echo client instead)
+# the stock runs, and the latency runs before phrase mode's: name -> (label, `bachbridge live`
+# arguments; None: the echo client instead)
 STOCK_RUNS = {"floor": ("echo client (the floor)", None),
               "speculating": ("note, speculating", []),
               "plain": ("note, no speculation", ["--no-speculate"])}
@@ -369,10 +370,7 @@ def latency_runs(args, melody: list[int], results: dict) -> None:
         print(f"1. latency: asynchronous JACK, realtime scheduling {'granted' if server.realtime_granted else 'NOT granted'}"
               f", {args.load} processes burning a core; {len(melody)} notes, 8ths at {BPM:g} bpm, {ENGINE}", flush=True)
         with CpuLoad(args.load):
-            for label, extra in (("echo client (the floor)", None),
-                                 ("note, speculating", []),
-                                 ("note, no speculation", ["--no-speculate"]),
-                                 ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
+            for label, extra in (*STOCK_RUNS.values(), ("phrase, lookahead 1 beat", ["--mode", "phrase", "--lookahead", "1"])):
                 results["latency"].append(run_latency(server, melody, label, extra))
                 print("   " + latency_line(results["latency"][-1]), flush=True)
         for _ in range(3):
