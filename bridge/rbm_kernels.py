@@ -136,6 +136,44 @@ def free_energy(weights, visible_bias, hidden_bias, visible, out):
 
 
 @njit(cache=True, nogil=True)
+def complete_chords(weights, visible_bias, hidden_bias, clamp, visible, wanted):
+    """Turn free units on in each chain, in place, until `wanted` free units sound: each time the
+    one the RBM finds likeliest given the rest, its exact conditional log-odds
+    log p(v_i = 1 | v_-i) / p(v_i = 0 | v_-i) = visible_bias_i + sum_j softplus(x_j + W_ij) - softplus(x_j),
+    x = hidden_bias + v @ W. Free = clamp -1; a chain with no free unit off stops short."""
+    num_visible, num_hidden = weights.shape
+    num_chains = visible.shape[0]
+    if visible.shape != (num_chains, num_visible) or clamp.shape != visible.shape \
+            or visible_bias.shape != visible.shape or hidden_bias.shape != (num_chains, num_hidden):
+        raise ValueError("complete_chords: shapes do not match")
+    hidden_input = np.empty(num_hidden, dtype=np.float64)
+    for k in range(num_chains):
+        sounding = 0
+        for i in range(num_visible):
+            if clamp[k, i] < 0 and visible[k, i] != 0:
+                sounding += 1
+        if sounding >= wanted:
+            continue
+        _hidden_input(weights, hidden_bias[k], visible[k], hidden_input)
+        while sounding < wanted:
+            best, best_log_odds = -1, -np.inf
+            for i in range(num_visible):
+                if clamp[k, i] >= 0 or visible[k, i] != 0:
+                    continue
+                log_odds = visible_bias[k, i]
+                for j in range(num_hidden):
+                    log_odds += _softplus(hidden_input[j] + weights[i, j]) - _softplus(hidden_input[j])
+                if log_odds > best_log_odds:
+                    best, best_log_odds = i, log_odds
+            if best < 0:
+                break
+            visible[k, best] = 1
+            for j in range(num_hidden):
+                hidden_input[j] += weights[best, j]
+            sounding += 1
+
+
+@njit(cache=True, nogil=True)
 def ais_log_partition(weights, visible_bias, hidden_bias, betas, chains, seeds, out):
     """out[f] := an AIS estimate of log Z of the RBM of row f (Salakhutdinov & Murray 2008).
 

@@ -125,6 +125,23 @@ def test_ais_matches_the_exact_partition_function():
         assert out[f] == pytest.approx(exact, abs=0.03), (f, out[f], exact)
 
 
+def test_completing_a_chord_adds_the_free_notes_likeliest_by_the_exact_conditional():
+    weights, visible_bias, hidden_bias = random_rbm(6, 4, seed=11, scale=1.5)
+    clamp = np.array([[1, -1, -1, 0, -1, -1], [1, -1, -1, 0, -1, -1], [1, 0, 0, 0, 0, -1]], dtype=np.int8)
+    visible = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1]], dtype=np.int8)
+    rbm_kernels.complete_chords(weights, np.tile(visible_bias, (3, 1)), np.tile(hidden_bias, (3, 1)), clamp,
+                                visible, 2)
+    expected = np.array([1, 0, 0, 0, 0, 0], dtype=np.int8)
+    for _ in range(2):   # greedy: each time the free unit whose turning on is likeliest
+        free = [i for i in range(6) if clamp[0, i] < 0 and not expected[i]]
+        with_each = np.array([expected | (np.arange(6) == i) for i in free], dtype=np.int8)
+        gain = exact_log_unnormalized(weights, visible_bias, hidden_bias, with_each)
+        expected[free[int(np.argmax(gain))]] = 1
+    assert np.array_equal(visible[0], expected)
+    assert np.array_equal(visible[1], [1, 1, 0, 0, 1, 0])   # two free notes already: unchanged
+    assert np.array_equal(visible[2], [1, 0, 0, 0, 0, 1])   # no free unit left off: it stops short
+
+
 def test_expected_accuracy_of_a_near_certain_frame():
     weights = np.zeros((6, 2))
     visible_bias = np.array([[9.0, 9.0, -9.0, -9.0, 9.0, -9.0]] * 3)  # 0, 1 and 4 are (almost) always on
@@ -381,3 +398,30 @@ def test_shipped_rnnrbm_harmonizes_in_three_voices_below_the_melody():
     lower = lower_voices_of_the_hymn("rnnrbm")
     # a trained model sings mostly full chords: three voices under the melody most of the time
     assert np.mean(np.all(lower >= 0, axis=1)) > 0.7
+
+
+def test_the_shipped_rnnrbm_never_leaves_a_melody_note_bare(monkeypatch):
+    """Played live (the present step's lower voices unknown, its own answers as the past), one
+    chain a frame at a high temperature: some draws hold no note below the melody; each such
+    onset still gets its likeliest one."""
+    engine = load_engine("rnnrbm")
+    settings = Settings(temperature=1.6, parallel_penalty=0, candidates=1)
+    complete = rbm_kernels.complete_chords
+    rows = np.full((17, 4), REST, dtype=np.int16)
+    bare_draws = 0
+    for k in range(200):
+        rows[:-1] = rows[1:]
+        rows[-1] = (HYMN[k % len(HYMN)], REST, REST, REST)
+        known = np.ones(rows.shape, dtype=bool)
+        known[-1, 1:] = False
+        monkeypatch.setattr(rbm_kernels, "complete_chords", lambda *args: None)
+        drawn = engine.inpaint(rows, known, settings.replace(seed=k), open_end=True)
+        monkeypatch.setattr(rbm_kernels, "complete_chords", complete)
+        out = engine.inpaint(rows, known, settings.replace(seed=k), open_end=True)
+        bare_draws += bool(np.all(drawn[-1, 1:] == REST))
+        lower = out[-1, 1:]
+        assert np.any(lower >= 0), (k, rows.tolist())
+        assert np.all(lower[lower >= 0] < rows[-1, 0])
+        rows[-1] = out[-1]
+    assert bare_draws >= 3   # the case is real: without the completion these onsets were bare
+
