@@ -16,7 +16,7 @@ from bridge.engines import REST, assign_by_pitch_order, load_engine
 from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_conservativity
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
-from conftest import (EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, export_best, hymn_steps, lower_voices_of_the_hymn, run_cli,
+from conftest import (EXAMPLE_MELODY, HYMN, TINY_BIAXIAL_ARGS, export_best, hymn_steps, lower_voices_of_the_hymn, run_cli,
                       run_module)
 from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
@@ -425,3 +425,38 @@ def test_several_next_notes_over_one_past_draw_what_each_would_alone():
     alone = [engine.inpaint(roll, known, settings, open_end=True) for roll in rolls]
     assert all(np.array_equal(a, b) for a, b in zip(together, alone))
     assert len({tuple(r[-1]) for r in together}) > 1
+
+
+def test_when_every_draw_is_empty_the_likeliest_free_pitch_of_the_kept_one_is_struck():
+    from bridge.engines.biaxial import BiaxialEngine
+
+    clamp_play = np.array([1, -1, 0, -1, -1], dtype=np.int8)        # a given note, 3 free pitches, 1 off
+    notes = np.zeros((2, 5, 2))
+    notes[:, 0] = 1.0                                                 # the given note plays in both
+    logits = np.zeros((2, 5, 2))
+    logits[0, :, 0] = [5.0, -1.0, 9.0, -0.5, -3.0]                   # pitch 2 is off: not a candidate
+    logits[1, :, 0] = [5.0, 2.0, 9.0, -4.0, -3.0]
+    drawn, articulated = BiaxialEngine._choose(notes, logits, clamp_play, 3, None, None)
+    assert drawn.tolist() == [3] and articulated[3]                   # draw 0 kept (first of equals)
+    full = notes.copy()
+    full[1, 4] = 1.0
+    drawn, _ = BiaxialEngine._choose(full, logits, clamp_play, 3, None, None)
+    assert drawn.tolist() == [4]                                      # a draw with a note: as drawn
+
+
+def test_the_shipped_biaxial_never_leaves_a_melody_note_bare():
+    """Played live (the present step's lower voices unknown, its own answers as the past) at a
+    low temperature, where every one of a row's draws sometimes holds no free note: each onset
+    still gets a voice below the melody."""
+    engine = load_engine("biaxial")
+    rows = np.full((17, 4), REST, dtype=np.int16)
+    for k in range(150):
+        rows[:-1] = rows[1:]
+        rows[-1] = (HYMN[k % len(HYMN)], REST, REST, REST)
+        known = np.ones(rows.shape, dtype=bool)
+        known[-1, 1:] = False
+        out = engine.inpaint(rows, known, Settings(temperature=0.3, seed=k), open_end=True)
+        lower = out[-1, 1:]
+        assert np.any(lower >= 0), (k, rows.tolist())
+        assert np.all(lower[lower >= 0] < rows[-1, 0])
+        rows[-1] = out[-1]

@@ -22,7 +22,9 @@ music that does (a MIDI folder) has those strikes written as separate notes.
 
 A row whose draw leaves an unknown voice without a note is drawn again (up to VOICING_DRAWS
 times): what is kept is a draw from the model given that every voice sounds. With `candidates`
-above 1, that many draws, the likeliest of the full ones. Johnson's adaptive conservativity
+above 1, that many draws, the likeliest of the full ones. When not one draw holds a free note,
+the pitch the note axis was likeliest to play in the one kept is struck: a melody note never
+sounds bare while a free pitch is allowed. Johnson's adaptive conservativity
 steers the rows between: P(play) is raised to a power that falls a little after each row whose
 first draw left a voice out and climbs back toward 1 after each full one.
 
@@ -245,7 +247,8 @@ class BiaxialEngine(Engine):
         """The free notes of the draw kept: a full one (every voice a note) before any other, of
         those the fewest parallels (`parallels`), then one with just the voices wanted before one
         with more (the middle ones are dropped), else the fullest; the first of equals, or, with
-        a `penalty`, the likeliest less `penalty` nats a parallel."""
+        a `penalty`, the likeliest less `penalty` nats a parallel. When every draw was empty,
+        the kept one's likeliest free pitch, so that a voice sounds."""
         free = BiaxialEngine._free(notes, clamp_play)
         counts = free.sum(axis=1)
         best, best_key = 0, None
@@ -258,7 +261,15 @@ class BiaxialEngine(Engine):
                 key = (counts[d] >= wanted, counts[d] == wanted, min(counts[d], wanted), score)
             if best_key is None or key > best_key:
                 best, best_key = d, key
-        return np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
+        drawn, articulated = np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
+        open_pitches = np.flatnonzero(clamp_play < 0)
+        if drawn.size == 0 and wanted > 0 and open_pitches.size:
+            # no draw held a free note: the melody note would sound bare. The one the note
+            # axis was likeliest to play in the draw kept (given silence above it) is struck.
+            drawn = open_pitches[[int(np.argmax(logits[best, open_pitches, 0]))]]
+            articulated = articulated.copy()
+            articulated[drawn] = True
+        return drawn, articulated
 
     def notes_of(self, rows: np.ndarray, struck: np.ndarray) -> np.ndarray:
         """(T, P, 2) play and articulate of (T, 4) rows of MIDI pitches struck at `struck` (the
