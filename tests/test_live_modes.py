@@ -294,6 +294,45 @@ def test_a_foreseen_onset_is_answered_by_the_speculators_lookup(engine):
         speculator.close()
 
 
+def test_the_speculator_works_out_the_likeliest_pitches_of_every_rhythm_guess_before_the_rest(engine):
+    import multiprocessing
+
+    from bridge.live.context import SPECULATED_PITCHES, Context, window_key
+    from bridge.live.speculation import FIRST_PITCHES, _work
+
+    snapshot = Snapshot(LiveConfig(clock="free"), LIVE_SETTINGS, engine)
+    context = Context(16)
+    for k, pitch in enumerate(MELODY[:6]):
+        context.onset(2 * k, pitch)
+        context.set_harmony(pitch - 5, pitch - 12, pitch - 24)
+        context.release(2 * k + 1)
+    guesses = {}   # window key -> (guess, rank of its melody note among that guess's pitches)
+    for guess, gap in enumerate((2, 4)):
+        upcoming = context.resized(16)
+        upcoming.onset(context.step + gap, int(context.rows[-1, 0]))
+        roll, known = upcoming.window()
+        known = known.copy()
+        known[-1, SOPRANO] = False
+        pitches = engine.melody_candidates(roll, known, LIVE_SETTINGS, SPECULATED_PITCHES)
+        assert len(pitches) > FIRST_PITCHES   # the order below is tested on more than the first tier
+        for rank, pitch in enumerate(pitches):
+            roll[-1, SOPRANO] = pitch
+            guesses[window_key(roll)] = (guess, rank)
+    jobs_in, jobs_out = multiprocessing.Pipe(duplex=False)
+    answers_in, answers_out = multiprocessing.Pipe(duplex=False)
+    state = (16, context.rows.copy(), context.filled, context.step, context.released_at)
+    assert _work(jobs_in, answers_out, snapshot, 1, 1, state, [2, 4]) is None
+    order = []
+    while answers_in.poll(0):
+        kind, generation, told_id, key, harmony = answers_in.recv()
+        order.append(guesses[key])
+    assert len(order) == len(guesses)   # every pitch of every guess answered once
+    tiers = [[(g, r) for g, r in order if g == guess and (r < FIRST_PITCHES) == first]
+             for first in (True, False) for guess in (0, 1)]
+    assert order == [cell for tier in tiers for cell in tier]
+    assert all(tier for tier in tiers)
+
+
 def test_speculation_off_never_looks_up_nor_starts_work(engine):
     for speculate in (True, False):
         stats = LiveStats()

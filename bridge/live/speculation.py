@@ -13,8 +13,9 @@ an answer comes, never whether or which.
 Worker side (`Speculator`, never blocks): after each onset `speculate()` writes the context (a
 few hundred bytes, skipped when the pipe has no room) and `lookup()` reads what has come back.
 Process side (`_serve`): for each rhythm guess (gap to the next onset), asks the engine for the
-likeliest next pitches, fills in the windows the next onset would show for each of them, and
-sends each answer back as soon as it has it; a newer job makes the rest moot. Each job waits a
+likeliest next pitches, fills in the windows the next onset would show for each of them (the
+FIRST_PITCHES likeliest of every guess first, then the rest), and sends each answer back as soon
+as it has it; a newer job makes the rest moot. Each job waits a
 few JACK cycles first (SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer
 is taken only for a window exactly equal to the one it was worked out for, under the same
 snapshot of the knobs: a hit is a draw from the very distribution a fresh call would draw from.
@@ -36,6 +37,9 @@ from bridge.scheduling import long_slice, lowest_priority
 
 # candidate windows filled in per engine call: small batches, so that a newer onset stops the work soon
 SPECULATION_BATCH = 2
+# the likeliest this many pitches of every rhythm guess are worked out before the rest of any
+# (the rest of them is more than a fast tempo leaves time for)
+FIRST_PITCHES = 8
 # a job waits this long before its work starts (a newer one replaces it meanwhile): the answer the
 # worker has just written goes out in the next JACK cycles, and on a server without realtime
 # scheduling a burst of CPU then made those cycles late (the server's xrun) and lost it
@@ -246,6 +250,7 @@ def _work(jobs, answers, snapshot: Snapshot, generation: int, told_id: int, stat
     context.rows[:] = rows
     context.filled, context.step, context.released_at = filled, step, released_at
     present = int(rows[-1, 0])
+    guesses = []
     for gap in gaps:
         # the window the next onset would show, with its melody note unknown: which is likely?
         upcoming = context.resized(past)
@@ -255,14 +260,18 @@ def _work(jobs, answers, snapshot: Snapshot, generation: int, told_id: int, stat
         known[-1, 0] = False
         pitches = likely_next_pitches(snapshot, roll, known)
         known[-1, 0] = True
-        for first in range(0, len(pitches), SPECULATION_BATCH):
-            if jobs.poll(0):
-                return jobs.recv()  # newer work (or the end): this is moot
-            rolls = []
-            for pitch in pitches[first:first + SPECULATION_BATCH]:
-                roll[-1, 0] = pitch
-                rolls.append(roll.copy())
-            for candidate, harmony in zip(rolls, ask_engine_many(snapshot, rolls, [known] * len(rolls))):
-                answers.send(("answer", generation, told_id, window_key(candidate),
-                              tuple(int(p) for p in harmony[-1])))
+        guesses.append((roll, known, pitches))
+    for tier in (slice(0, FIRST_PITCHES), slice(FIRST_PITCHES, None)):
+        for roll, known, pitches in guesses:
+            tried = pitches[tier]
+            for first in range(0, len(tried), SPECULATION_BATCH):
+                if jobs.poll(0):
+                    return jobs.recv()  # newer work (or the end): this is moot
+                rolls = []
+                for pitch in tried[first:first + SPECULATION_BATCH]:
+                    roll[-1, 0] = pitch
+                    rolls.append(roll.copy())
+                for candidate, harmony in zip(rolls, ask_engine_many(snapshot, rolls, [known] * len(rolls))):
+                    answers.send(("answer", generation, told_id, window_key(candidate),
+                                  tuple(int(p) for p in harmony[-1])))
     return None
