@@ -22,7 +22,7 @@ harmony counts as answered). Lost answers are split into those in whose span the
 reported an xrun (a cycle it could not complete: what was sent in it is JACK's to lose; a VM
 reports them every few seconds) and the others, the bridge's: any of those fails the bench
 (exit status 1). Also: the bridge process's CPU (% of one core) while playing, its speculation
-hit rate, and the time from starting `bachbridge live` to both ports in JACK (median of 3).
+hit rate and the speculator process's CPU, and the time from starting `bachbridge live` to both ports in JACK (median of 3).
 `--out` keeps every figure and the raw records (what was sent and received, the xruns), to read
 a loss again. Background jobs at nice 19 (training) are paused while it runs.
 """
@@ -126,6 +126,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the live children of `pid` (the speculator's process), 0 when none."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += cpu_seconds(int(child))
+            except OSError:
+                pass   # ended meanwhile
+    return total
+
+
 # ---------------------------------------------------------------- 1. latency, a python-rtmidi DAW
 
 def play(outside: Outside, sender, melody: list[int]) -> list[int]:
@@ -184,8 +200,11 @@ def run_latency(server: JackServer, melody: list[int], label: str, extra: list[s
         outside.receiver(port_out)
         sender = outside.sender(port_in)
         cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
+        children_before = children_cpu_seconds(proc.pid)
         sent = play(outside, sender, melody)
-        cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+        wall = time.perf_counter() - wall_before
+        cpu = (cpu_seconds(proc.pid) - cpu_before) / wall
+        children_cpu = (children_cpu_seconds(proc.pid) - children_before) / wall
     finally:
         xruns.close()
         outside.close()
@@ -201,7 +220,8 @@ def run_latency(server: JackServer, melody: list[int], label: str, extra: list[s
                                               echo_channel=0 if phrase else None, delay_ns=delay_ns,
                                               early_ns=20_000_000 if phrase else 0)
     return {"label": label, "notes": len(sent), "latencies_ms": latencies, "lost": lost, "lost_at_xruns": at_xruns,
-            "xruns": len(xruns.frames), "cpu_percent": 100 * cpu, "ports_up_s": ports_up,
+            "xruns": len(xruns.frames), "cpu_percent": 100 * cpu, "speculator_cpu_percent": 100 * children_cpu,
+            "ports_up_s": ports_up,
             # the raw record, to read a loss again (perf_counter_ns stamps of this process)
             "sent_ns": sent, "received": [(t, m.hex(" ")) for m, t in outside.received],
             "xrun_ns": list(xruns.times_ns),
@@ -286,7 +306,8 @@ def latency_line(result: dict) -> str:
         line += f"  CPU {result['cpu_percent']:5.1f}%"
         b = result["bridge"]
         if b.get("speculation_lookups"):
-            line += f"  speculation hits {b['speculation_hits'] / b['speculation_lookups']:.0%}"
+            line += (f"  speculation hits {b['speculation_hits'] / b['speculation_lookups']:.0%}"
+                     f" (its process: CPU {result['speculator_cpu_percent']:.1f}%)")
     return line
 
 
