@@ -1,6 +1,6 @@
 """Numba kernels for the RNN-RBM engine: block Gibbs sampling in a binary RBM with clamped units,
-free energies, annealed importance sampling (AIS) of the partition function, and the expected
-frame-level accuracy.
+free energies, completing a chord with the likeliest notes, annealed importance sampling (AIS)
+of the partition function, and the expected frame-level accuracy.
 
 Layout: weights (V, H) float64 (visible x hidden), one RBM per row of visible_bias (F, V) and
 hidden_bias (F, H) (the RNN gives every frame its own biases; the weights are shared), visible

@@ -399,6 +399,22 @@ def test_an_engine_that_raises_falls_back_to_echo_and_is_counted(jack_server, en
         assert bridge._worker.is_alive() and bridge.stats.event_errors == 0
 
 
+def test_what_the_bridge_holds_is_frozen_out_of_the_collectors_walks_while_it_runs(jack_server, engine, tiny_model):
+    """A full collection walks every object not frozen, in the thread that falls on it, the
+    worker too: the engines, modules and ports are set aside when the bridge starts, a new
+    engine when it is swapped in, and given back on close."""
+    import gc
+
+    with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack") as bridge:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10 * len(gc.get_objects()), (frozen, len(gc.get_objects()))
+        other = load_engine(tiny_model, threads=1)
+        bridge.update(engine=other)
+        assert gc.get_freeze_count() > frozen
+        assert not any(o is other for o in gc.get_objects())   # the new engine is set aside too
+    assert gc.get_freeze_count() == 0
+
+
 def test_settings_and_engine_change_mid_stream_without_a_hanging_note(bridge, outside, engine, tiny_model):
     sender = connect(outside)
     other_engine = load_engine(tiny_model, threads=1)

@@ -40,7 +40,10 @@ The realtime contract. Who runs what, and what each may never do:
    "bachbridge-ports"), a phrase's harmony and a respond mode answer (the deciders' threads,
    "bachbridge-phrases" and "bachbridge-answers"), offline work and drawing (the window's threads).
 While a bridge runs, the GIL switch interval is 0.2 ms, so the worker waits at most that long
-for a thread that holds the GIL and is running.
+for a thread that holds the GIL and is running; and what the process held when it started (and
+each engine warmed up since) is frozen out of the garbage collector's walks (gc.freeze), so a
+full collection, which runs in whichever thread allocates when one falls due, the worker too,
+walks only what was made since.
 
 Never a hanging note: every note-on a player sends is ended on the melody's note-off, on
 Stop/Start, on a release-worthy change (engine, mode, channels), on panic, when the melody's

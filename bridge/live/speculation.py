@@ -15,8 +15,8 @@ few hundred bytes, skipped when the pipe has no room) and `lookup()` reads what 
 Process side (`_serve`): for each rhythm guess (gap to the next onset), asks the engine for the
 likeliest next pitches, fills in the windows the next onset would show for each of them (the
 FIRST_PITCHES likeliest of every guess first, then the rest), and sends each answer back as soon
-as it has it; a newer job makes the rest moot. Each job waits a
-few JACK cycles first (SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer
+as it has it; a newer job makes the rest moot. Each job waits a few JACK cycles first
+(SPECULATION_HOLD_OFF_S), for the answer just written to go out. An answer
 is taken only for a window exactly equal to the one it was worked out for, under the same
 snapshot of the knobs: a hit is a draw from the very distribution a fresh call would draw from.
 """
