@@ -22,7 +22,8 @@ harmony counts as answered). Lost answers are split into those in whose span the
 reported an xrun (a cycle it could not complete: what was sent in it is JACK's to lose; a VM
 reports them every few seconds) and the others, the bridge's: any of those fails the bench
 (exit status 1). Also: the bridge process's CPU (% of one core) while playing, its speculation
-hit rate and the speculator process's CPU, and the time from starting `bachbridge live` to both ports in JACK (median of 3).
+hit rate and the speculator process's CPU, and the time from starting `bachbridge live` to both
+ports in JACK (median of 3).
 `--out` keeps every figure and the raw records (what was sent and received, the xruns), to read
 a loss again. Background jobs at nice 19 (training) are paused while it runs.
 """

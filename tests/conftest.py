@@ -37,6 +37,21 @@ def lower_voices_of_the_hymn(model: str) -> np.ndarray:
     return lower
 
 
+def hymn_played_live(notes: int, past: int = 16):
+    """The windows note mode shows an engine while the hymn is played a note a 16th: yields
+    (k, rows, known) with the present's alto, tenor and bass unknown; the caller writes its
+    answer into rows[-1], which the windows after it show as the past."""
+    from bridge.engines import REST
+
+    rows = np.full((past + 1, 4), REST, dtype=np.int16)
+    for k in range(notes):
+        rows[:-1] = rows[1:]
+        rows[-1] = (HYMN[k % len(HYMN)], REST, REST, REST)
+        known = np.ones(rows.shape, dtype=bool)
+        known[-1, 1:] = False
+        yield k, rows, known
+
+
 def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     """`python -m bridge ARGS` in a fresh process, as a user would run `bachbridge ARGS`."""
     return subprocess.run([sys.executable, "-m", "bridge", *map(str, args)], cwd=cwd or ROOT,

@@ -16,8 +16,8 @@ from bridge.engines import REST, assign_by_pitch_order, load_engine
 from bridge.engines.biaxial import CONSERVATIVITY_FLOOR, NoteStack, adapted_conservativity
 from bridge.score import Score, pitch_changes
 from bridge.settings import Settings
-from conftest import (EXAMPLE_MELODY, HYMN, TINY_BIAXIAL_ARGS, export_best, hymn_steps, lower_voices_of_the_hymn, run_cli,
-                      run_module)
+from conftest import (EXAMPLE_MELODY, TINY_BIAXIAL_ARGS, export_best, hymn_played_live, hymn_steps,
+                      lower_voices_of_the_hymn, run_cli, run_module)
 from test_rnnrbm import tracks_of
 from models.biaxial import Biaxial, BiaxialConfig, note_weights
 
@@ -449,12 +449,7 @@ def test_the_shipped_biaxial_never_leaves_a_melody_note_bare():
     low temperature, where every one of a row's draws sometimes holds no free note: each onset
     still gets a voice below the melody."""
     engine = load_engine("biaxial")
-    rows = np.full((17, 4), REST, dtype=np.int16)
-    for k in range(150):
-        rows[:-1] = rows[1:]
-        rows[-1] = (HYMN[k % len(HYMN)], REST, REST, REST)
-        known = np.ones(rows.shape, dtype=bool)
-        known[-1, 1:] = False
+    for k, rows, known in hymn_played_live(150):
         out = engine.inpaint(rows, known, Settings(temperature=0.3, seed=k), open_end=True)
         lower = out[-1, 1:]
         assert np.any(lower >= 0), (k, rows.tolist())

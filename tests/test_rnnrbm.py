@@ -18,7 +18,8 @@ from bridge import rbm_kernels
 from bridge.engines import REST, load_engine
 from bridge.engines import assign_by_pitch_order
 from bridge.settings import Settings
-from conftest import EXAMPLE_MELODY, HYMN, TINY_RNNRBM_ARGS, hymn_steps, lower_voices_of_the_hymn, run_cli, run_module
+from conftest import (EXAMPLE_MELODY, HYMN, TINY_RNNRBM_ARGS, hymn_played_live, hymn_steps, lower_voices_of_the_hymn,
+                      run_cli, run_module)
 
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 
@@ -407,13 +408,8 @@ def test_the_shipped_rnnrbm_never_leaves_a_melody_note_bare(monkeypatch):
     engine = load_engine("rnnrbm")
     settings = Settings(temperature=1.6, parallel_penalty=0, candidates=1)
     complete = rbm_kernels.complete_chords
-    rows = np.full((17, 4), REST, dtype=np.int16)
     bare_draws = 0
-    for k in range(200):
-        rows[:-1] = rows[1:]
-        rows[-1] = (HYMN[k % len(HYMN)], REST, REST, REST)
-        known = np.ones(rows.shape, dtype=bool)
-        known[-1, 1:] = False
+    for k, rows, known in hymn_played_live(200):
         monkeypatch.setattr(rbm_kernels, "complete_chords", lambda *args: None)
         drawn = engine.inpaint(rows, known, settings.replace(seed=k), open_end=True)
         monkeypatch.setattr(rbm_kernels, "complete_chords", complete)
@@ -424,4 +420,3 @@ def test_the_shipped_rnnrbm_never_leaves_a_melody_note_bare(monkeypatch):
         assert np.all(lower[lower >= 0] < rows[-1, 0])
         rows[-1] = out[-1]
     assert bare_draws >= 3   # the case is real: without the completion these onsets were bare
-

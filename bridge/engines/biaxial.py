@@ -262,12 +262,11 @@ class BiaxialEngine(Engine):
             if best_key is None or key > best_key:
                 best, best_key = d, key
         drawn, articulated = np.flatnonzero(free[best]), notes[best, :, 1] > 0.5
-        open_pitches = np.flatnonzero(clamp_play < 0)
-        if drawn.size == 0 and wanted > 0 and open_pitches.size:
+        if drawn.size == 0 and wanted > 0 and (clamp_play < 0).any():
             # no draw held a free note: the melody note would sound bare. The one the note
             # axis was likeliest to play in the draw kept (given silence above it) is struck.
+            open_pitches = np.flatnonzero(clamp_play < 0)
             drawn = open_pitches[[int(np.argmax(logits[best, open_pitches, 0]))]]
-            articulated = articulated.copy()
             articulated[drawn] = True
         return drawn, articulated
 
