@@ -2,7 +2,7 @@
 asynchronous (no --sync), as a desktop runs one: answers lost, latency, CPU, ports-up time.
 
     python bench/bench_live.py [--notes 250] [--load 2] [--stock-seconds 130] [--engine coconet-live]
-                               [--stock floor,speculating,plain] [--out runs/bench-live.json]
+                               [--stock floor,speculating,plain] [--out runs/bench-live.json] [--let-cpus-sleep]
 
 1. Latency, side by side in one run, on a server with realtime scheduling, `--load` processes
    burning a core each (default 2: both cores busy): a trivial echo client (the floor: the bare
@@ -24,6 +24,9 @@ reports them every few seconds) and the others, the bridge's: any of those fails
 (exit status 1). Also: the bridge process's CPU (% of one core) while playing, its speculation
 hit rate and the speculator process's CPU, and the time from starting `bachbridge live` to both
 ports in JACK (median of 3).
+The bridge keeps the CPUs out of their deep idle states while it runs where the OS lets it, and
+the echo client does alike; `--let-cpus-sleep` makes both let them idle (a run where the CPUs
+could idle deep is marked so).
 `--out` keeps every figure and the raw records (what was sent and received, the xruns), to read
 a loss again. Background jobs at nice 19 (training) are paused while it runs.
 """
@@ -46,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bridge.scheduling import cpu_latency_limit_us  # noqa: E402
 from jackrig import (CpuLoad, JackServer, MidiDump, MidiSeq, Outside, XrunMonitor, answers,  # noqa: E402
                      eighths, missing_programs)
 
@@ -55,6 +59,8 @@ EIGHTH_S = 60.0 / BPM / 2
 IDLE_SLEEP_S = 0.0005   # the bridge's (bridge.live.IDLE_SLEEP_S): the echo client polls alike
 STOCK_PATTERN = [67, 69, 71, 72, 74, 72, 71, 69]
 ENGINE = "coconet-live"
+# --let-cpus-sleep: the bridge and the echo client let the CPUs idle deep (bridge.scheduling.keep_cpus_awake)
+CPU_SLEEP_ARGS: list[str] = []
 # the stock runs, and the latency runs before phrase mode's: name -> (label, `bachbridge live`
 # arguments; None: the echo client instead)
 STOCK_RUNS = {"floor": ("echo client (the floor)", None),
@@ -68,10 +74,15 @@ def percentile(values, q):
 
 # ---------------------------------------------------------------- the echo client (the floor)
 
-def echo_client() -> None:
+def echo_client(cpus_awake: bool) -> None:
     """Run as its own process: 'echo in' -> 'echo out', each note answered on channels 2-4, as
-    the bridge answers (one JACK client per port, polled every 0.5 ms)."""
+    the bridge answers (one JACK client per port, polled every 0.5 ms, the CPUs kept awake)."""
     import rtmidi
+
+    from bridge.scheduling import keep_cpus_awake
+
+    if cpus_awake:
+        keep_cpus_awake()   # held until the process ends
 
     inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="echo", queue_size_limit=4096)
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="echo")
@@ -96,7 +107,7 @@ def echo_client() -> None:
 
 
 def start_echo(server: JackServer) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, __file__, "--echo-client"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--echo-client", *CPU_SLEEP_ARGS], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     server.port("echo out")
     return proc
@@ -104,7 +115,7 @@ def start_echo(server: JackServer) -> subprocess.Popen:
 
 def start_live(server: JackServer, extra: list[str], stats: Path) -> tuple[subprocess.Popen, float]:
     """`bachbridge live` as a user runs it; (process, seconds until both its ports are in JACK)."""
-    command = [sys.executable, "-m", "bridge", "live", "--api", "jack", "--engine", ENGINE,
+    command = [sys.executable, "-m", "bridge", "live", "--api", "jack", "--engine", ENGINE, *CPU_SLEEP_ARGS,
                "--stats-json", str(stats), *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -202,6 +213,7 @@ def run_latency(server: JackServer, melody: list[int], label: str, extra: list[s
         sender = outside.sender(port_in)
         cpu_before, wall_before = cpu_seconds(proc.pid), time.perf_counter()
         children_before = children_cpu_seconds(proc.pid)
+        cpu_limit_us = cpu_latency_limit_us()
         sent = play(outside, sender, melody)
         wall = time.perf_counter() - wall_before
         cpu = (cpu_seconds(proc.pid) - cpu_before) / wall
@@ -222,7 +234,7 @@ def run_latency(server: JackServer, melody: list[int], label: str, extra: list[s
                                               early_ns=20_000_000 if phrase else 0)
     return {"label": label, "notes": len(sent), "latencies_ms": latencies, "lost": lost, "lost_at_xruns": at_xruns,
             "xruns": len(xruns.frames), "cpu_percent": 100 * cpu, "speculator_cpu_percent": 100 * children_cpu,
-            "ports_up_s": ports_up,
+            "ports_up_s": ports_up, "cpu_latency_limit_us": cpu_limit_us,
             # the raw record, to read a loss again (perf_counter_ns stamps of this process)
             "sent_ns": sent, "received": [(t, m.hex(" ")) for m, t in outside.received],
             "xrun_ns": list(xruns.times_ns),
@@ -303,6 +315,8 @@ def latency_line(result: dict) -> str:
             f"({len(result['lost_at_xruns'])} at xruns; {result['xruns']} xruns)")
     if lat:
         line += f"  p50 {percentile(lat, 50):6.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
+    if result["cpu_latency_limit_us"] != 0:
+        line += "  (CPUs idle deep)"
     if result["ports_up_s"] is not None:
         line += f"  CPU {result['cpu_percent']:5.1f}%"
         b = result["bridge"]
@@ -336,7 +350,7 @@ def _signal(pid: int, signum) -> None:
 
 
 def main() -> int:
-    global ENGINE
+    global ENGINE, CPU_SLEEP_ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--notes", type=int, default=250, help="notes per latency run (0: skip the latency runs)")
     p.add_argument("--load", type=int, default=2, help="processes burning a core during the latency runs")
@@ -345,15 +359,18 @@ def main() -> int:
                    help=f"which stock runs, in this order, comma-separated (default {','.join(STOCK_RUNS)})")
     p.add_argument("--engine", default=ENGINE, help=f"the shipped model the bridge runs (default {ENGINE})")
     p.add_argument("--out", default=None, help="write every figure as JSON here")
+    p.add_argument("--let-cpus-sleep", action="store_true",
+                   help="the bridge and the echo client let the CPUs idle deep (default: kept awake where the OS lets them)")
     p.add_argument("--echo-client", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.echo_client:
-        echo_client()
+        echo_client(cpus_awake=not args.let_cpus_sleep)
         return 0
     missing = missing_programs()
     if missing:
         sys.exit(f"bench_live: missing {', '.join(missing)} (Debian: jackd2, jack-midi-clock; `make test` installs them)")
     ENGINE = args.engine
+    CPU_SLEEP_ARGS = ["--let-cpus-sleep"] if args.let_cpus_sleep else []
     stock_runs = [name.strip() for name in args.stock.split(",") if name.strip()]
     unknown = [name for name in stock_runs if name not in STOCK_RUNS]
     if unknown:

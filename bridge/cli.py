@@ -301,6 +301,7 @@ def cmd_live(args) -> int:
     from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig
     from bridge.live.learn import parse_binding
     from bridge.ports import auto_api, pick_api
+    from bridge.scheduling import CPU_DMA_LATENCY
 
     model, note = live_model(args)
     if note:
@@ -320,7 +321,7 @@ def cmd_live(args) -> int:
     engine = load_engine(model, threads=args.threads)
     settings = settings_from(args, engine.default_settings(LIVE_SETTINGS))
     bridge = Bridge(engine, config, settings, api=api, in_name=args.in_name, out_name=args.out_name,
-                    connect_in=args.connect_in, connect_out=args.connect_out)
+                    connect_in=args.connect_in, connect_out=args.connect_out, cpus_awake=not args.let_cpus_sleep)
     try:
         bridge.start(t0)
         stats = bridge.stats.snapshot()
@@ -332,6 +333,9 @@ def cmd_live(args) -> int:
         out_label = repr(out.name) + (f" (to {out.connected_to!r})" if out.connected_to else "")
         print(f"ports up in {bridge.ports_up_s * 1e3:.0f} ms: {in_label} -> {out_label} ({inp.api}); "
               f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms; Ctrl-C to stop", flush=True)
+        if not bridge.cpus_awake and not args.let_cpus_sleep and sys.platform.startswith("linux"):
+            print("bachbridge: the CPUs may idle deep between notes (answers later after a silence): "
+                  f"no write access to {CPU_DMA_LATENCY} (see the README)", file=sys.stderr)
         while not stop.wait(0.25):
             pass
     finally:
@@ -413,6 +417,9 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                         "coconet-live when it is there, else coconet)")
     g.add_argument("--model", metavar="X.onnx", help="an exported model file instead of --engine")
     g.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    g.add_argument("--let-cpus-sleep", action="store_true",
+                   help="let the CPUs idle deep between notes: less power, later answers (default: kept "
+                        "awake while the bridge runs, where the OS lets it; see the README)")
     p.add_argument("--stats-json", metavar="FILE", help="on exit, write the bridge's figures (latencies, "
                    "speculation, phrase timing, ports-up time) to FILE as JSON")
     add_knobs(p, defaults=LIVE_SETTINGS, files=False)

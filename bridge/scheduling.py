@@ -122,3 +122,46 @@ def lowest_priority(pid: int = 0) -> None:
         os.setpriority(os.PRIO_PROCESS, pid, 19)
     except (OSError, AttributeError):
         pass
+
+
+# the kernel's CPU latency QoS: while a file descriptor on it holds a value written, no CPU enters
+# an idle state that takes longer than that many microseconds to leave
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
+
+
+def keep_cpus_awake() -> int | None:
+    """Ask the kernel to keep every CPU out of its deep idle states (a CPU latency QoS request of
+    0 us, as Ardour makes one) until the returned file descriptor is closed or the process ends;
+    None where refused: the device is root's unless a udev rule gives it to the audio group, and
+    there is none off Linux.
+
+    Between two notes the cores idle for hundreds of milliseconds; a core woken from a deep state
+    (a VM's halt, a laptop's C6) takes long to leave it, and runs the next note's network calls
+    from cold caches: on the reference 2-core VM the note-mode miss's p99 inside the bridge went
+    from 7.4 to 5.1 ms, and the JACK server's xruns from about 500 to 30-80 in 30 s of playing
+    (bench/bench_live.py). The cost: idle cores poll instead of sleeping, which draws power."""
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY)
+    except OSError:
+        return None
+    try:
+        os.write(fd, struct.pack("i", 0))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def cpu_latency_limit_us() -> int | None:
+    """The kernel's CPU latency limit now, in microseconds (every request's least), None where
+    it cannot be read."""
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return struct.unpack("i", os.read(fd, 4))[0]
+    except (OSError, struct.error):
+        return None
+    finally:
+        os.close(fd)

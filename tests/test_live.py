@@ -18,6 +18,7 @@ import pytest
 from bridge.engines import REST, load_engine
 from bridge.engines.coconet import CoconetEngine
 from bridge.live import LIVE_SETTINGS, Bridge, Context, LiveConfig, LiveStats, NoteMode, Outlet, Snapshot
+from bridge.scheduling import CPU_DMA_LATENCY, cpu_latency_limit_us
 from bridge.score import Score
 from bridge.settings import DEFAULT_VOICE_RANGES
 from bridge.sounding import Sounding
@@ -415,6 +416,23 @@ def test_what_the_bridge_holds_is_frozen_out_of_the_collectors_walks_while_it_ru
     assert gc.get_freeze_count() == 0
 
 
+def test_the_cpus_are_kept_awake_while_the_bridge_runs_and_let_sleep_after(jack_server, engine):
+    """The CPU latency request (0 us) is the bridge's while it runs, gone when it closes, and never
+    made when it is asked not to (`cpus_awake=False`, `bachbridge live --let-cpus-sleep`)."""
+    if not os.access(CPU_DMA_LATENCY, os.W_OK):
+        pytest.skip(f"{CPU_DMA_LATENCY} is not writable here (root's, unless a udev rule gives it to a group)")
+    before = cpu_latency_limit_us()
+    assert before > 0, "another process keeps the CPUs awake: this test could not see ours"
+    with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack") as bridge:
+        assert bridge.cpus_awake
+        assert cpu_latency_limit_us() == 0
+    assert not bridge.cpus_awake
+    assert cpu_latency_limit_us() == before
+    with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack", cpus_awake=False) as bridge:
+        assert not bridge.cpus_awake
+        assert cpu_latency_limit_us() == before
+
+
 def test_settings_and_engine_change_mid_stream_without_a_hanging_note(bridge, outside, engine, tiny_model):
     sender = connect(outside)
     other_engine = load_engine(tiny_model, threads=1)
@@ -556,6 +574,8 @@ def test_command_stopped_by_a_signal_while_a_note_is_held(jack_server, tiny_mode
     try:
         line = read_line_with(proc, "ports up in", timeout=60)
         assert "'cli in' -> 'cli out' (jack)" in line
+        if os.access(CPU_DMA_LATENCY, os.W_OK):
+            assert cpu_latency_limit_us() == 0   # the CPUs kept awake while it plays
         sender = connect(outside, "cli in", "cli out")
         play(sender, outside, 72)
         sender.send_message([NOTE_OFF, 72, 0])

@@ -43,7 +43,9 @@ While a bridge runs, the GIL switch interval is 0.2 ms, so the worker waits at m
 for a thread that holds the GIL and is running; and what the process held when it started (and
 each engine warmed up since) is frozen out of the garbage collector's walks (gc.freeze), so a
 full collection, which runs in whichever thread allocates when one falls due, the worker too,
-walks only what was made since.
+walks only what was made since. Where the OS lets it, the CPUs are kept out of their deep idle
+states (a CPU latency request of 0 us, bridge.scheduling.keep_cpus_awake), so that a note after
+a silence does not wait for a core to wake and warm up.
 
 Never a hanging note: every note-on a player sends is ended on the melody's note-off, on
 Stop/Start, on a release-worthy change (engine, mode, channels), on panic, when the melody's

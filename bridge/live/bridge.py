@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import os
 import queue
 import sys
 import threading
@@ -27,7 +28,7 @@ from bridge.live.speculation import Speculator
 from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
 from bridge.ports import (DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput, PortError, _quiet_stderr,
                           jack_running)
-from bridge.scheduling import long_slice, realtime
+from bridge.scheduling import keep_cpus_awake, long_slice, realtime
 from bridge.settings import Settings
 
 # the worker's sleep when a poll found nothing: a note waits at most this long to be seen
@@ -60,12 +61,15 @@ class Bridge:
     went away and connects again when it is back; on JACK it also opens the ports again after
     the server went away and came back (`stats.ports_reopened`), and ends the melody notes held
     by a source that disconnected or died (a DAW that crashed mid-note leaves nothing droning).
+    With `cpus_awake` (the default) it keeps the CPUs out of their deep idle states while it runs,
+    where the OS lets it (`bridge.cpus_awake` says whether it does; bridge.scheduling).
     """
 
     def __init__(self, engine: Engine, config: LiveConfig = LiveConfig(), settings: Settings = LIVE_SETTINGS,
                  *, api: str | None = None, in_name: str = DEFAULT_IN, out_name: str = DEFAULT_OUT,
-                 connect_in: str | None = None, connect_out: str | None = None):
+                 connect_in: str | None = None, connect_out: str | None = None, cpus_awake: bool = True):
         self._snapshot = checked_snapshot(engine, config, settings)
+        self._want_cpus_awake = cpus_awake
         self._port_options = dict(api=api, in_name=in_name, out_name=out_name,
                                   connect_in=connect_in, connect_out=connect_out)
         self._update_lock = threading.Lock()
@@ -92,6 +96,7 @@ class Bridge:
         self._saved_switch_interval: float | None = None
         self._worker_id: int | None = None
         self.worker_realtime = False   # the worker got realtime scheduling (see _go_realtime)
+        self._cpus_awake_fd: int | None = None   # the CPU latency request held (see keep_cpus_awake)
         self._closed = False
 
     # ---- life cycle
@@ -130,6 +135,8 @@ class Bridge:
         # exists now lives as long as the bridge: collected once here, then set aside (gc.freeze)
         gc.collect()
         gc.freeze()
+        if self._want_cpus_awake:
+            self._cpus_awake_fd = keep_cpus_awake()
         self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
         self._worker.start()
         self._running.wait(1.0)
@@ -197,6 +204,15 @@ class Bridge:
                     if self._saved_switch_interval is not None:
                         sys.setswitchinterval(self._saved_switch_interval)
                         gc.unfreeze()
+                    if self._cpus_awake_fd is not None:
+                        os.close(self._cpus_awake_fd)
+                        self._cpus_awake_fd = None
+
+    @property
+    def cpus_awake(self) -> bool:
+        """The CPUs are kept out of their deep idle states while the bridge runs (asked for, and
+        granted: see bridge.scheduling.keep_cpus_awake)."""
+        return self._cpus_awake_fd is not None
 
     def _channels_in_use(self) -> list[int]:
         """The channels of the current knobs and of those the players last played by."""
