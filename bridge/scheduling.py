@@ -1,5 +1,6 @@
 """How the bridge's threads and processes ask the OS for CPU time, so that none of them holds
-up the port clients (the realtime contract, bridge.live).
+up the port clients (the realtime contract, bridge.live), and how the bridge keeps the CPUs
+awake while it plays (`keep_cpus_awake`).
 
 On Linux 6.6 and later the fair scheduler is EEVDF: among runnable tasks it runs the one with
 the earliest virtual deadline, a task's "slice" (1.4 ms by default on the reference machine)
@@ -137,9 +138,10 @@ def keep_cpus_awake() -> int | None:
 
     Between two notes the cores idle for hundreds of milliseconds; a core woken from a deep state
     (a VM's halt, a laptop's C6) takes long to leave it, and runs the next note's network calls
-    from cold caches: on the reference 2-core VM the note-mode miss's p99 inside the bridge went
-    from 7.4 to 5.1 ms, and the JACK server's xruns from about 500 to 30-80 in 30 s of playing
-    (bench/bench_live.py). The cost: idle cores poll instead of sleeping, which draws power."""
+    from cold caches. On the reference 2-core VM (`python bench/bench_live.py --load 0
+    --stock-seconds 0`, and again with `--let-cpus-sleep`): a miss inside the bridge p99 5.15 ms
+    against 6.99, and the JACK server's xruns in a 250-note run 6 to 79 against 610 to 934. The
+    cost: idle cores poll instead of sleeping, which draws power."""
     try:
         fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY)
     except OSError:
