@@ -76,7 +76,8 @@ def percentile(values, q):
 
 def echo_client(cpus_awake: bool) -> None:
     """Run as its own process: 'echo in' -> 'echo out', each note answered on channels 2-4, as
-    the bridge answers (one JACK client per port, polled every 0.5 ms, the CPUs kept awake)."""
+    the bridge answers (one JACK client per port, polled every 0.5 ms, the CPUs kept awake unless
+    `cpus_awake` is False)."""
     import rtmidi
 
     from bridge.scheduling import keep_cpus_awake

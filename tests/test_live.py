@@ -422,7 +422,8 @@ def test_the_cpus_are_kept_awake_while_the_bridge_runs_and_let_sleep_after(jack_
     if not os.access(CPU_DMA_LATENCY, os.W_OK):
         pytest.skip(f"{CPU_DMA_LATENCY} is not writable here (root's, unless a udev rule gives it to a group)")
     before = cpu_latency_limit_us()
-    assert before > 0, "another process keeps the CPUs awake: this test could not see ours"
+    if before == 0:
+        pytest.skip("another process keeps the CPUs awake: the bridge's own request could not be seen")
     with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack") as bridge:
         assert bridge.cpus_awake
         assert cpu_latency_limit_us() == 0
