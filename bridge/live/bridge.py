@@ -94,6 +94,7 @@ class Bridge:
         self.warm_up_s: float | None = None
         self.ports_up_s: float | None = None
         self._saved_switch_interval: float | None = None
+        self._heap_frozen = False
         self._worker_id: int | None = None
         self.worker_realtime = False   # the worker got realtime scheduling (see _go_realtime)
         self._cpus_awake_fd: int | None = None   # the CPU latency request held (see keep_cpus_awake)
@@ -128,15 +129,7 @@ class Bridge:
         self._players[RespondMode.mode].decider = ThreadDecider("bachbridge-answers")
         self._player = self._players[snapshot.config.mode]
         self._player.apply(snapshot, time.perf_counter_ns())
-        self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
-        # a full garbage collection runs in whichever thread allocates when one falls due, the
-        # worker too, and walks every object tracked: 35 to 40 ms with two engines loaded. What
-        # exists now lives as long as the bridge: collected once here, then set aside (gc.freeze)
-        gc.collect()
-        gc.freeze()
-        if self._want_cpus_awake:
-            self._cpus_awake_fd = keep_cpus_awake()
+        self._tune_process()
         self._worker = threading.Thread(target=self._run, name="bachbridge-live", daemon=True)
         self._worker.start()
         self._running.wait(1.0)
@@ -201,12 +194,33 @@ class Bridge:
                 finally:
                     for player in self._players.values():
                         player.close()
-                    if self._saved_switch_interval is not None:
-                        sys.setswitchinterval(self._saved_switch_interval)
-                        gc.unfreeze()
-                    if self._cpus_awake_fd is not None:
-                        os.close(self._cpus_awake_fd)
-                        self._cpus_awake_fd = None
+                    self._untune_process()
+
+    def _tune_process(self) -> None:
+        """What the whole process does differently while the bridge plays (the realtime contract,
+        bridge.live): the GIL switch interval, the heap frozen, the CPUs kept awake."""
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
+        # a full garbage collection runs in whichever thread allocates when one falls due, the
+        # worker too, and walks every object tracked: 35 to 40 ms with two engines loaded. What
+        # exists now lives as long as the bridge: collected once here, then set aside (gc.freeze)
+        gc.collect()
+        gc.freeze()
+        self._heap_frozen = True
+        if self._want_cpus_awake:
+            self._cpus_awake_fd = keep_cpus_awake()
+
+    def _untune_process(self) -> None:
+        """Give back what `_tune_process` changed, each part only if it was changed."""
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
+        if self._heap_frozen:
+            gc.unfreeze()
+            self._heap_frozen = False
+        if self._cpus_awake_fd is not None:
+            os.close(self._cpus_awake_fd)
+            self._cpus_awake_fd = None
 
     @property
     def cpus_awake(self) -> bool:
@@ -246,7 +260,8 @@ class Bridge:
                                    old.settings if settings is None else settings)
             if new.engine is not old.engine and warm:
                 warm_up(new)
-                gc.freeze()   # the new engine too (see start); no collection, which would hold the GIL
+                if self._heap_frozen:
+                    gc.freeze()   # the new engine too (see _tune_process); no collection, which would hold the GIL
             self._snapshot = new
 
     def panic(self) -> None:
