@@ -1,6 +1,7 @@
 """How the bridge's threads and processes ask the OS for CPU time, so that none of them holds
-up the port clients (the realtime contract, bridge.live), and how the bridge keeps the CPUs
-awake while it plays (`keep_cpus_awake`).
+up the port clients (the realtime contract, bridge.live), how the bridge keeps the CPUs
+awake while it plays (`keep_cpus_awake`), and what the whole Python process does differently
+while any bridge in it plays (`tune_for_live`: the GIL switch interval, the heap frozen).
 
 On Linux 6.6 and later the fair scheduler is EEVDF: among runnable tasks it runs the one with
 the earliest virtual deadline, a task's "slice" (1.4 ms by default on the reference machine)
@@ -26,9 +27,12 @@ Where the kernel has no such slices (older kernels, other systems), it does noth
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import platform
 import struct
+import sys
+import threading
 from contextlib import contextmanager
 
 # the kernel clamps a slice to 0.1 .. 100 ms
@@ -130,6 +134,15 @@ def lowest_priority(pid: int = 0) -> None:
 CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
 
 
+def cpus_idle_warning(granted: bool) -> str | None:
+    """The one line the command and the window show where a bridge asked to keep the CPUs awake
+    and Linux refused (elsewhere there is no such request to make); None when granted."""
+    if granted or not sys.platform.startswith("linux"):
+        return None
+    return (f"the CPUs may idle deep between notes (answers later after a silence): no write access to "
+            f"{CPU_DMA_LATENCY} (see the README)")
+
+
 def keep_cpus_awake() -> int | None:
     """Ask the kernel to keep every CPU out of its deep idle states (a CPU latency QoS request of
     0 us, as Ardour makes one) until the returned file descriptor is closed or the process ends;
@@ -167,3 +180,56 @@ def cpu_latency_limit_us() -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- the process while bridges play
+
+_tuning_lock = threading.Lock()
+_tuned = 0                                  # tune_for_live() calls not yet given back
+_saved_switch_interval: float | None = None  # the interval before the first of them
+
+
+def tune_for_live(switch_interval_s: float) -> None:
+    """Set the process up for live playing until the matching `untune_for_live()`; calls nest
+    (two bridges in one process: the first sets, the last gives back).
+
+    - The GIL switch interval: a thread waiting for the GIL (the worker, when another thread
+      holds it) waits up to this long; Python's default is 5 ms.
+    - The heap frozen: a full garbage collection runs in whichever thread allocates when one
+      falls due, the worker too, and walks every object tracked (35 to 40 ms with two engines
+      loaded). What exists now lives as long as the bridge: collected once here, then set aside
+      (gc.freeze); `freeze_new_objects()` sets aside what a bridge adds later (a new engine)."""
+    global _tuned, _saved_switch_interval
+    with _tuning_lock:
+        if _tuned == 0:
+            _saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(switch_interval_s)
+        gc.collect()
+        gc.freeze()
+        _tuned += 1
+
+
+def freeze_new_objects() -> None:
+    """While the process is tuned for live playing, set aside what was made since (no collection:
+    that would hold the GIL as long as it walks); otherwise nothing."""
+    with _tuning_lock:
+        if _tuned:
+            gc.freeze()
+
+
+def untune_for_live() -> None:
+    """Give back one `tune_for_live()`; the last one restores the switch interval and unfreezes."""
+    global _tuned, _saved_switch_interval
+    with _tuning_lock:
+        if _tuned == 0:
+            return
+        _tuned -= 1
+        if _tuned == 0:
+            sys.setswitchinterval(_saved_switch_interval)
+            _saved_switch_interval = None
+            gc.unfreeze()
+
+
+def tuned_for_live() -> bool:
+    """Some bridge in this process has it tuned for live playing."""
+    return _tuned > 0

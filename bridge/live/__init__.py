@@ -39,11 +39,12 @@ The realtime contract. Who runs what, and what each may never do:
    the ports and the JACK server, opening ports again, closing dead ones (the watcher thread,
    "bachbridge-ports"), a phrase's harmony and a respond mode answer (the deciders' threads,
    "bachbridge-phrases" and "bachbridge-answers"), offline work and drawing (the window's threads).
-While a bridge runs, the GIL switch interval is 0.2 ms, so the worker waits at most that long
-for a thread that holds the GIL and is running; and what the process held when it started (and
-each engine warmed up since) is frozen out of the garbage collector's walks (gc.freeze), so a
-full collection, which runs in whichever thread allocates when one falls due, the worker too,
-walks only what was made since. Where the OS lets it, the CPUs are kept out of their deep idle
+While a bridge runs (any bridge, where a process runs two: bridge.scheduling.tune_for_live),
+the GIL switch interval is 0.2 ms, so the worker waits at most that long for a thread that
+holds the GIL and is running; and what the process held when it started (and each engine
+warmed up since) is frozen out of the garbage collector's walks (gc.freeze), so a full
+collection, which runs in whichever thread allocates when one falls due, the worker too, walks
+only what was made since. Where the OS lets it, the CPUs are kept out of their deep idle
 states (a CPU latency request of 0 us, bridge.scheduling.keep_cpus_awake), so that a note after
 a silence does not wait for a core to wake and warm up.
 

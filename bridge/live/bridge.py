@@ -3,10 +3,8 @@ The realtime contract it keeps is stated in bridge/live/__init__.py."""
 from __future__ import annotations
 
 import collections
-import gc
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +26,8 @@ from bridge.live.speculation import Speculator
 from bridge.live.stats import MONITOR_SIZE, LiveStats, describe
 from bridge.ports import (DEFAULT_IN, DEFAULT_OUT, MidiInput, MidiOutput, PortError, _quiet_stderr,
                           jack_running)
-from bridge.scheduling import keep_cpus_awake, long_slice, realtime
+from bridge.scheduling import (freeze_new_objects, keep_cpus_awake, long_slice, realtime, tune_for_live,
+                               untune_for_live)
 from bridge.settings import Settings
 
 # the worker's sleep when a poll found nothing: a note waits at most this long to be seen
@@ -36,8 +35,7 @@ IDLE_SLEEP_S = 0.0005
 # how often the watcher looks at the ports: a source gone, a connected port gone or back, the
 # JACK server gone or back
 PORT_CHECK_S = 0.1
-# the GIL switch interval while a bridge runs: a thread waiting for the GIL (the worker, when
-# another thread holds it) waits up to this long; Python's default is 5 ms
+# the GIL switch interval while a bridge runs (see scheduling.tune_for_live)
 LIVE_SWITCH_INTERVAL_S = 0.0002
 # the worker's realtime priority when JACK runs realtime: the lowest, under JACK's own threads and
 # above every thread that is not realtime (a loaded machine's other work)
@@ -93,8 +91,7 @@ class Bridge:
         self.output: MidiOutput | None = None
         self.warm_up_s: float | None = None
         self.ports_up_s: float | None = None
-        self._saved_switch_interval: float | None = None
-        self._heap_frozen = False
+        self._tuned = False            # this bridge's tune_for_live() is held (see _tune_process)
         self._worker_id: int | None = None
         self.worker_realtime = False   # the worker got realtime scheduling (see _go_realtime)
         self._cpus_awake_fd: int | None = None   # the CPU latency request held (see keep_cpus_awake)
@@ -198,26 +195,19 @@ class Bridge:
 
     def _tune_process(self) -> None:
         """What the whole process does differently while the bridge plays (the realtime contract,
-        bridge.live): the GIL switch interval, the heap frozen, the CPUs kept awake."""
-        self._saved_switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
-        # a full garbage collection runs in whichever thread allocates when one falls due, the
-        # worker too, and walks every object tracked: 35 to 40 ms with two engines loaded. What
-        # exists now lives as long as the bridge: collected once here, then set aside (gc.freeze)
-        gc.collect()
-        gc.freeze()
-        self._heap_frozen = True
+        bridge.live): the GIL switch interval and the heap frozen (scheduling.tune_for_live,
+        counted, so that a second bridge in the process keeps them when the first closes), the
+        CPUs kept awake (this bridge's own request)."""
+        tune_for_live(LIVE_SWITCH_INTERVAL_S)
+        self._tuned = True
         if self._want_cpus_awake:
             self._cpus_awake_fd = keep_cpus_awake()
 
     def _untune_process(self) -> None:
         """Give back what `_tune_process` changed, each part only if it was changed."""
-        if self._saved_switch_interval is not None:
-            sys.setswitchinterval(self._saved_switch_interval)
-            self._saved_switch_interval = None
-        if self._heap_frozen:
-            gc.unfreeze()
-            self._heap_frozen = False
+        if self._tuned:
+            untune_for_live()
+            self._tuned = False
         if self._cpus_awake_fd is not None:
             os.close(self._cpus_awake_fd)
             self._cpus_awake_fd = None
@@ -260,8 +250,7 @@ class Bridge:
                                    old.settings if settings is None else settings)
             if new.engine is not old.engine and warm:
                 warm_up(new)
-                if self._heap_frozen:
-                    gc.freeze()   # the new engine too (see _tune_process); no collection, which would hold the GIL
+                freeze_new_objects()   # the new engine too, while the heap is frozen (see _tune_process)
             self._snapshot = new
 
     def panic(self) -> None:
