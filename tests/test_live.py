@@ -416,6 +416,30 @@ def test_what_the_bridge_holds_is_frozen_out_of_the_collectors_walks_while_it_ru
     assert gc.get_freeze_count() == 0
 
 
+def test_two_bridges_in_one_process_keep_it_tuned_until_the_last_one_closes(jack_server, engine, tiny_model):
+    """The switch interval and the frozen heap are the process's: the first bridge to close must
+    not give them back under the second, and the last one gives back what was there before."""
+    import gc
+    import sys
+
+    before = sys.getswitchinterval()
+    first = Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack", in_name="one in",
+                   out_name="one out").start()
+    try:
+        with Bridge(engine, LiveConfig(clock="free"), LIVE_SETTINGS, api="jack", in_name="two in",
+                    out_name="two out") as second:
+            live_interval = sys.getswitchinterval()
+            assert live_interval < before
+            first.close()
+            assert gc.get_freeze_count() > 0 and sys.getswitchinterval() == live_interval
+            other = load_engine(tiny_model, threads=1)
+            second.update(engine=other)
+            assert not any(o is other for o in gc.get_objects())   # still set aside as it comes
+    finally:
+        first.close()
+    assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
+
+
 def test_the_cpus_are_kept_awake_while_the_bridge_runs_and_let_sleep_after(jack_server, engine):
     """The CPU latency request (0 us) is the bridge's while it runs, gone when it closes, and never
     made when it is asked not to (`cpus_awake=False`, `bachbridge live --let-cpus-sleep`)."""
