@@ -301,7 +301,7 @@ def cmd_live(args) -> int:
     from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig
     from bridge.live.learn import parse_binding
     from bridge.ports import auto_api, pick_api
-    from bridge.scheduling import CPU_DMA_LATENCY
+    from bridge.scheduling import cpus_idle_warning
 
     model, note = live_model(args)
     if note:
@@ -333,9 +333,9 @@ def cmd_live(args) -> int:
         out_label = repr(out.name) + (f" (to {out.connected_to!r})" if out.connected_to else "")
         print(f"ports up in {bridge.ports_up_s * 1e3:.0f} ms: {in_label} -> {out_label} ({inp.api}); "
               f"engine {engine.name}, warm-up {bridge.warm_up_s * 1e3:.0f} ms; Ctrl-C to stop", flush=True)
-        if not bridge.cpus_awake and not args.let_cpus_sleep and sys.platform.startswith("linux"):
-            print("bachbridge: the CPUs may idle deep between notes (answers later after a silence): "
-                  f"no write access to {CPU_DMA_LATENCY} (see the README)", file=sys.stderr)
+        warning = None if args.let_cpus_sleep else cpus_idle_warning(bridge.cpus_awake)
+        if warning:
+            print(f"bachbridge: {warning}", file=sys.stderr)
         while not stop.wait(0.25):
             pass
     finally:
@@ -451,7 +451,7 @@ def _batch_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="convert on Ray (pip install bachbridge[scale]): alone, a local Ray instance; with "
                         "ADDRESS (HEAD:6379, or auto), the cluster there, whose every node has bachbridge and "
-                        "its models installed. Put it after the folders")
+                        "its models installed")
     add_engine_options(b)
     add_knobs(b)
     b.set_defaults(run=cmd_batch)
@@ -548,8 +548,19 @@ def entry() -> None:
     raise SystemExit(code)
 
 
+def _ray_before_folders(argv: list[str]) -> list[str]:
+    """`batch --ray IN OUT`: argparse would take IN for --ray's address. A word after --ray that
+    is no Ray address (auto, HOST:PORT, ray://...) but a path that exists is the input folder."""
+    out = list(argv)
+    for i, word in enumerate(out[:-1]):
+        after = out[i + 1]
+        if word == "--ray" and after not in ("auto", "local") and Path(after).exists():
+            out[i] = "--ray=local"
+    return out
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _ray_before_folders(sys.argv[1:] if argv is None else list(argv))
     if argv[:1] == ["gui"]:
         from gui.app import main as gui_main
 

@@ -116,10 +116,13 @@ def test_function_on_a_connected_ray_matches_one_job(melodies, one_job, ray_addr
     assert ray.is_initialized()   # a connection it did not open is left open
 
 
-def test_without_ray_it_says_how_to_install_it(tmp_path):
+@pytest.mark.parametrize("ray_first", [False, True], ids=["after the folders", "before them"])
+def test_without_ray_it_says_how_to_install_it(tmp_path, ray_first):
     # `ray` unimportable, as where the extra is not installed
     code = "import sys; sys.modules['ray'] = None; from bridge.cli import entry; entry()"
-    result = subprocess.run([sys.executable, "-c", code, "batch", str(tmp_path), str(tmp_path / "out"), "--ray"],
+    folders = [str(tmp_path), str(tmp_path / "out")]
+    args = ["--ray", *folders] if ray_first else [*folders, "--ray"]
+    result = subprocess.run([sys.executable, "-c", code, "batch", *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
