@@ -20,6 +20,7 @@ from PyQt6.QtWidgets import (QHBoxLayout, QMainWindow, QScrollArea, QSizePolicy,
 
 from bridge.errors import BadInput
 from bridge.live import LiveConfig
+from bridge.scheduling import cpus_idle_warning
 from bridge.settings import Settings
 from gui import presets, state, theme
 from gui.panels.learn import LearnPanel
@@ -56,7 +57,7 @@ class MainWindow(QMainWindow):
         self._knob_turns_seen = 0
         self._problem_timer = QTimer(self)   # the status bar's red ends with the message
         self._problem_timer.setSingleShot(True)
-        self._problem_timer.timeout.connect(lambda: self.statusBar().setStyleSheet(""))
+        self._problem_timer.timeout.connect(self._problem_shown)
 
         restored, restore_problem = state.restored_preset(store)
         self.session = LiveSession(model or restored.model, restored.config, restored.settings,
@@ -112,7 +113,7 @@ class MainWindow(QMainWindow):
         self.ports.midi_system_found.connect(self._midi_system_found)
         self.offline = OfflinePanel(lambda: session.model, lambda: session.settings, lambda: session.bridge)
         self.offline.problem.connect(self.show_problem)
-        self.offline.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.offline.message.connect(self._say)
 
         def controls_in():
             bridge = session.bridge
@@ -149,7 +150,7 @@ class MainWindow(QMainWindow):
         self.roll = PianoRoll()
         self.passage = PassagePanel(lambda: self.session.model, lambda: self.session.settings)
         self.passage.problem.connect(self.show_problem)
-        self.passage.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.passage.message.connect(self._say)
         self.offline.harmonized.connect(self.passage.open)
         self.centre_tabs = QTabWidget()
         live = QWidget()
@@ -349,7 +350,9 @@ class MainWindow(QMainWindow):
         if bridge is None:
             self.roll.release_all()
         else:
-            self.statusBar().showMessage(f"live: ports up in {bridge.ports_up_s * 1e3:.0f} ms", 5000)
+            warning = cpus_idle_warning(bridge.cpus_awake)
+            self.statusBar().showMessage(f"live: ports up in {bridge.ports_up_s * 1e3:.0f} ms"
+                                         + (f"  ·  {warning}" if warning else ""), 10000 if warning else 5000)
         self._show_bridge_state()
 
     def _show_bridge_state(self) -> None:
@@ -432,6 +435,15 @@ class MainWindow(QMainWindow):
         self.statusBar().setStyleSheet(f"color: {theme.DANGER.name()};")
         self.statusBar().showMessage(message, PROBLEM_SHOWN_MS)
         self._problem_timer.start(PROBLEM_SHOWN_MS)
+
+    # Slots of the window's own, not lambdas: Qt drops a connection to a method of the window
+    # when the window is destroyed, never one to a lambda, which a message arriving late (a
+    # conversion's worker finishing after the window closed) would then call on a deleted window.
+    def _problem_shown(self) -> None:
+        self.statusBar().setStyleSheet("")
+
+    def _say(self, text: str, ms: int = 6000) -> None:
+        self.statusBar().showMessage(text, ms)
 
     def closeEvent(self, event) -> None:
         self.shutdown()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -624,6 +625,21 @@ def test_a_bridge_process_that_dies_is_shown_and_connect_starts_another(live_win
     w.ports.connect_button.click()
     qtbot.waitUntil(lambda: w.header.status_label.text().startswith("Live"), timeout=START_TIMEOUT_MS)
     assert w.session.bridge.alive and w.session.bridge.pid != dead.pid
+
+
+def test_the_window_says_whether_the_bridge_keeps_the_cpus_awake(live_window, qtbot):
+    """The bridge's process asks the OS to keep the CPUs awake; the window learns what it was
+    granted and, where refused, says so as the command does."""
+    from bridge.scheduling import CPU_DMA_LATENCY, cpu_latency_limit_us
+
+    w = live_window
+    qtbot.waitUntil(lambda: "ports up in" in w.statusBar().currentMessage(), timeout=WAIT_MS)
+    granted = os.access(CPU_DMA_LATENCY, os.W_OK)
+    assert w.session.bridge.cpus_awake == granted
+    if granted:
+        assert cpu_latency_limit_us() == 0
+    said = "CPUs may idle deep" in w.statusBar().currentMessage()
+    assert said == (not granted and sys.platform.startswith("linux"))
 
 
 # ------------------------------------------------------------- a stalled GUI does not touch the MIDI

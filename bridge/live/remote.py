@@ -136,6 +136,7 @@ class RemoteBridge:
         self.ports_up_s: float | None = None
         self.warm_up_s: float | None = None
         self.worker_realtime = False
+        self.cpus_awake = False              # the child keeps the CPUs awake (Bridge.cpus_awake)
         self.ended: str | None = None        # why the child ended without being asked to
         self.released = False                # the child's Bridge.close() ran: every note released
         self._stopped_by: str | None = None  # the signal that stopped the child, when one did
@@ -362,7 +363,7 @@ class RemoteBridge:
             self.snapshot, self.stats._last = info["snapshot"], info["stats"]
             self.input, self.output = info["input"], info["output"]
             self.ports_up_s, self.warm_up_s = info["ports_up_s"], info["warm_up_s"]
-            self.worker_realtime = info["worker_realtime"]
+            self.worker_realtime, self.cpus_awake = info["worker_realtime"], info["cpus_awake"]
             self._started.set()
         elif kind == "failed":
             self._start_error = _error_from(rest[0])
@@ -464,7 +465,7 @@ def _child_main(commands, reports, model: str, config: LiveConfig, settings: Set
             "snapshot": RemoteSnapshot(bridge.snapshot.config, bridge.snapshot.settings, model),
             "stats": bridge.stats.snapshot(), "input": _port(bridge.input), "output": _port(bridge.output),
             "ports_up_s": bridge.ports_up_s, "warm_up_s": bridge.warm_up_s,
-            "worker_realtime": bridge.worker_realtime}))
+            "worker_realtime": bridge.worker_realtime, "cpus_awake": bridge.cpus_awake}))
         _serve(bridge, model, commands, out, stop)
     finally:
         bridge.close()
