@@ -231,6 +231,39 @@ def test_a_player_half_a_16th_off_the_daws_clock_gets_every_onset_harmonized(eng
     assert unreleased(recorder.messages()) == {}
 
 
+def test_an_answer_due_before_the_one_before_it_ends_leaves_the_monitor_and_the_wire_balanced(engine):
+    """The DAW speeds up note by note (160 -> 240 bpm), so each note's lookahead is shorter than
+    the one before's by more than the gap between the two (the notes are detached): its answer is
+    due before the previous one's ends, on the same keys. On the wire each key still ends as
+    often as it is struck; the monitor (what a window draws) shows one pitch a voice and ends
+    every note it shows."""
+    player, recorder = phrase_player(engine, lookahead=2.0, clock="midi")
+    events, t, bpm = [(0, bytes([0xFA]))], 0, 160.0
+    onsets = []
+    while bpm < 240:
+        clock_ns = NS_PER_MINUTE / (bpm * 24)
+        for k in range(6):
+            events.append((int(t + k * clock_ns), bytes([0xF8])))
+        if len(events) > 24 * 4:   # a bar of clocks first: the tempo is known
+            onsets.append(int(t))
+            events += [(int(t), bytes([NOTE_ON, 72, 80])), (int(t + 4.5 * clock_ns), bytes([NOTE_OFF, 72, 0]))]
+            bpm += 8.0
+        t += 6 * clock_ns
+    play_events(player, recorder, events, int(t) + 2 * NS_PER_MINUTE // 100)
+    assert len(onsets) == 10 and harmony_ons(recorder.messages())
+    assert unreleased(recorder.messages()) == {}
+    showing: dict = {}
+    overlaps = 0
+    for event in player.monitor:
+        if event.velocity:
+            overlaps += event.voice in showing
+            showing[event.voice] = event.pitch
+        else:
+            assert showing.get(event.voice) == event.pitch, event   # an end of what the voice shows
+            del showing[event.voice]
+    assert showing == {} and overlaps == 0
+
+
 def test_a_row_due_before_the_first_pending_one_is_decided_in_time(engine):
     """The first note after Start takes the internal tempo's delay (the DAW's clock has not yet
     said its tempo); the notes after it, the DAW's shorter one: they are due before the first

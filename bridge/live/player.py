@@ -182,7 +182,8 @@ class ScheduledPlayer(Player):
         super().__init__(out, stats, clock, monitor)
         self.schedule: list = []        # heap of (due_ns, seq, status, channel, pitch, velocity, voice)
         self._seq = 0
-        self.showing: dict[int, int] = {}  # voice -> pitch, as last shown in the monitor
+        # voice -> (pitch, its note-ons not yet ended), as shown in the monitor: one pitch a voice
+        self.showing: dict[int, tuple[int, int]] = {}
 
     def _at(self, due: int, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
         """Schedule one note message (channel None: shown in the monitor, not sent)."""
@@ -205,12 +206,22 @@ class ScheduledPlayer(Player):
         return sent
 
     def _send_now(self, status: int, channel: int | None, pitch: int, velocity: int, voice: int) -> None:
+        # Each note keeps the lookahead it began with, so after the tempo rose a note may be due
+        # before the one before it in its voice ends: the monitor shows the new one as ending the
+        # old (a window draws one pitch a voice), and ends a pitch when its last note-on has ended
+        shown = self.showing.get(voice)
         if status == NOTE_ON:
-            self.showing[voice] = pitch
+            if shown is not None:
+                self._show(voice, shown[0], 0)
+            held = shown[1] if shown is not None and shown[0] == pitch else 0
+            self.showing[voice] = (pitch, held + 1)
             self._show(voice, pitch, velocity)
-        elif self.showing.get(voice) == pitch:
-            del self.showing[voice]
-            self._show(voice, pitch, 0)
+        elif shown is not None and shown[0] == pitch:
+            if shown[1] > 1:
+                self.showing[voice] = (pitch, shown[1] - 1)
+            else:
+                del self.showing[voice]
+                self._show(voice, pitch, 0)
         if channel is None:
             return
         wrote = self.out.send(bytes((status | channel, pitch, velocity)))
@@ -221,6 +232,6 @@ class ScheduledPlayer(Player):
         """Drop every message not yet sent and end every note this player sounds."""
         self.schedule.clear()
         self.out.release()
-        for voice, pitch in sorted(self.showing.items()):
+        for voice, (pitch, _) in sorted(self.showing.items()):
             self._show(voice, pitch, 0)
         self.showing.clear()

@@ -240,8 +240,9 @@ class RespondMode(ScheduledPlayer):
         self.schedule.clear()
         config = self.snapshot.config
         channels = (config.echo_channel, *config.channels)
-        for voice, pitch in sorted(self.showing.items()):
-            self._send_now(NOTE_OFF, channels[voice], pitch, 0, voice)
+        for voice, (pitch, held) in sorted(self.showing.items()):
+            for _ in range(held):
+                self._send_now(NOTE_OFF, channels[voice], pitch, 0, voice)
 
     def release_all(self, t_ns: int) -> None:
         self.asking = None
