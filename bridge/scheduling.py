@@ -228,8 +228,3 @@ def untune_for_live() -> None:
             sys.setswitchinterval(_saved_switch_interval)
             _saved_switch_interval = None
             gc.unfreeze()
-
-
-def tuned_for_live() -> bool:
-    """Some bridge in this process has it tuned for live playing."""
-    return _tuned > 0
