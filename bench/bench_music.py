@@ -95,6 +95,13 @@ def print_table(bach: dict, model: dict | None, block: dict, model_verdict, bloc
     print(line(overall))
 
 
+def bass_by_length_text(stats: dict) -> str:
+    by_length = stats["bass_by_length"]
+    total = sum(counted["moves"] for counted in by_length.values())
+    return ", ".join(f"{length} {counted['moves'] / total:.2f} / {counted['stepwise'] / counted['moves']:.2f}"
+                     for length, counted in by_length.items() if counted["moves"])
+
+
 def verdict_dict(verdict) -> dict | None:
     if verdict is None:
         return None
@@ -163,6 +170,10 @@ def main() -> int:
           f"PRODUCT.md quotes {BACH_PARALLELS_QUOTED} for Bach, measured here {bach['parallels']:.2f}")
     print()
     print_table(bach, model, block, model_verdict, block_verdict, Path(str(args.model)).stem)
+    print("\nbass moves by the note they leave (share of the moves / share of those stepwise; not in the bar):")
+    for name, stats in (("Bach", bach), ("model", model)):
+        if stats is not None:
+            print(f"  {name}: {bass_by_length_text(stats)}")
 
     if args.json:
         out = {

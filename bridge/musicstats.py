@@ -62,7 +62,9 @@ harmony changes per beat
 bass stepwise motion
     Over consecutive steps where the bass sounds at both, the bass pitch changes; the share of
     those changes with |interval| <= 2 semitones. (Repeated bass notes are indistinguishable from
-    held ones and are not changes.)
+    held ones and are not changes.) For reading, not in the bar: the same changes by the length
+    of the note they leave (`bass_by_length`: a 16th, an 8th, a quarter, any other length), each
+    class's count and how many of them are stepwise.
 
 The bar (`meets_bar`)
 ---------------------
@@ -299,22 +301,35 @@ def harmony_changes_per_beat(rolls) -> float:
     return changes / beats if beats else 0.0
 
 
-def _bass_moves(rolls) -> tuple[int, int]:
+# the lengths of note (in 16ths) that bass_by_length tells apart; any other is "other"
+BASS_NOTE_LENGTHS = {1: "16th", 2: "8th", 4: "quarter"}
+
+
+def _bass_moves(rolls) -> tuple[int, int, dict]:
+    """(stepwise, moves, {length class: {"moves", "stepwise"}}) of the bass's pitch changes."""
     moves = steps = 0
+    by_length = {name: {"moves": 0, "stepwise": 0} for name in (*BASS_NOTE_LENGTHS.values(), "other")}
     for roll in _as_rolls(rolls):
         bass = roll[:, 3]
-        both = (bass[1:] >= 0) & (bass[:-1] >= 0)
-        interval = (bass[1:] - bass[:-1])[both]
-        interval = interval[interval != 0]
-        moves += len(interval)
-        steps += int(np.sum(np.abs(interval) <= 2))
-    return steps, moves
+        changed = np.flatnonzero(bass[1:] != bass[:-1]) + 1     # steps where the bass's pitch changes
+        both = (bass[changed] >= 0) & (bass[changed - 1] >= 0)
+        starts = np.concatenate(([0], changed))                  # where each note (or rest) began
+        for step, left_started, moved in zip(changed, starts[:-1], both):
+            if not moved:
+                continue
+            stepwise = abs(int(bass[step]) - int(bass[step - 1])) <= 2
+            moves += 1
+            steps += stepwise
+            counted = by_length[BASS_NOTE_LENGTHS.get(int(step - left_started), "other")]
+            counted["moves"] += 1
+            counted["stepwise"] += stepwise
+    return steps, moves, by_length
 
 
 def bass_stepwise_share(rolls) -> float:
     """Share of bass pitch changes (between consecutive steps, both sounding) of at most 2
     semitones."""
-    stepwise, moves = _bass_moves(rolls)
+    stepwise, moves, _ = _bass_moves(rolls)
     return stepwise / moves if moves else 0.0
 
 
@@ -326,7 +341,7 @@ def music_stats(rolls) -> dict:
     total = int(counts.sum())
     mix = {name: (float(counts[i] / total) if total else 0.0) for i, name in enumerate(CHORD_TYPES)}
     sounding = len(_sounding_steps(rolls))
-    stepwise, moves = _bass_moves(rolls)
+    stepwise, moves, bass_by_length = _bass_moves(rolls)
     similar = par["fifths_similar"] + par["octaves_similar"]
     contrary = par["fifths_contrary"] + par["octaves_contrary"]
     return {
@@ -337,6 +352,7 @@ def music_stats(rolls) -> dict:
         "sevenths": sum(mix[name] for name in SEVENTH_TYPES),
         "changes_per_beat": par["changes"] / (sounding / STEPS_PER_BEAT) if sounding else 0.0,
         "bass_stepwise": stepwise / moves if moves else 0.0,
+        "bass_by_length": bass_by_length,
         "counts": {
             "chorales": len(rolls),
             "steps": int(sum(len(r) for r in rolls)),

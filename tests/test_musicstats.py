@@ -146,6 +146,19 @@ def test_bass_steps():
     assert bass_stepwise_share(broken) == pytest.approx(3 / 3)
 
 
+def test_bass_moves_by_the_length_of_the_note_they_leave():
+    # 48 a 16th, 50 an 8th, 52 a quarter, 55 a dotted quarter, 43 after a rest a 16th (the last
+    # note, 45, leaves nothing)
+    bass = [48, 50, 50, 52, 52, 52, 52, 55, 55, 55, 55, 55, 55, -1, 43, 45]
+    roll = np.array([(72, 67, 64, b) for b in bass], dtype=np.int16)
+    by_length = music_stats(roll)["bass_by_length"]
+    assert by_length == {"16th": {"moves": 2, "stepwise": 2},     # 48 -> 50, 43 -> 45
+                         "8th": {"moves": 1, "stepwise": 1},      # 50 -> 52
+                         "quarter": {"moves": 1, "stepwise": 0},  # 52 -> 55
+                         "other": {"moves": 0, "stepwise": 0}}    # 55 -> rest is no move
+    assert sum(c["moves"] for c in by_length.values()) == music_stats(roll)["counts"]["bass_moves"]
+
+
 def test_harmony_changes_per_beat():
     chords = [(72, 67, 64, 48), (71, 67, 62, 55)] * 4
     roll = roll_of(*chords, steps=2)              # 16 steps = 4 beats, a new chord every 2 steps
