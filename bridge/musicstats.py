@@ -307,23 +307,24 @@ BASS_NOTE_LENGTHS = {1: "16th", 2: "8th", 4: "quarter"}
 
 def _bass_moves(rolls) -> tuple[int, int, dict]:
     """(stepwise, moves, {length class: {"moves", "stepwise"}}) of the bass's pitch changes."""
-    moves = steps = 0
-    by_length = {name: {"moves": 0, "stepwise": 0} for name in (*BASS_NOTE_LENGTHS.values(), "other")}
+    lengths, stepwise = [], []
     for roll in _as_rolls(rolls):
-        bass = roll[:, 3]
-        changed = np.flatnonzero(bass[1:] != bass[:-1]) + 1     # steps where the bass's pitch changes
-        both = (bass[changed] >= 0) & (bass[changed - 1] >= 0)
-        starts = np.concatenate(([0], changed))                  # where each note (or rest) began
-        for step, left_started, moved in zip(changed, starts[:-1], both):
-            if not moved:
-                continue
-            stepwise = abs(int(bass[step]) - int(bass[step - 1])) <= 2
-            moves += 1
-            steps += stepwise
-            counted = by_length[BASS_NOTE_LENGTHS.get(int(step - left_started), "other")]
-            counted["moves"] += 1
-            counted["stepwise"] += stepwise
-    return steps, moves, by_length
+        bass = roll[:, 3].astype(np.int64)
+        changed = np.flatnonzero(bass[1:] != bass[:-1]) + 1        # steps where the bass's pitch changes
+        left = np.diff(np.concatenate(([0], changed)))             # the length of the note (or rest) left
+        moved = (bass[changed] >= 0) & (bass[changed - 1] >= 0)    # a rest on either side is no move
+        lengths.append(left[moved])
+        stepwise.append(np.abs(bass[changed] - bass[changed - 1])[moved] <= 2)
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    stepwise = np.concatenate(stepwise) if stepwise else np.zeros(0, bool)
+    by_length = {}
+    other = np.ones(len(lengths), dtype=bool)
+    for length, name in BASS_NOTE_LENGTHS.items():
+        of_length = lengths == length
+        other &= ~of_length
+        by_length[name] = {"moves": int(of_length.sum()), "stepwise": int(stepwise[of_length].sum())}
+    by_length["other"] = {"moves": int(other.sum()), "stepwise": int(stepwise[other].sum())}
+    return int(stepwise.sum()), len(stepwise), by_length
 
 
 def bass_stepwise_share(rolls) -> float:
