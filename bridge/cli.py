@@ -552,6 +552,8 @@ def _ray_before_folders(argv: list[str]) -> list[str]:
     """`batch --ray IN OUT`: argparse would take IN for --ray's address. A word after --ray that
     is no Ray address (auto, HOST:PORT, ray://...) but a path that exists is the input folder."""
     out = list(argv)
+    if out[:1] != ["batch"]:
+        return out
     for i, word in enumerate(out[:-1]):
         after = out[i + 1]
         if word == "--ray" and after not in ("auto", "local") and Path(after).exists():
