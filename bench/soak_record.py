@@ -478,10 +478,12 @@ def kill_check(events: list[tuple[int, bytes]], since: int = 0) -> dict:
     offs = [f for f, m in events[kill_at:] if _is_off(m) and _channel(m) in BRIDGE_CHANNELS]
     # JACK may drop a cycle while it removes the dead DAW: a note-off in it the listener missed
     # too (a gap in the clock says so) is unverifiable here, and the bridge's own view decides
-    hanging_after, unverifiable = (
-        {f"{c + 1}:{p}": n for (c, p), n in found.items() if c in BRIDGE_CHANNELS} for found in hanging_at_end(events))
+    hanging, unverifiable = hanging_at_end(events)
+
+    def named(found: dict) -> dict:
+        return {f"{c + 1}:{p}": n for (c, p), n in found.items() if c in BRIDGE_CHANNELS}
     return {"kill_frame": kill_frame, "kill_frame_estimated": estimated,
             "melody_note_held": bool(melody_held),
             "bridge_notes_sounding_at_kill": sum(sounding_then.values()),
             "release_s": round((max(offs) - kill_frame) / RATE, 3) if offs else None,
-            "hanging_after": hanging_after, "unverifiable_after": unverifiable}
+            "hanging_after": named(hanging), "unverifiable_after": named(unverifiable)}
