@@ -3,9 +3,11 @@
 Pure logic, no ports: the live loop feeds it the system messages it receives, with their arrival
 times (perf_counter_ns), and asks which 16th step a note-on belongs to.
 
-- MIDI clock: 24 clocks per quarter note, so 6 per 16th step. The tempo is the mean clock
-  interval over the last quarter note (the span between the oldest and newest of the last 25
-  clocks, so arrival jitter does not add up), clamped to 20..400 bpm. A clock that comes sooner
+- MIDI clock: 24 clocks per quarter note, so 6 per 16th step. The tempo is the clock interval
+  over the last quarter note: the slope of the least-squares line through the last 25 clocks'
+  arrivals (every arrival weighs in, so one clock stamped late, a busy sender or a late poll,
+  moves it a quarter as much as it would the span between the oldest and newest), clamped to
+  20..400 bpm. A clock that comes sooner
   than 400 bpm allows after the one before (a flood, a duplicate) is ignored altogether: it moves
   neither the tempo nor the song position; except the clocks a late one owes: a clock that came
   k intervals after the one before (a sender or a JACK cycle that stalled) may be followed at once
@@ -55,6 +57,15 @@ def clamp_bpm(bpm: float) -> float:
 def _nearest(x: float) -> int:
     """x rounded half up (round() would round halves to even: 0.5 -> 0 but 1.5 -> 2)."""
     return math.floor(x + 0.5)
+
+
+def _fitted_interval(arrivals) -> float:
+    """The slope, in ns per clock, of the least-squares line through consecutive clocks' arrivals."""
+    n = len(arrivals)
+    first = arrivals[0]
+    middle = (n - 1) / 2
+    spread = n * (n * n - 1) / 12   # sum of (k - middle)^2 over k = 0..n-1
+    return sum((k - middle) * (t - first) for k, t in enumerate(arrivals)) / spread
 
 
 def step_ns(bpm: float) -> float:
@@ -138,7 +149,9 @@ class Clock:
         # first few after a Continue may come bunched (owed), and would read as any tempo
         settled = self._midi_interval_ns is None or len(window) == TEMPO_WINDOW
         if settled and len(window) >= 2 and window[-1] > window[0]:
-            self._midi_interval_ns = (window[-1] - window[0]) / (len(window) - 1)
+            interval = _fitted_interval(window)
+            if interval > 0:
+                self._midi_interval_ns = interval
         if self.running:
             self._last_clock_index = self._next_clock
             self._next_clock += 1

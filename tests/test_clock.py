@@ -39,6 +39,17 @@ def test_120_bpm_clock_followed_within_one_percent_and_tempo_changes_followed():
     assert clock.bpm == pytest.approx(90.0, rel=0.01)
 
 
+def test_one_clock_stamped_late_barely_moves_the_tempo():
+    """A clock stamped 8 ms late (a busy sender, a poll that came late) at the newest end of the
+    window: with the span between the oldest and newest clocks it read 118.0 bpm for 120."""
+    clock = Clock("midi")
+    t = send_clocks(clock, 48, 120.0, 1e9)
+    clock.feed(CLOCK, int(t + 8 * MS))
+    assert clock.bpm == pytest.approx(120.0, rel=0.005)
+    clock.feed(CLOCK, int(t + clock_interval_ns(120.0)))   # the next on time: back within 0.5%
+    assert clock.bpm == pytest.approx(120.0, rel=0.005)
+
+
 @pytest.mark.parametrize("bpm", [40.0, 100.0, 133.0, 240.0])
 def test_steady_clock_gives_its_tempo(bpm):
     clock = Clock("midi")
