@@ -61,29 +61,58 @@ _consecutive_perfect = njit(cache=True, nogil=True)(consecutive_perfect)
 
 
 @njit(cache=True, nogil=True)
-def _consecutive_perfects(pitches, k, t, v, p):
-    """How many consecutive perfects (bridge.musicstats.consecutive_perfect) pitch p at cell
-    (t, v) would make with the other voices, into step t from t - 1 and out of it into t + 1."""
+def _consecutive_perfects(pitches, k, first, last, v, p):
+    """How many consecutive perfects (bridge.musicstats.consecutive_perfect) voice v singing pitch
+    p from step `first` to `last` would make with the other voices: into `first` from the step
+    before and out of `last` into the step after (a held pitch makes none within)."""
     num_steps, num_voices = pitches.shape[1], pitches.shape[2]
     count = 0
     for u in range(num_voices):
         if u == v:
             continue
-        for other in (t - 1, t + 1):
-            if 0 <= other < num_steps and _consecutive_perfect(pitches[k, other, v], pitches[k, other, u],
-                                                               p, pitches[k, t, u]):
-                count += 1
+        if first > 0 and _consecutive_perfect(pitches[k, first - 1, v], pitches[k, first - 1, u],
+                                              p, pitches[k, first, u]):
+            count += 1
+        if last + 1 < num_steps and _consecutive_perfect(pitches[k, last + 1, v], pitches[k, last + 1, u],
+                                                         p, pitches[k, last, u]):
+            count += 1
     return count
 
 
 @njit(cache=True, nogil=True)
-def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, parallel_penalty):
+def tie_eighths(free, mask, eighth_phase, tied_voices, tie_next):
+    """Make the masked cells of `tied_voices` whole 8th notes: where both 16ths of an 8th (steps
+    t, t + 1 with t - eighth_phase[k] even) are free in a tied voice, the second is masked
+    exactly when the first is, and tie_next[k, t, v] := whether the pair is masked (sample_masked
+    then draws it as one note). tie_next is False everywhere else. free (K, T, V) bool, mask
+    (K, T, V) float32 in place, eighth_phase (K,) 0 or 1, tied_voices (V,) bool."""
+    num_chains, num_steps, num_voices = free.shape
+    if mask.shape != free.shape or tie_next.shape != free.shape:
+        raise ValueError("tie_eighths: free, mask and tie_next must have the same shape")
+    if eighth_phase.shape[0] != num_chains or tied_voices.shape[0] != num_voices:
+        raise ValueError("tie_eighths: one phase per chain, one flag per voice")
+    for k in range(num_chains):
+        for t in range(num_steps):
+            for v in range(num_voices):
+                tie_next[k, t, v] = False
+        for t in range(eighth_phase[k] % 2, num_steps - 1, 2):
+            for v in range(num_voices):
+                if tied_voices[v] and free[k, t, v] and free[k, t + 1, v]:
+                    mask[k, t + 1, v] = mask[k, t, v]
+                    tie_next[k, t, v] = mask[k, t, v] == 1.0
+
+
+@njit(cache=True, nogil=True)
+def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, parallel_penalty, tie_next=None):
     """Resample every masked cell from its tempered softmax restricted to `allowed[v]`, in place.
 
     Cells are drawn one after another, each seeing the ones drawn before it. With
     `parallel_penalty` > 0 a pitch loses that many nats of log-probability per consecutive
     perfect fifth or octave it would make with the voices around it. `log_probs` (K, T', V, P)
     may cover only the last T' of the T steps of the others (K, T, V), those of every masked cell.
+    With `tie_next` (K, T, V) bool (see tie_eighths), a cell marked there and the next step's in
+    its voice, both masked, are drawn as one note: from the mean of their two log-probabilities,
+    penalized for the perfects into the first and out of the second.
     """
     num_chains, shown_steps, num_voices, num_pitches = log_probs.shape
     num_steps = pitches.shape[1]
@@ -93,6 +122,8 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
         raise ValueError("sample_masked: mask, uniforms and pitches must be (K, T, V) like log_probs (K, <= T, V, P)")
     if allowed.shape != (num_voices, num_pitches):
         raise ValueError("sample_masked: allowed must be (V, P) like log_probs")
+    if tie_next is not None and tie_next.shape != cells:
+        raise ValueError("sample_masked: tie_next must be (K, T, V) like pitches")
     greedy = temperature <= _ARGMAX_TEMPERATURE
     inv_temperature = 1.0 / temperature if not greedy else 0.0
     # one scratch row per call, not per cell
@@ -105,6 +136,14 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
                     continue
                 if t < first_shown:
                     raise ValueError("sample_masked: a masked cell before the steps log_probs covers")
+                last = t   # the note drawn lasts from t to `last`
+                if tie_next is not None:
+                    if t > 0 and tie_next[k, t - 1, v]:
+                        continue   # drawn with the 16th before it
+                    if tie_next[k, t, v]:
+                        if t + 1 >= num_steps or mask[k, t + 1, v] != 1.0:
+                            raise ValueError("sample_masked: a tied cell whose next cell is not masked")
+                        last = t + 1
                 # -inf and NaN (NaN > x is False) never win, so a pitch the network rules out
                 # cannot be drawn
                 best = -1
@@ -115,8 +154,10 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
                     if allowed[v, p]:
                         any_allowed = True
                         x = np.float64(log_probs[k, t - first_shown, v, p])
+                        if last > t:
+                            x = 0.5 * (x + np.float64(log_probs[k, last - first_shown, v, p]))
                         if parallel_penalty > 0.0 and x > -np.inf:
-                            x -= parallel_penalty * _consecutive_perfects(pitches, k, t, v, p)
+                            x -= parallel_penalty * _consecutive_perfects(pitches, k, t, last, v, p)
                         if x > top:
                             top = x
                             best = p
@@ -131,34 +172,35 @@ def sample_masked(log_probs, mask, allowed, temperature, uniforms, pitches, para
                         if allowed[v, p]:
                             count += 1
                     target = int(uniforms[k, t, v] * count)
+                    choice = -1
                     for p in range(num_pitches):
                         if allowed[v, p]:
                             if target == 0:
-                                pitches[k, t, v] = p
+                                choice = p
                                 break
                             target -= 1
-                    continue
-                if greedy:
-                    pitches[k, t, v] = best
-                    continue
-                total = 0.0
-                for p in range(num_pitches):
-                    w = np.exp((logits[p] - top) * inv_temperature) if logits[p] > -np.inf else 0.0
-                    weights[p] = w
-                    total += w
-                target = uniforms[k, t, v] * total
-                # Rounding can leave the running sum just short of target; the last pitch with
-                # weight is then the right answer (u is in [0, 1)).
-                choice = best
-                cumulative = 0.0
-                for p in range(num_pitches):
-                    w = weights[p]
-                    if w > 0.0:
-                        cumulative += w
-                        choice = p
-                        if cumulative > target:
-                            break
-                pitches[k, t, v] = choice
+                elif greedy:
+                    choice = best
+                else:
+                    total = 0.0
+                    for p in range(num_pitches):
+                        w = np.exp((logits[p] - top) * inv_temperature) if logits[p] > -np.inf else 0.0
+                        weights[p] = w
+                        total += w
+                    target = uniforms[k, t, v] * total
+                    # Rounding can leave the running sum just short of target; the last pitch
+                    # with weight is then the right answer (u is in [0, 1)).
+                    choice = best
+                    cumulative = 0.0
+                    for p in range(num_pitches):
+                        w = weights[p]
+                        if w > 0.0:
+                            cumulative += w
+                            choice = p
+                            if cumulative > target:
+                                break
+                for step in range(t, last + 1):
+                    pitches[k, step, v] = choice
 
 
 @njit(cache=True, nogil=True)

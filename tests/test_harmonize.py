@@ -7,6 +7,7 @@ import pytest
 
 from bridge.engines import REST, load_engine
 from bridge.midifile import quantize, read_melody, read_voices, write_melody
+from bridge.score import Score
 from bridge.settings import DEFAULT_VOICE_RANGES, Settings
 from conftest import EXAMPLE_MELODY, hymn_steps, run_cli
 
@@ -46,6 +47,26 @@ def test_harmonize_keeps_soprano_and_fills_every_voice(engine):
     assert np.all(roll[:, 1:] >= 0)
     for voice, (low, high) in enumerate(DEFAULT_VOICE_RANGES):
         assert roll[:, voice].min() >= low and roll[:, voice].max() <= high
+
+
+def moves_at(voice: np.ndarray) -> np.ndarray:
+    """The steps on which a voice's pitch changes."""
+    return np.flatnonzero(np.diff(voice) != 0) + 1
+
+
+@pytest.mark.parametrize("downbeat", [0, 1])
+def test_the_bass_moves_in_whole_8ths_of_the_melodys_meter_the_upper_voices_may_not(engine, downbeat):
+    """Gibbs redraws whole 8ths in the bass always, in every voice while it redraws most of the
+    piece: the bass never changes pitch on an 8th's second 16th; the alto and tenor may."""
+    melody = Score.melody(hymn_steps(), meter=(16, downbeat))
+    inner_off_the_8ths = 0
+    for seed in range(4):
+        result = engine.harmonize(melody, Settings(seed=seed, temperature=1.0))
+        assert result.meter == (16, downbeat)
+        bass = moves_at(result.pitches[:, 3])
+        assert len(bass) > 10 and np.all((bass - downbeat) % 2 == 0), bass
+        inner_off_the_8ths += sum(int(np.sum((moves_at(result.pitches[:, v]) - downbeat) % 2)) for v in (1, 2))
+    assert inner_off_the_8ths > 0
 
 
 def test_same_seed_same_result_other_seed_other_result(engine):

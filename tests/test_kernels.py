@@ -7,6 +7,7 @@ from bridge.kernels import (
     choose_resample_cells,
     masked_log_likelihood,
     sample_masked,
+    tie_eighths,
     yao_mask_prob,
 )
 from bridge.keys import estimate_key, parse_key, scale_pitch_classes
@@ -344,7 +345,7 @@ def test_the_parallel_penalty_counts_what_the_bench_counts():
         counts = _count_parallels([rows])
         bench = sum(n for kind, n in counts.items() if kind != "changes")
         index = (rows - 30)[None].astype(np.int64)   # pitch indices: one offset for every voice
-        sampler = sum(_consecutive_perfects(index, 0, 1, v, index[0, 1, v]) for v in range(4))
+        sampler = sum(_consecutive_perfects(index, 0, 1, 1, v, index[0, 1, v]) for v in range(4))
         assert sampler == 2 * bench, rows
         seen += bench
     assert seen > 50
@@ -360,6 +361,71 @@ def test_log_probs_of_the_last_steps_only_draw_as_the_whole_rolls_do(bass_prefer
     log_probs, mask, pitches = _fifths_setup(bass_prefers)
     sample_masked(log_probs[:, 1:], mask, allowed, 0.0, np.zeros((1, 2, V)), pitches, 0.0)
     assert pitches[0, 1, 3] == bass_prefers
+
+
+# --- whole 8th notes: tie_eighths and sample_masked's tie_next --------------------------------
+
+def test_tie_eighths_masks_both_16ths_of_an_8th_of_a_tied_voice_from_its_phase():
+    free = np.ones((2, 6, V), bool)
+    free[0, 3, 2] = False                       # chain 0: the tenor's second 8th is half given
+    mask = np.zeros((2, 6, V), np.float32)
+    mask[:, 2, 2] = mask[:, 2, 3] = 1           # the first 16ths of 8ths in phase 0 ...
+    mask[:, 5, 1] = 1                           # ... and a lone second 16th in the alto
+    tie_next = np.ones((2, 6, V), bool)         # written over
+    tied = np.array([False, False, True, True])
+    tie_eighths(free, mask, np.array([0, 1]), tied, tie_next)
+    # chain 0, 8ths at steps (0,1) (2,3) (4,5): the bass's second 8th masked whole, the tenor's
+    # not (its second 16th is given), the alto untied
+    assert mask[0, 3, 3] == 1 and tie_next[0, 2, 3]
+    assert mask[0, 3, 2] == 0 and not tie_next[0, 2, 2]
+    assert mask[0, 5, 1] == 1 and not tie_next[0, 4, 1]
+    assert tie_next[0].sum() == 1
+    # chain 1, phase 1: 8ths at (1,2) (3,4): steps 2 are second 16ths, so the 8ths they end are
+    # masked only where their first 16ths were (they were not: unmasked)
+    assert mask[1, 2, 2] == 0 and mask[1, 2, 3] == 0 and not tie_next[1].any()
+
+
+def test_a_tied_pair_is_drawn_as_one_note_from_the_mean_of_its_log_probs():
+    """The first 16th prefers D4 by a little, the second prefers E4 by a lot: drawn apart they
+    differ; tied, E4 (the better mean) for both."""
+    log_probs = np.full((1, 2, V, P), -20.0, np.float32)
+    log_probs[0, 0, 3, 26], log_probs[0, 0, 3, 28] = -0.5, -1.0
+    log_probs[0, 1, 3, 26], log_probs[0, 1, 3, 28] = -6.0, -0.1
+    mask = np.zeros((1, 2, V), np.float32)
+    mask[0, :, 3] = 1
+    allowed = np.ones((V, P), bool)
+    apart = np.full((1, 2, V), -1, np.int64)
+    sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 2, V)), apart, 0.0)
+    assert list(apart[0, :, 3]) == [26, 28]
+    tie_next = np.zeros((1, 2, V), bool)
+    tie_next[0, 0, 3] = True
+    tied = np.full((1, 2, V), -1, np.int64)
+    sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 2, V)), tied, 0.0, tie_next)
+    assert list(tied[0, :, 3]) == [28, 28]
+    mask[0, 1, 3] = 0
+    with pytest.raises(ValueError, match="tied cell"):
+        sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 2, V)), tied, 0.0, tie_next)
+
+
+def test_a_tied_pair_is_penalized_for_the_perfects_out_of_its_second_16th():
+    """G4 -> G4 -> A4 over a bass drawn for steps 0-1 as one note: C4 makes fifths into A4/D4
+    at step 2 only out of the second 16th; the penalty sees them there."""
+    pitches = np.full((1, 3, V), -1, np.int64)
+    pitches[0, :, 0] = [31, 31, 33]             # G4 G4 A4
+    pitches[0, 2, 3] = 26                       # D4 under A4 at step 2: a fifth
+    log_probs = np.full((1, 3, V, P), -20.0, np.float32)
+    log_probs[0, :2, 3, 24] = -0.1              # C4, a fifth under G4, moving to D4 under A4
+    log_probs[0, :2, 3, 28] = -2.5              # E4
+    mask = np.zeros((1, 3, V), np.float32)
+    mask[0, :2, 3] = 1
+    tie_next = np.zeros((1, 3, V), bool)
+    tie_next[0, 0, 3] = True
+    allowed = np.ones((V, P), bool)
+    sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 3, V)), pitches, 0.0, tie_next)
+    assert list(pitches[0, :2, 3]) == [24, 24]
+    pitches[0, :2, 3] = -1
+    sample_masked(log_probs, mask, allowed, 0.0, np.zeros((1, 3, V)), pitches, 5.0, tie_next)
+    assert list(pitches[0, :2, 3]) == [28, 28]
 
 
 def test_a_masked_cell_before_the_steps_log_probs_covers_is_an_error():

@@ -41,7 +41,7 @@ def engine(tiny_model):
 class Broken(CoconetEngine):
     """A real engine whose every harmonization fails."""
 
-    def inpaint(self, roll, known, settings, open_end=False):
+    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
         raise RuntimeError("the model fell over")
 
 
@@ -177,7 +177,7 @@ class Unisons(CoconetEngine):
     """A real engine's model with a harmony of unisons: alto doubles the melody, tenor and bass
     an octave below it (for the bookkeeping of unisons, which a small model draws too rarely)."""
 
-    def inpaint(self, roll, known, settings, open_end=False):
+    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
         out = roll.copy()
         melody = roll[:, 0]
         for voice, below in ((1, 0), (2, 12), (3, 12)):

@@ -100,22 +100,31 @@ def test_phrase_mode_decides_phrases_with_the_full_schedule_given_what_it_decide
     calls = []
 
     class Counting(type(engine)):
-        def inpaint(self, roll, known, settings, open_end=False):
-            calls.append((roll.copy(), known.copy(), settings.steps))
-            return super().inpaint(roll, known, settings, open_end)
+        def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
+            calls.append((roll.copy(), known.copy(), settings.steps, meter))
+            return super().inpaint(roll, known, settings, open_end, meter)
 
     counting = Counting(engine.model)
     player, recorder = phrase_player(counting, lookahead=2.0)
     events = melody_events(MELODY)
     run_until(player, recorder, events[-1][0] + 3 * NS_PER_MINUTE // int(BPM), events)
-    assert all(steps == PHRASE_SETTINGS.steps for *_, steps in calls)
+    assert all(steps == PHRASE_SETTINGS.steps for _, _, steps, _ in calls)
     # a phrase is several onsets long (2 beats of 8ths, less the decision margin), and later
     # phrases are given the harmony already decided
-    free_rows = [int((~known[:, 1:]).any(axis=1).sum()) for _, known, _ in calls]
+    free_rows = [int((~known[:, 1:]).any(axis=1).sum()) for _, known, _, _ in calls]
     assert max(free_rows) >= 4 and len(calls) < len(MELODY)
-    for roll, known, _ in calls[1:]:
+    for roll, known, _, _ in calls[1:]:
         past = known[:, 1:].all(axis=1) & (roll[:, SOPRANO] >= 0)
         assert past.any() and (roll[past, 1:] != REST).any()
+    # each window's meter places the song's bars (the engine draws whole 8ths from them): the
+    # melody's 8th notes, from song step 0, begin on even steps of it, in windows that begin on
+    # odd steps too
+    starts = set()
+    for roll, _, _, (bar, downbeat) in calls:
+        changes = np.flatnonzero(np.diff(roll[:, SOPRANO]) != 0) + 1
+        assert bar == 16 and len(changes) and np.all((changes - downbeat) % 2 == 0), (changes, downbeat)
+        starts.add(-downbeat % 2)
+    assert starts == {0, 1}
 
 
 def test_what_sounds_under_a_held_note_is_what_was_decided(engine):
@@ -435,9 +444,9 @@ def test_phrase_mode_through_jack_comes_out_one_lookahead_later(jack_server, eng
 class Slow(CoconetEngine):
     """A real engine that takes 150 ms a phrase, as a big model on a loaded machine might."""
 
-    def inpaint(self, roll, known, settings, open_end=False):
+    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
         time.sleep(0.15)
-        return super().inpaint(roll, known, settings, open_end)
+        return super().inpaint(roll, known, settings, open_end, meter)
 
 
 def test_a_slow_phrase_decision_does_not_hold_up_what_is_due_meanwhile(jack_server, engine, outside):

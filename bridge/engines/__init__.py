@@ -146,9 +146,10 @@ class Engine(ABC):
                 results[i] = self._user_view(result, scores[i], np.asarray(knowns[i], dtype=bool), views[i][1])
         return results
 
-    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False) -> np.ndarray:
-        """`fill` on a (T, 4) roll of pitches -> (T, 4) int16 roll."""
-        return np.array(self.fill(self.score_of(roll, known), known, settings, open_end).pitches)
+    def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False,
+                meter: tuple[int, int] = (16, 0)) -> np.ndarray:
+        """`fill` on a (T, 4) roll of pitches (its bars as `meter` says: see Score) -> (T, 4) int16 roll."""
+        return np.array(self.fill(self.score_of(roll, known, meter), known, settings, open_end).pitches)
 
     def inpaint_many(self, rolls: list[np.ndarray], knowns: list[np.ndarray], settings: Settings,
                      open_end: bool = False) -> list[np.ndarray]:
@@ -196,12 +197,12 @@ class Engine(ABC):
         known = np.zeros(roll.shape, dtype=bool)
         known[:, SOPRANO] = True
         known[held < 0] = True
-        result = self.fill(Score.of(roll, onsets), known, settings)
+        result = self.fill(Score.of(roll, onsets, meter=melody.meter), known, settings)
         pitches = np.array(result.pitches)
         pitches[:, SOPRANO] = soprano
         onsets = np.array(result.onsets)
         onsets[:, SOPRANO] = melody.onsets[:, 0]
-        return Score.of(pitches, onsets)
+        return Score.of(pitches, onsets, meter=melody.meter)
 
     def stream(self, settings: Settings) -> "Stream":
         """A piece continued a few steps at a time (see Stream); with CONTINUE, state kept."""
@@ -222,10 +223,10 @@ class Engine(ABC):
     # ---- the register path, the one place -----------------------------------------------------
 
     @classmethod
-    def score_of(cls, roll: np.ndarray, known: np.ndarray) -> Score:
+    def score_of(cls, roll: np.ndarray, known: np.ndarray, meter: tuple[int, int] = (16, 0)) -> Score:
         """The Score of a roll's known cells (repeated pitches held), BadInput unless roll and
         known are (T, 4)."""
-        return Score.of(cls.given_cells(roll, known)[0])
+        return Score.of(cls.given_cells(roll, known)[0], meter=meter)
 
     def _model_view(self, score: Score, known: np.ndarray, settings: Settings,
                     shift: int | None = None) -> tuple[Score, int, Settings]:
@@ -254,7 +255,7 @@ class Engine(ABC):
         view[:, SOPRANO] = fold_into_range(given[:, SOPRANO], low - shift, high - shift)
         view[:, 1:] = fold_into_range(given[:, 1:], lowest - shift, highest - shift)
         view = np.where(view >= 0, view + shift, REST).astype(np.int16)
-        return Score.of(view, score.onsets & known, held_in=True), shift, view_settings
+        return Score.of(view, score.onsets & known, held_in=True, meter=score.meter), shift, view_settings
 
     @staticmethod
     def _user_view(result: Score, score: Score, known: np.ndarray, shift: int) -> Score:

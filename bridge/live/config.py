@@ -13,6 +13,10 @@ MODES = ("note", "phrase", "respond")
 # the modes that harmonize the player's own melody (respond mode continues it: any engine can)
 HARMONIZING_MODES = ("note", "phrase")
 VOICES = 4
+# the song's beats and bars, in 16ths, counted from its start (step 0 is a downbeat), in 4/4:
+# where respond mode's answers begin, and the bars phrase mode's phrases are drawn in
+BEAT_STEPS = 4
+BAR_STEPS = 16
 # the sampling knobs `bachbridge live` starts with: phrase mode anneals as offline does
 LIVE_SETTINGS = Settings()
 # the longest lookahead, in beats

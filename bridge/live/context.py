@@ -142,10 +142,12 @@ class Context:
         return self.rows[start:], self.known[start:]
 
 
-def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray) -> np.ndarray:
+def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray,
+               meter: tuple[int, int] = (16, 0)) -> np.ndarray:
     """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
-    the melody's register (Engine.fill moves it for the model and back), MIDI pitches, -1 = silent."""
-    return snapshot.engine.inpaint(roll, known, snapshot.settings, open_end=True)[:, 1:]
+    the melody's register (Engine.fill moves it for the model and back), MIDI pitches, -1 = silent;
+    `meter` places the roll's bars (see Score)."""
+    return snapshot.engine.inpaint(roll, known, snapshot.settings, open_end=True, meter=meter)[:, 1:]
 
 
 class Asker:

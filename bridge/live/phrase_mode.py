@@ -8,7 +8,7 @@ import numpy as np
 
 from bridge.clock import Clock, step_ns
 from bridge.engines import REST, SOPRANO, rest_is_held
-from bridge.live.config import VOICES
+from bridge.live.config import BAR_STEPS, VOICES
 from bridge.live.context import ask_engine, past_steps_for
 from bridge.live.decider import Decider
 from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, ScheduledPlayer
@@ -234,9 +234,13 @@ class PhraseMode(ScheduledPlayer):
         roll[:, 1:] = self.harmony_rows[start:hi]
         known = np.ones(roll.shape, dtype=bool)
         known[lo - start:, 1:] = (roll[lo - start:, SOPRANO] < 0)[:, None]
+        # the song's bars, counted as respond mode counts them: the rows are consecutive 16ths up
+        # to the newest, at last_step (the engine draws whole 8ths from its even steps)
+        first_step = self.last_step - (hi - 1 - start)
         self._tokens += 1
         self.deciding = (self._tokens, lo + self.trimmed, hi + self.trimmed)
-        self.decider.submit(self._tokens, functools.partial(ask_engine, self.snapshot, roll, known))
+        self.decider.submit(self._tokens, functools.partial(ask_engine, self.snapshot, roll, known,
+                                                            (BAR_STEPS, -first_step)))
 
     def _take_decision(self, wait: bool = False) -> None:
         """Schedule the rows being decided once their harmony is back."""

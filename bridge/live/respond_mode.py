@@ -10,21 +10,18 @@ import numpy as np
 
 from bridge.clock import Clock, step_ns
 from bridge.engines import REST, SOPRANO, hold_through_short_rests
-from bridge.live.config import VOICES
+from bridge.live.config import BAR_STEPS, BEAT_STEPS, VOICES
 from bridge.live.decider import Decider
 from bridge.live.player import NOTE_OFF, NOTE_ON, Outlet, ScheduledPlayer
 from bridge.live.stats import LiveStats, describe
 from bridge.score import Score
 
-BEAT_STEPS = 4
 # the player's phrase the engine is given: at most this many 16ths before the answer (4 bars)
 PRIME_STEPS = 64
 # the engine is asked for an answer at least this long before its beat: room for it to work (or
 # half again the longest of the last few answers, so that a slow engine still starts on its beat)
 FIRST_LEAD_NS = 250_000_000
 RECENT_ANSWERS = 8
-# the answer's bars are counted from the song's start (step 0 is a downbeat), in 4/4
-BAR_STEPS = 16
 
 
 class RespondMode(ScheduledPlayer):
