@@ -41,7 +41,7 @@ def test_120_bpm_clock_followed_within_one_percent_and_tempo_changes_followed():
 
 def test_one_clock_stamped_late_barely_moves_the_tempo():
     """A clock stamped 8 ms late (a busy sender, a poll that came late) at the newest end of the
-    window: with the span between the oldest and newest clocks it read 118.0 bpm for 120."""
+    window: the span between the oldest and newest clocks would read 118.0 bpm for 120."""
     clock = Clock("midi")
     t = send_clocks(clock, 48, 120.0, 1e9)
     clock.feed(CLOCK, int(t + 8 * MS))

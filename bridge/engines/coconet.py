@@ -119,9 +119,8 @@ class CoconetEngine(Engine):
         `eighth_phases` on, drawn as one pitch: kernels.tie_eighths) in the bass always, and in
         every voice while they redraw at least EIGHTHS_WHILE_SHARE of the cells; the upper voices'
         16ths come from the last, finer steps. Redrawn a 16th at a time, a passing note needs its
-        two 16ths to change together, one draw at a time; they rarely do, and the bass leapt from
-        root to root (0.50 of its moves stepwise, Bach's 0.665) and wrote 16ths Bach almost never
-        writes.
+        two 16ths to change together, one draw at a time, which they rarely do: the bass then leaps
+        from root to root and writes 16ths Bach almost never writes (README, "Musical figures").
 
         One step's few cells are drawn top voice first, each from the network's distribution given
         the voices above it: an exact draw from the chronological factorization the network was
