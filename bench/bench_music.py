@@ -95,6 +95,11 @@ def print_table(bach: dict, model: dict | None, block: dict, model_verdict, bloc
     print(line(overall))
 
 
+def sixteenths_text(stats: dict) -> str:
+    return ", ".join(f"{voice} {counted['sixteenths'] / counted['notes']:.3f}"
+                     for voice, counted in stats["sixteenths"].items() if counted["notes"])
+
+
 def bass_by_length_text(stats: dict) -> str:
     by_length = stats["bass_by_length"]
     total = sum(counted["moves"] for counted in by_length.values())
@@ -174,6 +179,10 @@ def main() -> int:
     for name, stats in (("Bach", bach), ("model", model)):
         if stats is not None:
             print(f"  {name}: {bass_by_length_text(stats)}")
+    print("16th notes, share of each voice's notes (not in the bar):")
+    for name, stats in (("Bach", bach), ("model", model)):
+        if stats is not None:
+            print(f"  {name}: {sixteenths_text(stats)}")
 
     if args.json:
         out = {

@@ -159,6 +159,19 @@ def test_bass_moves_by_the_length_of_the_note_they_leave():
     assert sum(c["moves"] for c in by_length.values()) == music_stats(roll)["counts"]["bass_moves"]
 
 
+def test_sixteenths_count_each_voices_notes_of_one_16th():
+    # soprano: one long note; alto: a 16th, an 8th, a 16th; tenor: 16th, rest, 16th, 16th...
+    # (a rest is no note); bass: two 8ths
+    roll = np.array([(72, 67, 60, 48),
+                     (72, 69, -1, 48),
+                     (72, 69, 62, 50),
+                     (72, 71, 64, 50)], dtype=np.int16)
+    assert music_stats(roll)["sixteenths"] == {"soprano": {"notes": 1, "sixteenths": 0},
+                                               "alto": {"notes": 3, "sixteenths": 2},
+                                               "tenor": {"notes": 3, "sixteenths": 3},
+                                               "bass": {"notes": 2, "sixteenths": 0}}
+
+
 def test_harmony_changes_per_beat():
     chords = [(72, 67, 64, 48), (71, 67, 62, 55)] * 4
     roll = roll_of(*chords, steps=2)              # 16 steps = 4 beats, a new chord every 2 steps
