@@ -28,7 +28,7 @@ SCORE_BLOCKS = 4
 OPEN_END_STEPS = 4
 # the Gibbs steps that redraw at least this share of the free cells redraw every voice in whole
 # 8th notes (see _sample)
-EIGHTHS_WHILE_SHARE = 0.3
+EIGHTHS_WHILE_SHARE = 0.4
 # graph outputs of a model with voice heads: the trunk's features, then the heads' weights
 # (in the order bridge.kernels.voice_head_log_probs takes them; export_onnx.py writes them so)
 FEATURES = "features"
