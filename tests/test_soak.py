@@ -130,14 +130,14 @@ def test_no_event_errors(soak):
 
 
 def test_a_note_off_in_a_cycle_the_listener_missed_is_not_called_hanging():
-    """bench_soak.hanging_at_end: an echo struck twice with no note-off between is hanging, unless
+    """soak_record.hanging_at_end: an echo struck twice with no note-off between is hanging, unless
     the listener missed a cycle between the two (its clocks, 750 frames apart, show the gap)."""
-    import bench_soak
+    import soak_record
 
     def record(gap: bool) -> list:
         clocks = [(frame, bytes([0xF8])) for frame in range(0, 20_000, 750) if not (gap and frame == 6_000)]
         notes = [(1_000, bytes([0x94, 74, 90])), (12_000, bytes([0x94, 74, 90])), (15_000, bytes([0x84, 74, 0]))]
         return sorted(clocks + notes, key=lambda event: event[0])
 
-    assert bench_soak.hanging_at_end(record(gap=False)) == ({(4, 74): 1}, {})
-    assert bench_soak.hanging_at_end(record(gap=True)) == ({}, {(4, 74): 1})
+    assert soak_record.hanging_at_end(record(gap=False)) == ({(4, 74): 1}, {})
+    assert soak_record.hanging_at_end(record(gap=True)) == ({}, {(4, 74): 1})
