@@ -549,6 +549,10 @@ def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(jack_ri
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
                XDG_DATA_HOME=str(tmp_path / "data"))
     log = tmp_path / "gui.log"
+    graph = jack_rig.graph()
+    # an earlier test's bridge may still be closing: its ports would be found, and connected to,
+    # in place of the new ones
+    assert wait_for(lambda: not graph.ports(r":bachbridge (in|out)$"), timeout=30), graph.ports("bachbridge")
     started = time.perf_counter()
     with open(log, "wb") as output:
         gui = subprocess.Popen([sys.executable, "-m", "bridge", "gui", "--api", "jack", "--model", str(tiny_model)],
@@ -559,7 +563,9 @@ def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(jack_ri
         ports_up = time.perf_counter() - started
         sender = connect(outside)
         sender.send_message([NOTE_ON, 67, 90])   # held
-        assert wait_for(lambda: harmony_ons(outside.messages()), timeout=30), ([m.hex() for m in outside.messages()], gui.poll())
+        assert wait_for(lambda: harmony_ons(outside.messages()), timeout=30), (
+            [m.hex() for m in outside.messages()], gui.poll(),
+            {port: graph.connections(port) for port in graph.ports("bachbridge")}, log.read_text()[-2000:])
         gui.send_signal(signal.SIGTERM)
         assert gui.wait(60) == 0, log.read_text()
     finally:
