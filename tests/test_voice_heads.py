@@ -224,10 +224,12 @@ def test_candidates_keep_the_likeliest_draw(engine, torch_model, live_windows):
         alto_lp, tenor_lp, bass_lp = reference_step(torch_model, window, alto, tenor)
         return alto_lp[alto] + tenor_lp[tenor] + bass_lp[bass]
 
+    # every window, 16 chains: the session's tiny model is trained afresh, and a sharp one draws
+    # the same harmony in most chains (12 windows of 8 chains once gave 2 better, 17 of 24 another time)
     better = 0
-    for seed, window in enumerate(live_windows[:12]):
+    for seed, window in enumerate(live_windows):
         one = engine.inpaint(window, live_known(), Settings(temperature=1.0, seed=seed), open_end=True)[-1, 1:]
-        best = engine.inpaint(window, live_known(), Settings(temperature=1.0, seed=seed, candidates=8),
+        best = engine.inpaint(window, live_known(), Settings(temperature=1.0, seed=seed, candidates=16),
                               open_end=True)[-1, 1:]
         assert log_likelihood(window, best) >= log_likelihood(window, one) - 1e-4
         better += log_likelihood(window, best) > log_likelihood(window, one) + 1e-4
