@@ -103,6 +103,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bridge.keys import estimate_key
+from bridge.score import SATB
 
 REST = -1
 STEPS_PER_BEAT = 4
@@ -308,13 +309,19 @@ def harmony_changes_per_beat(rolls) -> float:
 BASS_NOTE_LENGTHS = {1: "16th", 2: "8th", 4: "quarter"}
 
 
+def _notes(voice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first step, length) of each run of one pitch (or of rest) in a voice's steps."""
+    starts = np.concatenate(([0], np.flatnonzero(voice[1:] != voice[:-1]) + 1))
+    return starts, np.diff(np.concatenate((starts, [len(voice)])))
+
+
 def _bass_moves(rolls) -> tuple[int, int, dict]:
     """(stepwise, moves, {length class: {"moves", "stepwise"}}) of the bass's pitch changes."""
     lengths, stepwise = [], []
     for roll in _as_rolls(rolls):
         bass = roll[:, 3].astype(np.int64)
-        changed = np.flatnonzero(bass[1:] != bass[:-1]) + 1        # steps where the bass's pitch changes
-        left = np.diff(np.concatenate(([0], changed)))             # the length of the note (or rest) left
+        starts, runs = _notes(bass)
+        changed, left = starts[1:], runs[:-1]                      # each change, the note (or rest) it leaves
         moved = (bass[changed] >= 0) & (bass[changed - 1] >= 0)    # a rest on either side is no move
         lengths.append(left[moved])
         stepwise.append(np.abs(bass[changed] - bass[changed - 1])[moved] <= 2)
@@ -330,9 +337,6 @@ def _bass_moves(rolls) -> tuple[int, int, dict]:
     return int(stepwise.sum()), len(stepwise), by_length
 
 
-VOICE_NAMES = ("soprano", "alto", "tenor", "bass")
-
-
 def _sixteenths(rolls) -> dict:
     """{voice: {"notes", "sixteenths"}}: each voice's notes and how many last a single 16th."""
     notes = np.zeros(4, np.int64)
@@ -340,12 +344,11 @@ def _sixteenths(rolls) -> dict:
     for roll in _as_rolls(rolls):
         for v in range(4):
             voice = roll[:, v].astype(np.int64)
-            starts = np.concatenate(([0], np.flatnonzero(voice[1:] != voice[:-1]) + 1))
-            lengths = np.diff(np.concatenate((starts, [len(voice)])))
+            starts, lengths = _notes(voice)
             sounding = voice[starts] >= 0
             notes[v] += int(sounding.sum())
             sixteenths[v] += int((sounding & (lengths == 1)).sum())
-    return {name: {"notes": int(notes[v]), "sixteenths": int(sixteenths[v])} for v, name in enumerate(VOICE_NAMES)}
+    return {name: {"notes": int(notes[v]), "sixteenths": int(sixteenths[v])} for v, name in enumerate(SATB)}
 
 
 def bass_stepwise_share(rolls) -> float:
