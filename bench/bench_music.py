@@ -175,14 +175,14 @@ def main() -> int:
           f"PRODUCT.md quotes {BACH_PARALLELS_QUOTED} for Bach, measured here {bach['parallels']:.2f}")
     print()
     print_table(bach, model, block, model_verdict, block_verdict, Path(str(args.model)).stem)
-    print("\nbass moves by the note they leave (share of the moves / share of those stepwise; not in the bar):")
-    for name, stats in (("Bach", bach), ("model", model)):
-        if stats is not None:
-            print(f"  {name}: {bass_by_length_text(stats)}")
-    print("16th notes, share of each voice's notes (not in the bar):")
-    for name, stats in (("Bach", bach), ("model", model)):
-        if stats is not None:
-            print(f"  {name}: {sixteenths_text(stats)}")
+    print()
+    for title, text in (("bass moves by the note they leave (share of the moves / share of those stepwise; "
+                         "not in the bar)", bass_by_length_text),
+                        ("16th notes, share of each voice's notes (not in the bar)", sixteenths_text)):
+        print(f"{title}:")
+        for name, stats in (("Bach", bach), ("model", model)):
+            if stats is not None:
+                print(f"  {name}: {text(stats)}")
 
     if args.json:
         out = {
