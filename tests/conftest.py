@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_jack import jack_rig, jack_server, outside, realtime_jack  # noqa: F401  (a real JACK server for the port tests)
+from conftest_jack import fresh_jack, jack_rig, jack_server, outside, realtime_jack  # noqa: F401  (a real JACK server for the port tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_MELODY = ROOT / "bridge" / "examples" / "chorale_melody.mid"

@@ -7,6 +7,8 @@ conftest.py.
   seconds even with realtime scheduling, and what is sent in such a cycle is lost whatever the
   clients do, so a test that waits for one particular note would fail now and then for JACK's
   sake.
+- `fresh_jack`: a second --sync server that no test used before, the default one for the length
+  of one test (see its docstring).
 - `realtime_jack`: a second server, asynchronous (no --sync) and realtime, as a desktop runs one,
   made the default server for the length of one test: for the tests that play among stock JACK
   programs under CPU load, and tell JACK's losses (cycles it reported as xruns, see
@@ -55,6 +57,21 @@ def realtime_jack(jack_rig, tmp_path) -> JackServer:
         if not server.realtime_granted:
             pytest.skip("jackd could not get realtime scheduling here: under CPU load a JACK server "
                         "without it drops events whatever its clients do")
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def fresh_jack(jack_rig, tmp_path) -> JackServer:
+    """A --sync server of its own, the default one during the test, that no client used before:
+    for a test that starts a whole tree of processes, each opening and closing clients at once.
+    The session's server has by then seen hundreds of clients come and go, some of them killed,
+    and now and then (about one run of tests/test_gui.py in 15 here) jack2 then stops running its
+    graph as such a tree joins: every cycle times out ('SuspendRefNum error' in jackd's log, as in
+    jack2 issue #156) until that tree's clients leave, and nothing is delivered meanwhile."""
+    server = JackServer(realtime=True, sync=True, log=tmp_path / "jackd-fresh.log").start()
+    try:
         yield server
     finally:
         server.close()

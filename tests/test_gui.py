@@ -537,7 +537,7 @@ def test_choosing_an_existing_port_reconnects_the_bridge_to_it(live_window, outs
     assert wait_for(lambda: not unreleased(outside.messages()), timeout=10)
 
 
-def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(jack_rig, tiny_model, outside, tmp_path,
+def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(fresh_jack, tiny_model, outside, tmp_path,
                                                                          capsys):
     """`bachbridge gui` as a user starts it: the bridge's process comes up (launched before the
     window is made), plays, and SIGTERM to the window closes it cleanly, state saved."""
@@ -549,23 +549,22 @@ def test_the_gui_command_opens_the_ports_and_sigterm_releases_every_note(jack_ri
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
                XDG_DATA_HOME=str(tmp_path / "data"))
     log = tmp_path / "gui.log"
-    graph = jack_rig.graph()
-    # an earlier test's bridge may still be closing: its ports would be found, and connected to,
-    # in place of the new ones
-    assert wait_for(lambda: not graph.ports(r":bachbridge (in|out)$"), timeout=30), graph.ports("bachbridge")
+    graph = fresh_jack.graph()   # a server of its own: no earlier bridge's ports, no earlier clients (see fresh_jack)
     started = time.perf_counter()
     with open(log, "wb") as output:
         gui = subprocess.Popen([sys.executable, "-m", "bridge", "gui", "--api", "jack", "--model", str(tiny_model)],
                                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        jack_rig.port("bachbridge in", timeout=120)
-        jack_rig.port("bachbridge out", timeout=120)
+        fresh_jack.port("bachbridge in", timeout=120)
+        fresh_jack.port("bachbridge out", timeout=120)
         ports_up = time.perf_counter() - started
         sender = connect(outside)
         sender.send_message([NOTE_ON, 67, 90])   # held
         assert wait_for(lambda: harmony_ons(outside.messages()), timeout=30), (
-            [m.hex() for m in outside.messages()], gui.poll(),
-            {port: graph.connections(port) for port in graph.ports("bachbridge")}, log.read_text()[-2000:])
+            f"received {[m.hex() for m in outside.messages()]}, gui exit status {gui.poll()}, "
+            f"connections {({port: graph.connections(port) for port in graph.ports('')})}, "
+            f"cycles jackd timed out on: {fresh_jack.log_path.read_text().count('SuspendRefNum')}, "
+            f"gui's log: {log.read_text()[-2000:]}")
         gui.send_signal(signal.SIGTERM)
         assert gui.wait(60) == 0, log.read_text()
     finally:
