@@ -64,12 +64,10 @@ def realtime_jack(jack_rig, tmp_path) -> JackServer:
 
 @pytest.fixture
 def fresh_jack(jack_rig, tmp_path) -> JackServer:
-    """A --sync server of its own, the default one during the test, that no client used before:
-    for a test that starts a whole tree of processes, each opening and closing clients at once.
-    The session's server has by then seen hundreds of clients come and go, some of them killed,
-    and now and then (about one run of tests/test_gui.py in 15 here) jack2 then stops running its
-    graph as such a tree joins: every cycle times out ('SuspendRefNum error' in jackd's log, as in
-    jack2 issue #156) until that tree's clients leave, and nothing is delivered meanwhile."""
+    """A --sync server of its own, the default one during the test: for a test that starts a
+    whole program, which finds the ports it plays through by name, so that no earlier test's
+    ports (a bridge still closing) or clients are on it; its log is the test's own, for the
+    cycles jackd timed out on."""
     server = JackServer(realtime=True, sync=True, log=tmp_path / "jackd-fresh.log").start()
     try:
         yield server

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bridge.ports import (MidiInput, MidiOutput, PortError, auto_api, check_message, find_port, list_apis,
-                          list_ports, pick_api)
+from bridge.ports import (MidiInput, MidiOutput, PortError, auto_api, check_message, find_port, jack_running,
+                          list_apis, list_ports, pick_api)
 from conftest import run_cli
 from jackrig import gil_block
 
@@ -248,6 +248,23 @@ def test_ports_command_lists_the_open_ports(midi_in, midi_out):
     assert "MIDI APIs compiled in:" in result.stdout and "jack" in result.stdout
     assert "auto picks: jack" in result.stdout
     assert ":bachbridge in" in result.stdout and ":bachbridge out" in result.stdout, result.stdout
+
+
+def test_asking_whether_jack_runs_and_listing_its_ports_activates_no_client(midi_in, midi_out, monkeypatch):
+    """A window lists the ports often; an rtmidi client is activated as it opens, so each listing
+    would change the server's graph (see bridge.ports._jack_graph). Here every rtmidi client
+    refuses to open: the answers come from a passive client all the same."""
+    import rtmidi
+
+    def refused(*args, **kwargs):
+        raise AssertionError("an rtmidi client was opened to list ports")
+
+    monkeypatch.setattr(rtmidi, "MidiIn", refused)
+    monkeypatch.setattr(rtmidi, "MidiOut", refused)
+    assert jack_running()
+    listed = list_ports("jack")
+    assert [n for n in listed["outputs"] if n.endswith(":bachbridge in")] == [midi_in.full_name]
+    assert any(n.endswith(":bachbridge out") for n in listed["inputs"]), listed
 
 
 def test_connect_to_existing_ports_by_name(jack_server, outside):
