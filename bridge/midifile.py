@@ -16,7 +16,7 @@ import mido
 import numpy as np
 
 from bridge.errors import BadInput
-from bridge.score import REST, Score
+from bridge.score import COMMON_TIME, REST, Score
 
 STEPS_PER_BEAT = 4
 VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
@@ -321,7 +321,7 @@ def write_chorale(path, score: Score, melody: Melody, step_ticks: np.ndarray) ->
 
 def meter_at_start(melody: Melody) -> tuple[int, int]:
     """(16ths a bar, the first bar's start step) from the time signature at the file's start;
-    (16, 0), 4/4 from the first tick, when there is none."""
+    COMMON_TIME (4/4 from the first tick) when there is none."""
     for tick, msg in melody.meta:
         if tick > 0:
             break
@@ -329,7 +329,7 @@ def meter_at_start(melody: Melody) -> tuple[int, int]:
             sixteenths = msg.numerator * 16 / msg.denominator
             if sixteenths == int(sixteenths) and 1 <= sixteenths <= 64:
                 return int(sixteenths), 0
-    return 16, 0
+    return COMMON_TIME
 
 
 def write_continuation(path, source, score: Score, start: int, voices: int) -> None:

@@ -23,6 +23,8 @@ from bridge.errors import BadInput
 
 REST = -1
 SATB = ("soprano", "alto", "tenor", "bass")
+# the meter of a score that says none: 4/4, a bar beginning on the first step
+COMMON_TIME = (16, 0)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -50,7 +52,7 @@ class Score:
     pitches: np.ndarray
     onsets: np.ndarray
     voices: tuple[str, ...] = field(default=SATB)
-    meter: tuple[int, int] = (16, 0)
+    meter: tuple[int, int] = COMMON_TIME
 
     def __post_init__(self):
         pitches = np.asarray(self.pitches)
@@ -73,7 +75,7 @@ class Score:
 
     @classmethod
     def of(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, voices: tuple[str, ...] = SATB,
-           held_in: bool = False, meter: tuple[int, int] = (16, 0)) -> "Score":
+           held_in: bool = False, meter: tuple[int, int] = COMMON_TIME) -> "Score":
         """A score of (T, V) pitches; `onsets` adds strikes to the pitch changes (repeated notes).
         `held_in`: the first step's notes may be held from before the score (struck only where
         `onsets` says), else they are struck."""
@@ -96,7 +98,7 @@ class Score:
         return score
 
     @classmethod
-    def melody(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, meter: tuple[int, int] = (16, 0)) -> "Score":
+    def melody(cls, pitches: np.ndarray, onsets: np.ndarray | None = None, meter: tuple[int, int] = COMMON_TIME) -> "Score":
         """A one-voice score of (T,) pitches (a soprano), `onsets` (T,) as for `of`."""
         pitches = np.asarray(pitches).reshape(-1, 1)
         return cls.of(pitches, None if onsets is None else np.asarray(onsets).reshape(-1, 1), SATB[:1], meter=meter)

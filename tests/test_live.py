@@ -19,7 +19,7 @@ from bridge.engines import REST, load_engine
 from bridge.engines.coconet import CoconetEngine
 from bridge.live import LIVE_SETTINGS, Bridge, Context, LiveConfig, LiveStats, NoteMode, Outlet, Snapshot
 from bridge.scheduling import CPU_DMA_LATENCY, cpu_latency_limit_us
-from bridge.score import Score
+from bridge.score import COMMON_TIME, Score
 from bridge.settings import DEFAULT_VOICE_RANGES
 from bridge.sounding import Sounding
 from conftest import ROOT
@@ -41,7 +41,7 @@ def engine(tiny_model):
 class Broken(CoconetEngine):
     """A real engine whose every harmonization fails."""
 
-    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
+    def inpaint(self, roll, known, settings, open_end=False, meter=COMMON_TIME):
         raise RuntimeError("the model fell over")
 
 
@@ -177,7 +177,7 @@ class Unisons(CoconetEngine):
     """A real engine's model with a harmony of unisons: alto doubles the melody, tenor and bass
     an octave below it (for the bookkeeping of unisons, which a small model draws too rarely)."""
 
-    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
+    def inpaint(self, roll, known, settings, open_end=False, meter=COMMON_TIME):
         out = roll.copy()
         melody = roll[:, 0]
         for voice, below in ((1, 0), (2, 12), (3, 12)):

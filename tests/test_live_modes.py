@@ -13,6 +13,7 @@ from bridge.engines import REST, SOPRANO, load_engine
 from bridge.engines.coconet import CoconetEngine
 from bridge.live import LIVE_SETTINGS, Bridge, LiveConfig, LiveStats, NoteMode, Outlet, PhraseMode, Snapshot
 from bridge.live.speculation import Speculator
+from bridge.score import COMMON_TIME
 from bridge.sounding import Sounding
 from test_live import (ECHO_CHANNEL, HARMONY_CHANNELS, MELODY, NOTE_OFF, NOTE_ON, STOP, Broken, connect,
                        harmony_ons, is_note_on, settle, unreleased)
@@ -100,7 +101,7 @@ def test_phrase_mode_decides_phrases_with_the_full_schedule_given_what_it_decide
     calls = []
 
     class Counting(type(engine)):
-        def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
+        def inpaint(self, roll, known, settings, open_end=False, meter=COMMON_TIME):
             calls.append((roll.copy(), known.copy(), settings.steps, meter))
             return super().inpaint(roll, known, settings, open_end, meter)
 
@@ -444,7 +445,7 @@ def test_phrase_mode_through_jack_comes_out_one_lookahead_later(jack_server, eng
 class Slow(CoconetEngine):
     """A real engine that takes 150 ms a phrase, as a big model on a loaded machine might."""
 
-    def inpaint(self, roll, known, settings, open_end=False, meter=(16, 0)):
+    def inpaint(self, roll, known, settings, open_end=False, meter=COMMON_TIME):
         time.sleep(0.15)
         return super().inpaint(roll, known, settings, open_end, meter)
 

@@ -33,7 +33,7 @@ from bridge import keys
 from bridge.errors import BadInput
 from bridge.musicstats import consecutive_perfect
 from bridge.onnxmodel import OnnxModel
-from bridge.score import REST, Score
+from bridge.score import COMMON_TIME, REST, Score
 from bridge.settings import Settings
 
 SOPRANO = 0
@@ -147,7 +147,7 @@ class Engine(ABC):
         return results
 
     def inpaint(self, roll: np.ndarray, known: np.ndarray, settings: Settings, open_end: bool = False,
-                meter: tuple[int, int] = (16, 0)) -> np.ndarray:
+                meter: tuple[int, int] = COMMON_TIME) -> np.ndarray:
         """`fill` on a (T, 4) roll of pitches (its bars as `meter` says: see Score) -> (T, 4) int16 roll."""
         return np.array(self.fill(self.score_of(roll, known, meter), known, settings, open_end).pitches)
 
@@ -223,7 +223,7 @@ class Engine(ABC):
     # ---- the register path, the one place -----------------------------------------------------
 
     @classmethod
-    def score_of(cls, roll: np.ndarray, known: np.ndarray, meter: tuple[int, int] = (16, 0)) -> Score:
+    def score_of(cls, roll: np.ndarray, known: np.ndarray, meter: tuple[int, int] = COMMON_TIME) -> Score:
         """The Score of a roll's known cells (repeated pitches held), BadInput unless roll and
         known are (T, 4)."""
         return Score.of(cls.given_cells(roll, known)[0], meter=meter)

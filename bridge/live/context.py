@@ -10,7 +10,7 @@ import numpy as np
 
 from bridge.engines import CONTINUE, FILL, REST, SOPRANO, rest_is_held
 from bridge.live.config import VOICES, Snapshot
-from bridge.score import Score
+from bridge.score import COMMON_TIME, Score
 
 # a melody note for warm-up calls (inside every soprano range)
 _WARM_PITCH = 72
@@ -143,7 +143,7 @@ class Context:
 
 
 def ask_engine(snapshot: Snapshot, roll: np.ndarray, known: np.ndarray,
-               meter: tuple[int, int] = (16, 0)) -> np.ndarray:
+               meter: tuple[int, int] = COMMON_TIME) -> np.ndarray:
     """The engine's (T, 3) alto, tenor and bass for a MIDI roll (not known cells filled in), in
     the melody's register (Engine.fill moves it for the model and back), MIDI pitches, -1 = silent;
     `meter` places the roll's bars (see Score)."""
