@@ -339,10 +339,10 @@ def _bass_moves(rolls) -> tuple[int, int, dict]:
 
 def _sixteenths(rolls) -> dict:
     """{voice: {"notes", "sixteenths"}}: each voice's notes and how many last a single 16th."""
-    notes = np.zeros(4, np.int64)
-    sixteenths = np.zeros(4, np.int64)
+    notes = np.zeros(len(SATB), np.int64)
+    sixteenths = np.zeros(len(SATB), np.int64)
     for roll in _as_rolls(rolls):
-        for v in range(4):
+        for v in range(len(SATB)):
             voice = roll[:, v].astype(np.int64)
             starts, lengths = _notes(voice)
             sounding = voice[starts] >= 0
